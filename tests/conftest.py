@@ -1,0 +1,74 @@
+"""Hermetic AWS for every test: fake credentials, no config files, moto, and a simulated cluster on a fake clock."""
+
+import boto3
+import pytest
+from click.testing import CliRunner
+from moto import mock_aws
+
+from workflow.cli import Runtime, main
+from workflow.sandbox.clock import FakeClock
+from workflow.sandbox.hooks import simulated_ecs
+from workflow.sandbox.provision import DEFAULT_COUNTS, provision_cluster
+from workflow.sandbox.simulator import Simulation, Timings
+
+REGION = "us-east-1"
+CLUSTER = "airflow-prod"
+SCHEDULER, WORKER, WEB = (f"{CLUSTER}-{role}" for role in ("scheduler", "worker", "web"))
+NAMES = ["--cluster", CLUSTER, "--scheduler", SCHEDULER, "--worker", WORKER, "--web", WEB]
+
+
+@pytest.fixture(autouse=True)
+def hermetic_aws(monkeypatch, tmp_path):
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN", "NO_COLOR"):
+        monkeypatch.delenv(name, raising=False)
+    for name in list(__import__("os").environ):
+        if name.startswith("WORKFLOW_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_REGION", REGION)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def sim(clock):
+    with mock_aws():
+        simulation = Simulation(clock, Timings(provision=2, pull=5, drain=3, stop=2, one_off_run=20))
+        with simulated_ecs(simulation):
+            yield simulation
+
+
+@pytest.fixture
+def ecs(sim):
+    return boto3.client("ecs", region_name=REGION)
+
+
+@pytest.fixture
+def empty_cluster(sim):
+    """As after the first `terraform apply`: services exist, nothing runs."""
+    return provision_cluster(lambda name: boto3.client(name, region_name=REGION))
+
+
+@pytest.fixture
+def cluster(sim, clock):
+    """A running cluster: one scheduler, three workers, one web server, all steady."""
+    provisioned = provision_cluster(lambda name: boto3.client(name, region_name=REGION), counts=DEFAULT_COUNTS)
+    clock.sleep(60)
+    return provisioned
+
+
+@pytest.fixture
+def run(clock):
+    """Invoke the CLI in-process with the fake clock; stdout and stderr stay apart."""
+
+    def invoke(*args, input=None):
+        return CliRunner().invoke(main, list(args), obj=Runtime(clock=clock.now, sleep=clock.sleep), input=input)
+
+    return invoke

@@ -1,0 +1,219 @@
+"""The `workflow` command line: options, confirmation, one call into operations, and the rendered result."""
+
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import click
+
+from . import __version__
+from .errors import INTERRUPTED, WorkflowError
+from .options import aws_options, cluster_options, output_option, wait_option, wait_tuning_options, yes_option
+
+
+@dataclass
+class Runtime:
+    """What tests replace: the clock and sleep every wait uses, and how AWS clients are built."""
+
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    clients: Callable | None = None
+
+
+class CommandFailed(click.ClickException):
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass
+class App:
+    runtime: Runtime
+    cluster: str | None
+    scheduler: str | None
+    worker: str | None
+    web: str | None
+    aws: object
+    poll_interval: float
+    timeout: float
+    _clients: object = field(default=None, repr=False)
+
+    def target(self):
+        from .operations import Target
+
+        if not self.cluster:
+            raise click.UsageError("Missing option '--cluster' (or WORKFLOW_CLUSTER).")
+        c = self.cluster
+        return Target(c, self.scheduler or f"{c}-scheduler", self.worker or f"{c}-worker", self.web or f"{c}-web")
+
+    def clients(self):
+        if self._clients is None:
+            from .aws import Clients
+
+            self._clients = (self.runtime.clients or Clients)(self.aws)
+        return self._clients
+
+    def resume_command(self, command: str) -> str:
+        t = self.target()
+        words = ["workflow", "--cluster", t.cluster, "--scheduler", t.scheduler, "--worker", t.worker, "--web", t.web]
+        return shlex.join(words + command.split())
+
+    def run(self, command: str, operation: Callable, output: str):
+        """Run one operation; expected failures become one clear message with the cluster's state."""
+        from .ecs import Ecs
+        from .operations import Env
+        from .poller import Poller
+        from .render import Reporter, use_color
+
+        report = Reporter(self.runtime.clock, color=use_color(sys.stderr))
+        try:
+            env = Env(
+                Ecs(self.clients()("ecs"), self.target().cluster),
+                Poller(self.runtime.clock, self.runtime.sleep, self.poll_interval, self.timeout),
+                report,
+            )
+            outcome = operation(env)
+        except WorkflowError as error:
+            if getattr(error, "result", None) is not None:
+                show(error.result, output)
+            raise CommandFailed(self._explain(str(error), report.state, command), error.exit_code) from None
+        except KeyboardInterrupt:
+            raise CommandFailed(self._explain("interrupted", report.state, command), INTERRUPTED) from None
+        show(outcome, output)
+        return outcome
+
+    def _explain(self, message: str, state: str | None, command: str) -> str:
+        if state is None:
+            return message
+        return f"{message}\n  cluster state: {state}\n  resume with: {self.resume_command(command)}"
+
+
+def show(outcome, output: str) -> None:
+    from . import render
+    from .operations import TaskOutcome
+
+    if output == "json":
+        click.echo(render.to_json(outcome))
+        return
+    click.echo(outcome.summary)
+    if isinstance(outcome, TaskOutcome):
+        click.echo(render.containers_table(outcome.task, outcome.essential))
+        if outcome.task.stopped_reason:
+            click.echo(f"stopped reason: {outcome.task.stopped_reason}")
+    elif getattr(outcome, "services", None):
+        click.echo(render.services_table(outcome.services))
+
+
+def confirm(yes: bool, question: str) -> None:
+    if not yes:
+        click.confirm(question, abort=True, err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@cluster_options
+@aws_options
+@wait_tuning_options
+@click.version_option(__version__, prog_name="workflow")
+@click.pass_context
+def main(ctx, cluster, scheduler, worker, web, region, profile, endpoint_url, poll_interval, timeout):
+    """Operate an Apache Airflow cluster on AWS ECS Fargate.
+
+    \b
+    Example:
+      workflow --cluster airflow-prod --scheduler airflow-prod-scheduler \\
+        --worker airflow-prod-worker --web airflow-prod-web initialize
+    """
+    from .aws import AwsConfig
+
+    runtime = ctx.obj if isinstance(ctx.obj, Runtime) else Runtime()
+    ctx.obj = App(runtime, cluster, scheduler, worker, web, AwsConfig(profile, region, endpoint_url),
+                  poll_interval, timeout)
+
+
+@main.command()
+@yes_option
+@wait_option
+@output_option
+@click.option("--command", "command", envvar="WORKFLOW_COMMAND", show_envvar=True, default="airflow db migrate",
+              show_default=True, help="Command to run in place of the container's own.")
+@click.option("--container", envvar="WORKFLOW_CONTAINER", show_envvar=True, default=None,
+              show_default="the task definition's essential container", help="Container whose command to override.")
+@click.pass_obj
+def initialize(app: App, yes, wait, output, command, container):
+    """Initialize the Airflow database in a one-off task.
+
+    Runs one task with the worker service's deployed task definition and network settings, the
+    essential container's command replaced by --command, and waits until it stops.
+
+    \b
+    Example:
+      workflow --cluster airflow-prod --scheduler airflow-prod-scheduler \\
+        --worker airflow-prod-worker --web airflow-prod-web initialize
+    """
+    from . import operations
+
+    target = app.target()
+    confirm(yes, f"Run '{command}' as a one-off task in cluster {target.cluster}?")
+    app.run("initialize", lambda env: operations.initialize(env, target, shlex.split(command), container, wait), output)
+
+
+@main.command()
+@yes_option
+@output_option
+@click.pass_obj
+def redeploy(app: App, yes, output):
+    """Stop the scheduler, roll web and worker onto new tasks, start the scheduler.
+
+    Web and worker keep their desired counts. Fails as soon as a new deployment cannot
+    succeed, and says how to resume.
+
+    \b
+    Example:
+      workflow --cluster airflow-prod --scheduler airflow-prod-scheduler \\
+        --worker airflow-prod-worker --web airflow-prod-web redeploy
+    """
+    from . import operations
+
+    target = app.target()
+    confirm(yes, f"Redeploy cluster {target.cluster} (the scheduler stops until web and worker are redeployed)?")
+    app.run("redeploy --yes", lambda env: operations.redeploy(env, target), output)
+
+
+@main.command("stop-scheduler")
+@yes_option
+@wait_option
+@output_option
+@click.pass_obj
+def stop_scheduler(app: App, yes, wait, output):
+    """Scale the scheduler to zero and wait until every scheduler task has stopped.
+
+    \b
+    Example:
+      workflow --cluster airflow-prod --scheduler airflow-prod-scheduler stop-scheduler
+    """
+    from . import operations
+
+    target = app.target()
+    confirm(yes, f"Stop scheduler {target.scheduler} in cluster {target.cluster}?")
+    app.run("stop-scheduler --yes", lambda env: operations.stop_scheduler(env, target.scheduler, wait), output)
+
+
+@main.command("start-scheduler")
+@wait_option
+@output_option
+@click.pass_obj
+def start_scheduler(app: App, wait, output):
+    """Start exactly one scheduler, once no other scheduler task is alive.
+
+    With --no-wait it still waits for old scheduler tasks to stop, but not for the new one to run.
+
+    \b
+    Example:
+      workflow --cluster airflow-prod --scheduler airflow-prod-scheduler start-scheduler
+    """
+    from . import operations
+
+    target = app.target()
+    app.run("start-scheduler", lambda env: operations.start_scheduler(env, target.scheduler, wait), output)

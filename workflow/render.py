@@ -1,0 +1,102 @@
+"""What the operator reads: progress lines on stderr, results as tables or JSON on stdout."""
+
+import json
+import os
+from contextlib import contextmanager
+from dataclasses import asdict, is_dataclass
+from typing import Callable
+
+import click
+
+from .ecs import Service, Task
+
+
+def use_color(stream) -> bool:
+    return "NO_COLOR" not in os.environ and getattr(stream, "isatty", lambda: False)()
+
+
+class Reporter:
+    """Plain, timestamped progress lines: one per phase start and end, one per observed change."""
+
+    def __init__(self, clock: Callable[[], float], write: Callable[[str], None] | None = None, color: bool = False):
+        self.clock = clock
+        self.started = clock()
+        self.color = color
+        self._write = write or (lambda text: click.echo(text, err=True))
+        self.state: str | None = None  # the cluster's state in words, shown when a command stops early
+        self._last: dict[str, tuple] = {}
+        self._seen_events: dict[str, set[str]] = {}
+
+    def line(self, text: str, style: dict | None = None) -> None:
+        stamp = f"[{self.clock() - self.started:5.0f}s]"
+        self._write(f"{stamp} {click.style(text, **style) if style and self.color else text}")
+
+    @contextmanager
+    def phase(self, title: str):
+        began = self.clock()
+        self.line(f"==> {title}", {"bold": True})
+        yield
+        self.line(f"<== {title}: done in {self.clock() - began:.0f}s", {"fg": "green"})
+
+    def service(self, service: Service, deployment_id: str | None = None) -> None:
+        """Report a service when its counts or deployments change, and any events it has not shown yet."""
+        deployment = service.deployment(deployment_id) if deployment_id else service.primary
+        key = (service.desired, service.running, service.pending, len(service.deployments),
+               deployment and deployment.rollout_state, deployment and deployment.running)
+        seen = self._seen_events.get(service.name)
+        if seen is not None:
+            for event in reversed(service.events):
+                if event.id not in seen:
+                    self.line(f"{service.name}: event: {_strip_service(event.message, service.name)}")
+        self._seen_events[service.name] = {e.id for e in service.events}
+        if self._last.get(service.name) == key:
+            return
+        self._last[service.name] = key
+        detail = ""
+        if deployment:
+            detail = f", deployment {deployment.id} {deployment.rollout_state or deployment.status}"
+            detail += f" ({deployment.running}/{deployment.desired} running)"
+        old = len(service.deployments) - 1
+        self.line(
+            f"{service.name}: running {service.running}, pending {service.pending}, desired {service.desired}"
+            f"{detail}" + (f", {old} older deployment(s) draining" if old > 0 else "")
+        )
+
+    def task(self, label: str, task: Task) -> None:
+        key = (task.last_status, task.desired_status)
+        if self._last.get(task.arn) != key:
+            self._last[task.arn] = key
+            self.line(f"{label} task {task.id}: {task.last_status} (desired {task.desired_status})")
+
+
+def _strip_service(message: str, name: str) -> str:
+    prefix = f"(service {name}) "
+    return message[len(prefix):] if message.startswith(prefix) else message
+
+
+def services_table(services) -> str:
+    from tabulate import tabulate
+
+    rows = []
+    for s in services:
+        primary = s.primary
+        rows.append([s.name, s.desired, s.running, s.pending, primary.id if primary else "-",
+                     (primary.rollout_state or primary.status) if primary else "-"])
+    return tabulate(rows, headers=["service", "desired", "running", "pending", "deployment", "rollout"])
+
+
+def containers_table(task: Task, essential: frozenset[str]) -> str:
+    from tabulate import tabulate
+
+    rows = [[c.name, "yes" if c.name in essential else "no", c.last_status,
+             "-" if c.exit_code is None else c.exit_code, c.reason or ""] for c in task.containers]
+    return tabulate(rows, headers=["container", "essential", "status", "exit code", "reason"])
+
+
+def to_json(value) -> str:
+    def plain(obj):
+        if is_dataclass(obj):
+            return asdict(obj)
+        return str(obj)
+
+    return json.dumps(value if not is_dataclass(value) else asdict(value), indent=2, default=plain)
