@@ -1,5 +1,6 @@
 """The only place that builds AWS sessions and clients: profile, region, endpoint and retry mode."""
 
+import os
 from dataclasses import dataclass
 
 from . import __version__
@@ -34,9 +35,9 @@ class Clients:
 
         with translated():
             if self._session is None:
-                self._session = boto3.session.Session(
-                    profile_name=self._config.profile, region_name=self._config.region
-                )
+                # botocore itself reads only AWS_DEFAULT_REGION; other SDKs and the AWS CLI read AWS_REGION first.
+                region = self._config.region or os.environ.get("AWS_REGION") or None
+                self._session = boto3.session.Session(profile_name=self._config.profile, region_name=region)
             return self._session.client(
                 service,
                 endpoint_url=self._config.endpoint_url,

@@ -1,6 +1,7 @@
 """The one place that waits: poll a check until it passes, fails, or the timeout runs out."""
 
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from .errors import WaitTimedOut
 

@@ -2,9 +2,9 @@
 
 import json
 import os
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
-from typing import Callable
 
 import click
 

@@ -8,8 +8,9 @@ import math
 import random
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from moto.ecs.models import Task
 
@@ -58,8 +59,8 @@ class SimTask(Task):
         self.sim_status = "PROVISIONING"
         self.next_at: float | None = None
         self.next_action: Callable[[float], None] | None = None
-        self.service: "SimService | None" = None
-        self.deployment: "Deployment | None" = None
+        self.service: SimService | None = None
+        self.deployment: Deployment | None = None
         self.stopped_reason = None
         self.stop_code = None
         self.created_at = self.started_at = self.stopping_at = self.stopped_at = None
@@ -156,6 +157,7 @@ class Simulation:
         self.failing: dict[str, str] = {}
         self.one_off_exit_codes: dict[str, int] = {}
         self.one_off_failure: str | None = None
+        self.observers: list[Callable[[Simulation], None]] = []  # called after every change, for invariants
 
     # --- what tests and the sandbox control -------------------------------------------------------
 
@@ -170,6 +172,12 @@ class Simulation:
 
     def service(self, name: str) -> SimService:
         return next(s for s in self.services.values() if s.name == name)
+
+    def alive(self, name: str) -> list[SimTask]:
+        """Tasks of a service whose process may still run now: anything not yet STOPPED."""
+        with self.lock:
+            self.advance()
+            return [t for t in self.service(name).tasks if t.is_live]
 
     # --- hooks called by hooks.py, under the lock ---------------------------------------------------
 
@@ -190,6 +198,7 @@ class Simulation:
             svc.primary.desired_count = model.desired_count
             svc.primary.updated_at = now
         self._reconcile(svc, now)
+        self._notify()
         self._mirror()
 
     def tasks_run(self, tasks: list[SimTask]) -> None:
@@ -222,7 +231,12 @@ class Simulation:
             action(at)
             if due.service:
                 self._reconcile(due.service, at)
+            self._notify()
         self._mirror()
+
+    def _notify(self) -> None:
+        for observer in self.observers:
+            observer(self)
 
     # --- task lifecycle ---------------------------------------------------------------------------
 
@@ -357,10 +371,9 @@ class Simulation:
         for _ in range(max(0, min(desired - len(svc.live(primary)), room))):
             started.append(self._launch(svc, primary, now))
 
-        stopped = []
         surplus = len(svc.live(primary)) - desired
-        for task in sorted(svc.live(primary), key=lambda t: t.sim_status == "RUNNING")[: max(0, surplus)]:
-            stopped.append(task)
+        # Scaling in stops tasks that are not yet serving first.
+        stopped = sorted(svc.live(primary), key=lambda t: t.sim_status == "RUNNING")[: max(0, surplus)]
         old = [t for t in svc.live() if t.deployment is not primary]
         stopped += [t for t in old if t.sim_status in STARTING]
         healthy = sum(t.sim_status == "RUNNING" for t in svc.live() if t not in stopped)

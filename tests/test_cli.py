@@ -1,0 +1,125 @@
+"""The command-line surface: help, options from the environment, and every expected error without a traceback."""
+
+import subprocess
+import sys
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from click.testing import CliRunner
+from conftest import CLUSTER, NAMES, SCHEDULER, WEB, WORKER
+
+from workflow.cli import Runtime, main
+
+COMMANDS = sorted(main.commands)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_an_example(command):
+    result = CliRunner().invoke(main, [command, "--help"])
+    assert result.exit_code == 0
+    assert "Example:" in result.output and "workflow --cluster airflow-prod" in result.output
+
+
+def test_every_option_names_its_environment_variable_and_default():
+    text = CliRunner().invoke(main, ["--help"]).output
+    for name in ("CLUSTER", "SCHEDULER", "WORKER", "WEB", "REGION", "PROFILE", "ENDPOINT_URL", "POLL_INTERVAL", "TIMEOUT"):
+        assert f"WORKFLOW_{name}" in text
+    assert "(<cluster>-scheduler)" in text and "default: 900.0" in text
+
+
+def test_help_and_version_do_not_import_boto3():
+    code = (
+        "import sys; from workflow.cli import main\n"
+        "for args in (['--help'], ['--version'], ['redeploy', '--help']):\n"
+        "    try: main(args)\n"
+        "    except SystemExit: pass\n"
+        "assert 'boto3' not in sys.modules and 'botocore' not in sys.modules, 'imported boto3'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_options_come_from_the_environment(cluster, run, monkeypatch, ecs):
+    monkeypatch.setenv("WORKFLOW_CLUSTER", CLUSTER)
+    monkeypatch.setenv("WORKFLOW_YES", "1")
+    result = run("stop-scheduler")
+    assert result.exit_code == 0, result.output
+    assert ecs.describe_services(cluster=CLUSTER, services=[SCHEDULER])["services"][0]["desiredCount"] == 0
+
+
+def test_service_names_default_from_the_cluster(cluster, run):
+    assert run("--cluster", CLUSTER, "start-scheduler").stdout.startswith(f"scheduler {SCHEDULER} is already running")
+
+
+def test_json_output(cluster, run):
+    result = run(*NAMES, "start-scheduler", "--output", "json")
+    assert result.exit_code == 0 and '"summary": "scheduler airflow-prod-scheduler is already running"' in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["stop-scheduler", "--yes"], 2, "Missing option '--cluster'"),
+        (["--cluster", "nope", "stop-scheduler", "--yes"], 2, "cluster nope not found"),
+        ([*NAMES[:2], "--worker", "w1", "--web", "w2", "redeploy", "--yes"], 2,
+         f"services not found in cluster {CLUSTER}: w2, w1"),
+        ([*NAMES, "--poll-interval", "0", "redeploy"], 2, "Invalid value for '--poll-interval'"),
+    ],
+)
+def test_usage_and_not_found_errors(cluster, run, args, code, message):
+    result = run(*args)
+    assert result.exit_code == code
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_no_credentials(cluster, run, monkeypatch):
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    result = run(*NAMES, "stop-scheduler", "--yes")
+    assert result.exit_code == 2 and "no AWS credentials found" in result.stderr
+
+
+def test_no_region(run, monkeypatch):
+    monkeypatch.delenv("AWS_REGION")
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    result = run(*NAMES, "stop-scheduler", "--yes")
+    assert result.exit_code == 2 and "no AWS region" in result.stderr
+
+
+def test_unknown_profile(run):
+    result = run("--profile", "nobody", *NAMES, "stop-scheduler", "--yes")
+    assert result.exit_code == 2 and "nobody" in result.stderr
+
+
+def test_access_denied_names_the_action(clock):
+    client = boto3.client("ecs", region_name="us-east-1")
+    stubber = Stubber(client)
+    stubber.add_client_error("describe_services", "AccessDeniedException", "not allowed to ecs:DescribeServices")
+    stubber.activate()
+    runtime = Runtime(clock=clock.now, sleep=clock.sleep, clients=lambda config: lambda name: client)
+    result = CliRunner().invoke(main, [*NAMES, "stop-scheduler", "--yes"], obj=runtime)
+    assert result.exit_code == 2
+    assert "access denied to DescribeServices" in result.stderr and "Traceback" not in result.output
+
+
+def test_progress_has_no_colour_or_cursor_codes(cluster, run, monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    result = run(*NAMES, "stop-scheduler", "--yes")
+    assert "\x1b[" not in result.stderr and "\r" not in result.stderr
+    assert all(line.startswith("[") for line in result.stderr.splitlines())
+
+
+def test_results_go_to_stdout_and_progress_to_stderr(cluster, run):
+    result = run(*NAMES, "stop-scheduler", "--yes")
+    assert "==>" not in result.stdout and "==>" in result.stderr
+    assert result.stdout.startswith(f"scheduler {SCHEDULER} stopped")
+
+
+def test_redeploy_confirmation_declined_changes_nothing(cluster, run, ecs):
+    result = run(*NAMES, "redeploy", input="n\n")
+    assert result.exit_code == 1 and "Aborted" in result.stderr
+    services = ecs.describe_services(cluster=CLUSTER, services=[WEB, WORKER])["services"]
+    assert all(len(s["deployments"]) == 1 for s in services)

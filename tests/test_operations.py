@@ -1,0 +1,251 @@
+"""Each command against the simulated cluster: the state it leaves, the invariants it keeps."""
+
+import boto3
+import pytest
+from conftest import CLUSTER, NAMES, REGION, SCHEDULER, WEB, WORKER
+
+
+def describe(ecs, *names):
+    return {s["serviceName"]: s for s in ecs.describe_services(cluster=CLUSTER, services=list(names))["services"]}
+
+
+def primary_id(service):
+    return next(d["id"] for d in service["deployments"] if d["status"] == "PRIMARY")
+
+
+@pytest.fixture
+def one_scheduler_at_most(sim):
+    """Fails the test the moment two scheduler tasks are alive at once, at any simulated instant."""
+    worst = []
+
+    def check(simulation):
+        alive = [t for t in simulation.service(SCHEDULER).tasks if t.is_live]
+        worst.append(len(alive))
+        assert len(alive) <= 1, "two scheduler tasks alive at once"
+
+    sim.observers.append(check)
+    yield worst
+
+
+def test_redeploy_rolls_web_and_worker_and_restarts_one_scheduler(cluster, run, ecs, clock, one_scheduler_at_most):
+    before = describe(ecs, SCHEDULER, WORKER, WEB)
+    result = run(*NAMES, "redeploy", "--yes")
+    assert result.exit_code == 0, result.output
+    after = describe(ecs, SCHEDULER, WORKER, WEB)
+    for name in (SCHEDULER, WORKER, WEB):
+        assert primary_id(after[name]) != primary_id(before[name])
+        assert len(after[name]["deployments"]) == 1
+        assert after[name]["deployments"][0]["rolloutState"] == "COMPLETED"
+    assert after[WORKER]["desiredCount"] == after[WORKER]["runningCount"] == 3
+    assert after[SCHEDULER]["runningCount"] == 1
+    assert max(one_scheduler_at_most) == 1
+    assert "cluster airflow-prod redeployed" in result.stdout
+    assert "==> stop scheduler" in result.stderr and "<== redeploy" in result.stderr
+
+
+def test_redeploy_keeps_a_worker_count_set_by_autoscaling(cluster, run, ecs, clock):
+    ecs.update_service(cluster=CLUSTER, service=WORKER, desiredCount=5)
+    clock.sleep(30)
+    assert run(*NAMES, "redeploy", "--yes").exit_code == 0
+    worker = describe(ecs, WORKER)[WORKER]
+    assert worker["desiredCount"] == worker["runningCount"] == 5
+
+
+def test_redeploy_returns_within_one_poll_of_the_cluster_settling(cluster, run, ecs, clock, sim):
+    result = run(*NAMES, "--poll-interval", "1", "redeploy", "--yes")
+    assert result.exit_code == 0
+    # Timings in conftest: stop 3+2 s; roll 2+5 start, 3+2 drain; start 2+5: settled by about 24 s.
+    assert clock.now() - 60 <= 26
+
+
+def test_failed_deployment_fails_fast_with_the_reason_and_how_to_resume(cluster, run, ecs, clock, sim):
+    sim.fail_deployments(WORKER, "pull")
+    started = clock.now()
+    result = run(*NAMES, "redeploy", "--yes")
+    assert result.exit_code == 1
+    assert clock.now() - started < 30
+    assert f"{WORKER}: task" in result.stderr and "CannotPullContainerError" in result.stderr
+    assert "cluster state: the scheduler is stopped" in result.stderr
+    assert f"resume with: workflow --cluster {CLUSTER}" in result.stderr and "redeploy --yes" in result.stderr
+    assert "Traceback" not in result.output
+    assert describe(ecs, SCHEDULER)[SCHEDULER]["desiredCount"] == 0
+    assert describe(ecs, WORKER)[WORKER]["runningCount"] == 3  # the old workers still serve
+
+    sim.fail_deployments(WORKER, None)  # the image is fixed; the same command converges
+    again = run(*NAMES, "redeploy", "--yes")
+    assert again.exit_code == 0, again.stderr
+    services = describe(ecs, SCHEDULER, WORKER, WEB)
+    assert services[SCHEDULER]["runningCount"] == 1
+    assert [d["rolloutState"] for d in services[WORKER]["deployments"]] == ["COMPLETED"]
+
+
+def test_rolled_back_deployment_is_a_failure_not_a_success(sim, clock, run, ecs):
+    from workflow.sandbox.provision import DEFAULT_COUNTS, provision_cluster
+
+    provision_cluster(
+        lambda name: boto3.client(name, region_name=REGION), counts=DEFAULT_COUNTS,
+        deployment_configuration={"maximumPercent": 200, "minimumHealthyPercent": 100,
+                                  "deploymentCircuitBreaker": {"enable": True, "rollback": True}},
+    )
+    clock.sleep(60)
+    sim.fail_deployments(WEB, "pull")
+    result = run(*NAMES, "redeploy", "--yes")
+    assert result.exit_code == 1
+    assert WEB in result.stderr and "failed" in result.stderr
+
+
+def test_hanging_deployment_times_out_saying_what_is_pending(cluster, run, sim):
+    sim.fail_deployments(WEB, "hang")
+    result = run(*NAMES, "--timeout", "120", "redeploy", "--yes")
+    assert result.exit_code == 3
+    assert "timed out after 120s" in result.stderr and f"{WEB} deployment" in result.stderr
+    assert "0/1 running, 1 pending" in result.stderr
+
+
+def _mid_stop(sim):
+    return sim.service(SCHEDULER).model.desired_count == 0 and sim.alive(SCHEDULER)
+
+
+def _mid_roll(sim):
+    return len(sim.service(WEB).deployments) == 2
+
+
+def _mid_start(sim):
+    return sim.service(SCHEDULER).model.desired_count == 1 and len(sim.service(WEB).deployments) == 1 and any(
+        t.sim_status != "RUNNING" for t in sim.alive(SCHEDULER)
+    )
+
+
+@pytest.mark.parametrize("moment", [_mid_stop, _mid_roll, _mid_start])
+def test_rerun_after_ctrl_c_at_each_step_converges(cluster, ecs, clock, sim, moment, one_scheduler_at_most):
+    from click.testing import CliRunner
+
+    from workflow.cli import Runtime, main
+
+    def sleep(seconds):
+        if moment(sim):
+            raise KeyboardInterrupt
+        clock.sleep(seconds)
+
+    runner = CliRunner()
+    result = runner.invoke(main, [*NAMES, "redeploy", "--yes"], obj=Runtime(clock=clock.now, sleep=sleep))
+    assert result.exit_code == 130, result.output
+    assert "interrupted" in result.stderr and "cluster state: the scheduler is" in result.stderr
+    assert "resume with: workflow --cluster airflow-prod" in result.stderr
+    again = runner.invoke(main, [*NAMES, "redeploy", "--yes"], obj=Runtime(clock=clock.now, sleep=clock.sleep))
+    assert again.exit_code == 0, again.output
+    services = describe(ecs, SCHEDULER, WORKER, WEB)
+    assert services[SCHEDULER]["runningCount"] == 1 and services[WORKER]["runningCount"] == 3
+    assert all(len(s["deployments"]) == 1 for s in services.values())
+
+
+def test_stop_scheduler_waits_until_every_task_is_stopped(cluster, run, ecs, sim):
+    result = run(*NAMES, "stop-scheduler", "--yes")
+    assert result.exit_code == 0, result.output
+    assert sim.alive(SCHEDULER) == []
+    assert "DEACTIVATING" in result.stderr and "STOPPING" in result.stderr
+    assert describe(ecs, SCHEDULER)[SCHEDULER]["desiredCount"] == 0
+
+
+def test_stop_scheduler_when_already_stopped_changes_nothing(empty_cluster, run, ecs):
+    before = primary_id(describe(ecs, SCHEDULER)[SCHEDULER])
+    result = run(*NAMES, "stop-scheduler", "--yes")
+    assert result.exit_code == 0 and "already stopped" in result.stdout
+    assert primary_id(describe(ecs, SCHEDULER)[SCHEDULER]) == before
+
+
+def test_stop_scheduler_no_wait_returns_while_tasks_still_stop(cluster, run, sim):
+    result = run(*NAMES, "stop-scheduler", "--yes", "--no-wait")
+    assert result.exit_code == 0 and "is stopping" in result.stdout
+    assert len(sim.alive(SCHEDULER)) == 1
+
+
+def test_start_scheduler_starts_exactly_one(empty_cluster, run, ecs, sim, one_scheduler_at_most):
+    result = run(*NAMES, "start-scheduler")
+    assert result.exit_code == 0, result.output
+    scheduler = describe(ecs, SCHEDULER)[SCHEDULER]
+    assert scheduler["desiredCount"] == scheduler["runningCount"] == 1
+    assert len(sim.alive(SCHEDULER)) == 1
+
+
+def test_start_scheduler_when_running_changes_nothing(cluster, run, ecs):
+    before = describe(ecs, SCHEDULER)[SCHEDULER]
+    result = run(*NAMES, "start-scheduler")
+    assert result.exit_code == 0 and "already running" in result.stdout
+    assert primary_id(describe(ecs, SCHEDULER)[SCHEDULER]) == primary_id(before)
+
+
+def test_start_scheduler_waits_for_a_stopping_scheduler_first(cluster, run, ecs, sim, one_scheduler_at_most):
+    assert run(*NAMES, "stop-scheduler", "--yes", "--no-wait").exit_code == 0
+    result = run(*NAMES, "start-scheduler")
+    assert result.exit_code == 0, result.output
+    assert max(one_scheduler_at_most) == 1
+    assert len(sim.alive(SCHEDULER)) == 1
+
+
+def test_start_scheduler_refuses_a_service_that_wants_two(cluster, run, ecs):
+    ecs.update_service(cluster=CLUSTER, service=SCHEDULER, desiredCount=2)
+    result = run(*NAMES, "start-scheduler")
+    assert result.exit_code == 1 and "only one scheduler may run" in result.stderr
+
+
+def test_initialize_runs_the_deployed_worker_definition_with_the_command(empty_cluster, run, ecs, clock):
+    # A newer revision exists but is not deployed: initialize must use the deployed one.
+    worker = describe(ecs, WORKER)[WORKER]
+    newer = ecs.describe_task_definition(taskDefinition=worker["taskDefinition"])["taskDefinition"]
+    ecs.register_task_definition(family=newer["family"], containerDefinitions=newer["containerDefinitions"],
+                                 networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="1024", memory="2048")
+    result = run(*NAMES, "initialize", "--yes")
+    assert result.exit_code == 0, result.output
+    arns = ecs.list_tasks(cluster=CLUSTER, desiredStatus="STOPPED")["taskArns"]
+    (task,) = ecs.describe_tasks(cluster=CLUSTER, tasks=arns)["tasks"]
+    assert task["taskDefinitionArn"] == worker["taskDefinition"]
+    assert task["overrides"]["containerOverrides"] == [{"name": "celery-worker", "command": ["airflow", "db", "migrate"]}]
+    assert task["launchType"] == "FARGATE" and task["platformVersion"] == "1.4.0"
+    subnet = {d["value"] for a in task["attachments"] for d in a["details"] if d["name"] == "subnetId"}
+    assert subnet <= set(worker["networkConfiguration"]["awsvpcConfiguration"]["subnets"])
+    assert "succeeded" in result.stdout and "celery-worker" in result.stdout
+
+
+def test_initialize_with_another_command(empty_cluster, run, ecs):
+    assert run(*NAMES, "initialize", "--yes", "--command", "initdb").exit_code == 0
+    (arn,) = ecs.list_tasks(cluster=CLUSTER, desiredStatus="STOPPED")["taskArns"]
+    (task,) = ecs.describe_tasks(cluster=CLUSTER, tasks=[arn])["tasks"]
+    assert task["overrides"]["containerOverrides"][0]["command"] == ["initdb"]
+
+
+def test_initialize_fails_when_an_essential_container_exits_non_zero(empty_cluster, run, sim):
+    sim.one_off_exit_codes = {"celery-worker": 3}
+    result = run(*NAMES, "initialize", "--yes")
+    assert result.exit_code == 1
+    assert "essential container celery-worker" in result.stderr and "exited with code 3" in result.stderr
+    assert "celery-worker" in result.stdout  # the container table still shows
+
+
+def test_a_failing_sidecar_does_not_fail_initialize(empty_cluster, run, sim):
+    sim.one_off_exit_codes = {"log-router": 1}
+    assert run(*NAMES, "initialize", "--yes").exit_code == 0
+
+
+def test_initialize_fails_when_the_task_cannot_start(empty_cluster, run, sim):
+    sim.one_off_failure = "pull"
+    result = run(*NAMES, "initialize", "--yes")
+    assert result.exit_code == 1 and "failed to start: CannotPullContainerError" in result.stderr
+
+
+def test_initialize_no_wait_prints_the_task_and_returns(empty_cluster, run, ecs):
+    result = run(*NAMES, "initialize", "--yes", "--no-wait", "--output", "json")
+    assert result.exit_code == 0
+    assert '"arn": "arn:aws:ecs:' in result.stdout
+    assert ecs.list_tasks(cluster=CLUSTER)["taskArns"]
+
+
+def test_initialize_rejects_an_unknown_container(empty_cluster, run):
+    result = run(*NAMES, "initialize", "--yes", "--container", "nope")
+    assert result.exit_code == 1 and "has no container nope" in result.stderr
+
+
+def test_initialize_asks_for_confirmation_naming_the_cluster(empty_cluster, run, ecs):
+    result = run(*NAMES, "initialize", input="n\n")
+    assert result.exit_code == 1 and CLUSTER in result.stderr
+    assert ecs.list_tasks(cluster=CLUSTER)["taskArns"] == []
