@@ -5,12 +5,13 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import click
 
 from . import __version__
 from .errors import INTERRUPTED, WorkflowError
-from .options import aws_options, cluster_options, output_option, wait_option, wait_tuning_options, yes_option
+from .options import aws_options, cluster_options, option, output_option, wait_option, wait_tuning_options, yes_option
 
 
 @dataclass
@@ -20,6 +21,7 @@ class Runtime:
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     clients: Callable | None = None
+    utcnow: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
 
 class CommandFailed(click.ClickException):
@@ -60,21 +62,22 @@ class App:
         words = ["workflow", "--cluster", t.cluster, "--scheduler", t.scheduler, "--worker", t.worker, "--web", t.web]
         return shlex.join(words + command.split())
 
-    def run(self, command: str, operation: Callable, output: str):
-        """Run one operation; expected failures become one clear message with the cluster's state."""
+    def env(self, report):
+        """What a cluster operation needs: the cluster's ECS API, the poller and the progress reporter."""
         from .ecs import Ecs
         from .operations import Env
         from .poller import Poller
+
+        poller = Poller(self.runtime.clock, self.runtime.sleep, self.poll_interval, self.timeout)
+        return Env(Ecs(self.clients()("ecs"), self.target().cluster), poller, report)
+
+    def run(self, command: str, operation: Callable, output: str):
+        """Run one operation with a progress reporter; expected failures become one clear message."""
         from .render import Reporter, use_color
 
         report = Reporter(self.runtime.clock, color=use_color(sys.stderr))
         try:
-            env = Env(
-                Ecs(self.clients()("ecs"), self.target().cluster),
-                Poller(self.runtime.clock, self.runtime.sleep, self.poll_interval, self.timeout),
-                report,
-            )
-            outcome = operation(env)
+            outcome = operation(report)
         except WorkflowError as error:
             if getattr(error, "result", None) is not None:
                 show(error.result, output)
@@ -93,12 +96,15 @@ class App:
 def show(outcome, output: str) -> None:
     from . import render
     from .operations import TaskOutcome
+    from .promote import PromoteOutcome
 
     if output == "json":
         click.echo(render.to_json(outcome))
         return
     click.echo(outcome.summary)
-    if isinstance(outcome, TaskOutcome):
+    if isinstance(outcome, PromoteOutcome):
+        click.echo(render.promote_table(outcome))
+    elif isinstance(outcome, TaskOutcome):
         click.echo(render.containers_table(outcome.task, outcome.essential))
         if outcome.task.stopped_reason:
             click.echo(f"stopped reason: {outcome.task.stopped_reason}")
@@ -156,7 +162,8 @@ def initialize(app: App, yes, wait, output, command, container):
 
     target = app.target()
     confirm(yes, f"Run '{command}' as a one-off task in cluster {target.cluster}?")
-    app.run("initialize", lambda env: operations.initialize(env, target, shlex.split(command), container, wait), output)
+    argv = shlex.split(command)
+    app.run("initialize", lambda report: operations.initialize(app.env(report), target, argv, container, wait), output)
 
 
 @main.command()
@@ -178,7 +185,7 @@ def redeploy(app: App, yes, output):
 
     target = app.target()
     confirm(yes, f"Redeploy cluster {target.cluster} (the scheduler stops until web and worker are redeployed)?")
-    app.run("redeploy --yes", lambda env: operations.redeploy(env, target), output)
+    app.run("redeploy --yes", lambda report: operations.redeploy(app.env(report), target), output)
 
 
 @main.command("stop-scheduler")
@@ -197,7 +204,7 @@ def stop_scheduler(app: App, yes, wait, output):
 
     target = app.target()
     confirm(yes, f"Stop scheduler {target.scheduler} in cluster {target.cluster}?")
-    app.run("stop-scheduler --yes", lambda env: operations.stop_scheduler(env, target.scheduler, wait), output)
+    app.run("stop-scheduler --yes", lambda report: operations.stop_scheduler(app.env(report), target.scheduler, wait), output)
 
 
 @main.command("start-scheduler")
@@ -216,4 +223,40 @@ def start_scheduler(app: App, wait, output):
     from . import operations
 
     target = app.target()
-    app.run("start-scheduler", lambda env: operations.start_scheduler(env, target.scheduler, wait), output)
+    app.run("start-scheduler", lambda report: operations.start_scheduler(app.env(report), target.scheduler, wait), output)
+
+
+@main.command()
+@option("--source", env="SOURCE", default="airflow-stage:latest", help="Image to promote: REPO:TAG or REPO@sha256:...")
+@option("--dest", env="DEST", default="airflow-prod", help="Destination repository.")
+@option("--tag", "tags", env="TAG", multiple=True, show_default="latest and a UTC timestamp YYYYMMDDTHHMMSSZ",
+        help="Tag to write; repeat for several. Replaces the defaults.")
+@option("--registry-id", env="REGISTRY_ID", default=None, show_default="the caller's account",
+        help="Registry holding both repositories.")
+@option("--dry-run", env="DRY_RUN", is_flag=True, default=False, help="Say what would be copied and tagged, and stop.")
+@yes_option
+@output_option
+@click.pass_obj
+def promote(app: App, source, dest, tags, registry_id, dry_run, yes, output):
+    """Publish an image to another repository, copying only the blobs it lacks.
+
+    Uses the ECR API only (no Docker): the destination gets the exact manifest, so its digest
+    equals the source's. Nothing is tagged unless every blob is in place.
+
+    \b
+    Example:
+      workflow promote --source airflow-stage:latest --dest airflow-prod
+    """
+    from .ecr import Ecr
+    from .promote import ImageRef
+    from .promote import promote as run_promote
+
+    ref = ImageRef.parse(source)
+    tags = list(tags) or ["latest", app.runtime.utcnow().strftime("%Y%m%dT%H%M%SZ")]
+    if not dry_run:
+        confirm(yes, f"Promote {ref} to {dest} as {', '.join(tags)}?")
+    app.run(
+        "promote",
+        lambda report: run_promote(Ecr(app.clients()("ecr"), registry_id), report, ref, dest, tags, dry_run),
+        output,
+    )

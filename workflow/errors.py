@@ -42,6 +42,10 @@ class AccessDenied(ConfigurationError):
 class AwsError(WorkflowError):
     """An AWS API call failed for a reason botocore's retries could not cure."""
 
+    def __init__(self, message: str, code: str = ""):
+        super().__init__(message)
+        self.code = code
+
 
 class OperationFailed(WorkflowError):
     """The cluster did not do what was asked: a deployment rolled back, a task failed."""
@@ -82,7 +86,7 @@ def translated(not_found: dict[str, WorkflowError] | None = None):
             raise not_found[code] from None
         if code in _ACCESS_CODES:
             raise AccessDenied(error.operation_name, message) from None
-        raise AwsError(f"{error.operation_name} failed: {code}: {message}") from None
+        raise AwsError(f"{error.operation_name} failed: {code}: {message}", code) from None
     except boto.NoCredentialsError:
         raise ConfigurationError(
             "no AWS credentials found: set AWS_PROFILE (or --profile), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"

@@ -93,6 +93,20 @@ def containers_table(task: Task, essential: frozenset[str]) -> str:
     return tabulate(rows, headers=["container", "essential", "status", "exit code", "reason"])
 
 
+def promote_table(outcome) -> str:
+    from tabulate import tabulate
+
+    rows = [
+        ["source", outcome.source],
+        ["destination", f"{outcome.destination} ({outcome.digest})"],
+        ["tags", ", ".join(f"{tag} ({state})" for tag, state in outcome.tags.items())],
+        ["blobs already present", outcome.blobs_present],
+        ["blobs copied", f"{outcome.blobs_copied} ({outcome.bytes_copied} bytes)"],
+        ["elapsed", f"{outcome.seconds:.1f}s"],
+    ]
+    return tabulate(rows, tablefmt="plain")
+
+
 def to_json(value) -> str:
     def plain(obj):
         if is_dataclass(obj):
