@@ -20,3 +20,6 @@ lint: install
 
 promote: install
 	pipenv run workflow promote --source $(PROMOTE_SOURCE) --dest $(PROMOTE_DEST)
+
+demo: install
+	scripts/demo.sh

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import click
 
 from . import __version__
-from .errors import INTERRUPTED, WorkflowError
+from .errors import INTERRUPTED, USAGE, WorkflowError
 from .options import aws_options, cluster_options, option, output_option, wait_option, wait_tuning_options, yes_option
 
 
@@ -260,3 +260,81 @@ def promote(app: App, source, dest, tags, registry_id, dry_run, yes, output):
         lambda report: run_promote(Ecr(app.clients()("ecr"), registry_id), report, ref, dest, tags, dry_run),
         output,
     )
+
+
+@main.command()
+@output_option
+@click.pass_obj
+def status(app: App, output):
+    """Show each service's counts and deployment, and how many scheduler tasks are alive.
+
+    \b
+    Example:
+      workflow --cluster airflow-prod --scheduler airflow-prod-scheduler \\
+        --worker airflow-prod-worker --web airflow-prod-web status
+    """
+    from . import operations
+
+    target = app.target()
+    app.run("status", lambda report: operations.status(app.env(report), target), output)
+
+
+@main.command()
+@option("--port", env="PORT", type=click.IntRange(0, 65535), default=0, show_default="a free port",
+        help="Loopback port for the AWS endpoint.")
+@option("--task-start-seconds", env="TASK_START_SECONDS", type=click.FloatRange(min=0.01), default=3.0,
+        help="How long a task takes from PROVISIONING to RUNNING.")
+@option("--task-stop-seconds", env="TASK_STOP_SECONDS", type=click.FloatRange(min=0.01), default=2.0,
+        help="How long a task takes from RUNNING to STOPPED.")
+@option("--web-drain-seconds", env="WEB_DRAIN_SECONDS", type=click.FloatRange(min=0.01), default=3.0,
+        help="How long a web task stays DEACTIVATING: the load balancer's deregistration delay.")
+@option("--one-off-seconds", env="ONE_OFF_SECONDS", type=click.FloatRange(min=0.01), default=3.0,
+        help="How long a one-off task such as initialize runs.")
+@option("--fail-deployments", env="FAIL_DEPLOYMENTS", multiple=True, show_default="none",
+        help="Service (or scheduler, worker, web) whose new tasks cannot pull their image; repeatable.")
+@option("--init-exit-code", env="INIT_EXIT_CODE", type=int, default=0, help="Exit code of one-off tasks.")
+@click.pass_obj
+def sandbox(app: App, port, task_start_seconds, task_stop_seconds, web_drain_seconds, one_off_seconds,
+            fail_deployments, init_exit_code):
+    """Run a local cluster to rehearse on, until Ctrl-C.
+
+    Starts an AWS endpoint on 127.0.0.1 with a simulated ECS cluster (scheduler, three workers and
+    web, already steady) and ECR repositories airflow-stage (with an image under latest) and
+    airflow-prod, then prints the environment to use it.
+
+    \b
+    Example:
+      workflow --cluster airflow-prod sandbox --fail-deployments worker
+    """
+    try:
+        from .sandbox.server import Sandbox, SandboxConfig
+    except ImportError as error:
+        raise CommandFailed(
+            f"the sandbox needs moto with its server extra ({error}); install it with "
+            "`pipenv install --dev` or `pip install 'workflow[sandbox]'`",
+            USAGE,
+        ) from None
+
+    config = SandboxConfig(app.cluster or "airflow-prod", port, task_start_seconds, task_stop_seconds,
+                           web_drain_seconds, one_off_seconds, tuple(fail_deployments), init_exit_code)
+    with Sandbox(config) as box:
+        for name, value in box.environment.items():
+            click.echo(f"export {name}={value}")
+        click.echo(f"sandbox: cluster {config.cluster} is steady at {box.endpoint}; Ctrl-C stops it", err=True)
+        sys.stdout.flush()
+        wait_for_interrupt()
+    click.echo("sandbox: stopped", err=True)
+
+
+def wait_for_interrupt() -> None:
+    """Block until Ctrl-C or SIGTERM (how `make demo` and tests stop a sandbox)."""
+    import signal
+
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        signal.pause()
+    except KeyboardInterrupt:
+        pass

@@ -42,6 +42,12 @@ class TaskOutcome:
     failure: str | None = None
 
 
+def status(env: Env, target: Target) -> Outcome:
+    services = env.ecs.services([target.scheduler, target.worker, target.web])
+    alive = _live_tasks(env, target.scheduler)
+    return Outcome(f"cluster {target.cluster}: {len(alive)} scheduler task(s) alive", tuple(services))
+
+
 def stop_scheduler(env: Env, scheduler: str, wait: bool = True) -> Outcome:
     service = env.ecs.service(scheduler)
     env.report.service(service)

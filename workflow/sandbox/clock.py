@@ -17,6 +17,8 @@ class FakeClock:
     def sleep(self, seconds: float) -> None:
         self._now += max(seconds, 0.0)
 
+    advance = sleep
+
     def wall(self, at: float) -> datetime:
         return self._epoch + timedelta(seconds=at)
 
@@ -27,9 +29,14 @@ class RealClock:
     def __init__(self):
         self._start = time.monotonic()
         self._epoch = datetime.now(UTC)
+        self._skipped = 0.0
 
     def now(self) -> float:
-        return time.monotonic() - self._start
+        return time.monotonic() - self._start + self._skipped
+
+    def advance(self, seconds: float) -> None:
+        """Jump ahead, as when the sandbox starts with services that have long been steady."""
+        self._skipped += seconds
 
     def sleep(self, seconds: float) -> None:
         time.sleep(max(seconds, 0.0))

@@ -155,7 +155,8 @@ class Simulation:
         self.services: dict[str, SimService] = {}
         self.tasks: list[SimTask] = []
         self.failing: dict[str, str] = {}
-        self.one_off_exit_codes: dict[str, int] = {}
+        self.one_off_exit_codes: dict[str, int] = {}  # by container name
+        self.one_off_exit_code = 0  # for essential containers not named above
         self.one_off_failure: str | None = None
         self.observers: list[Callable[[Simulation], None]] = []  # called after every change, for invariants
 
@@ -273,7 +274,7 @@ class Simulation:
 
     def _exit(self, task: SimTask, now: float) -> None:
         for c in task.containers:
-            c.exit_code = self.one_off_exit_codes.get(c.name, 0)
+            c.exit_code = self.one_off_exit_codes.get(c.name, self.one_off_exit_code if c.essential else 0)
         self._stop(task, now, "Essential container in task exited", "EssentialContainerExited")
 
     def _fail_to_start(self, task: SimTask, now: float) -> None:
