@@ -124,3 +124,29 @@ def test_redeploy_confirmation_declined_changes_nothing(cluster, run, ecs):
     assert result.exit_code == 1 and "Aborted" in result.stderr
     services = ecs.describe_services(cluster=CLUSTER, services=[WEB, WORKER])["services"]
     assert all(len(s["deployments"]) == 1 for s in services)
+
+
+def test_sandbox_without_moto_says_how_to_install_it(run, monkeypatch):
+    monkeypatch.setitem(sys.modules, "workflow.sandbox.server", None)
+    result = run("sandbox")
+    assert result.exit_code == 2 and "pipenv install --dev" in result.stderr
+
+
+def test_sandbox_on_a_taken_port_is_a_clear_error(run):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = run("sandbox", "--port", str(taken.getsockname()[1]))
+    assert result.exit_code == 2 and "cannot start the sandbox" in result.stderr
+
+
+def test_interrupting_initialize_says_the_task_keeps_running_and_offers_no_rerun(empty_cluster, clock):
+    def sleep(_):
+        raise KeyboardInterrupt
+
+    result = CliRunner().invoke(main, [*NAMES, "initialize", "--yes"], obj=Runtime(clock=clock.now, sleep=sleep))
+    assert result.exit_code == 130
+    assert "keeps running; stopping this command does not stop it" in result.stderr
+    assert "resume with" not in result.stderr

@@ -58,6 +58,7 @@ class App:
         return self._clients
 
     def resume_command(self, command: str) -> str:
+        """The exact command that picks up where an interrupted or failed one stopped."""
         t = self.target()
         words = ["workflow", "--cluster", t.cluster, "--scheduler", t.scheduler, "--worker", t.worker, "--web", t.web]
         return shlex.join(words + command.split())
@@ -71,8 +72,11 @@ class App:
         poller = Poller(self.runtime.clock, self.runtime.sleep, self.poll_interval, self.timeout)
         return Env(Ecs(self.clients()("ecs"), self.target().cluster), poller, report)
 
-    def run(self, command: str, operation: Callable, output: str):
-        """Run one operation with a progress reporter; expected failures become one clear message."""
+    def run(self, resume: str | None, operation: Callable, output: str):
+        """Run one operation with a progress reporter; expected failures become one clear message.
+
+        `resume` names the command that continues safely after a failure, when re-running one does.
+        """
         from .render import Reporter, use_color
 
         report = Reporter(self.runtime.clock, color=use_color(sys.stderr))
@@ -81,16 +85,18 @@ class App:
         except WorkflowError as error:
             if getattr(error, "result", None) is not None:
                 show(error.result, output)
-            raise CommandFailed(self._explain(str(error), report.state, command), error.exit_code) from None
+            raise CommandFailed(self._explain(str(error), report.state, resume), error.exit_code) from None
         except KeyboardInterrupt:
-            raise CommandFailed(self._explain("interrupted", report.state, command), INTERRUPTED) from None
+            raise CommandFailed(self._explain("interrupted", report.state, resume), INTERRUPTED) from None
         show(outcome, output)
         return outcome
 
-    def _explain(self, message: str, state: str | None, command: str) -> str:
-        if state is None:
-            return message
-        return f"{message}\n  cluster state: {state}\n  resume with: {self.resume_command(command)}"
+    def _explain(self, message: str, state: str | None, resume: str | None) -> str:
+        if state is not None:
+            message += f"\n  cluster state: {state}"
+            if resume:
+                message += f"\n  resume with: {self.resume_command(resume)}"
+        return message
 
 
 def show(outcome, output: str) -> None:
@@ -163,7 +169,7 @@ def initialize(app: App, yes, wait, output, command, container):
     target = app.target()
     confirm(yes, f"Run '{command}' as a one-off task in cluster {target.cluster}?")
     argv = shlex.split(command)
-    app.run("initialize", lambda report: operations.initialize(app.env(report), target, argv, container, wait), output)
+    app.run(None, lambda report: operations.initialize(app.env(report), target, argv, container, wait), output)
 
 
 @main.command()
@@ -256,7 +262,7 @@ def promote(app: App, source, dest, tags, registry_id, dry_run, yes, output):
     if not dry_run:
         confirm(yes, f"Promote {ref} to {dest} as {', '.join(tags)}?")
     app.run(
-        "promote",
+        None,
         lambda report: run_promote(Ecr(app.clients()("ecr"), registry_id), report, ref, dest, tags, dry_run),
         output,
     )
@@ -276,7 +282,7 @@ def status(app: App, output):
     from . import operations
 
     target = app.target()
-    app.run("status", lambda report: operations.status(app.env(report), target), output)
+    app.run(None, lambda report: operations.status(app.env(report), target), output)
 
 
 @main.command()
@@ -317,12 +323,19 @@ def sandbox(app: App, port, task_start_seconds, task_stop_seconds, web_drain_sec
 
     config = SandboxConfig(app.cluster or "airflow-prod", port, task_start_seconds, task_stop_seconds,
                            web_drain_seconds, one_off_seconds, tuple(fail_deployments), init_exit_code)
-    with Sandbox(config) as box:
+    box = Sandbox(config)
+    try:
+        box.start()
+    except OSError as error:
+        raise CommandFailed(f"cannot start the sandbox on 127.0.0.1:{port}: {error.strerror}", USAGE) from None
+    try:
         for name, value in box.environment.items():
             click.echo(f"export {name}={value}")
         click.echo(f"sandbox: cluster {config.cluster} is steady at {box.endpoint}; Ctrl-C stops it", err=True)
         sys.stdout.flush()
         wait_for_interrupt()
+    finally:
+        box.stop()
     click.echo("sandbox: stopped", err=True)
 
 

@@ -143,7 +143,7 @@ def initialize(env: Env, target: Target, command: list[str], container: str | No
         env.report.line(f"started task {task.arn}")
         if not wait:
             return TaskOutcome(f"task {task.arn} started", task, essential)
-        env.report.state = f"one-off task {task.id} is running"
+        env.report.state = f"one-off task {task.id} keeps running; stopping this command does not stop it"
 
         def stopped():
             current = env.ecs.task(task.arn)

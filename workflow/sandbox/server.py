@@ -1,6 +1,7 @@
 """A local Airflow cluster to rehearse on: moto's server on loopback with the simulated ECS in real time."""
 
 import logging
+import socket
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
@@ -58,7 +59,17 @@ class Sandbox:
         return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION, **CREDENTIALS}
 
     def __enter__(self) -> "Sandbox":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> "Sandbox":
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request on the terminal
+        if self.config.port:
+            # moto's server thread would die on a taken port and leave start() waiting for ever.
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", self.config.port))
         try:
             self._stack.enter_context(simulated_ecs(self.simulation))
             self._stack.enter_context(simulated_ecr(self.registry))
@@ -73,7 +84,7 @@ class Sandbox:
             raise
         return self
 
-    def __exit__(self, *exc) -> None:
+    def stop(self) -> None:
         self._stack.close()
 
     def client(self, name: str):
