@@ -249,3 +249,19 @@ def test_initialize_asks_for_confirmation_naming_the_cluster(empty_cluster, run,
     result = run(*NAMES, "initialize", input="n\n")
     assert result.exit_code == 1 and CLUSTER in result.stderr
     assert ecs.list_tasks(cluster=CLUSTER)["taskArns"] == []
+
+
+@pytest.mark.parametrize(
+    "fixture, args, settles_after",
+    [
+        ("empty_cluster", ["start-scheduler"], 2 + 5),  # provision + pull
+        ("cluster", ["stop-scheduler", "--yes"], 3 + 2),  # drain + stop
+    ],
+)
+@pytest.mark.parametrize("interval", [1, 3])
+def test_commands_return_within_one_poll_of_the_cluster_settling(request, run, clock, fixture, args, settles_after,
+                                                                interval):
+    request.getfixturevalue(fixture)
+    began = clock.now()
+    assert run(*NAMES, "--poll-interval", str(interval), *args).exit_code == 0
+    assert settles_after <= clock.now() - began <= settles_after + interval

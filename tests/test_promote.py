@@ -184,3 +184,16 @@ def test_verified_parts_cut_full_parts_and_check_the_digest():
     assert [len(p) for p in verified_parts(io.BytesIO(data), digest_of(data), part_size=1000)] == [1000, 1000, 560]
     with pytest.raises(OperationFailed, match="downloaded with digest"):
         list(verified_parts(io.BytesIO(data[:-1]), digest_of(data), part_size=1000))
+
+
+def test_access_denied_names_the_action():
+    from botocore.stub import Stubber
+
+    client = boto3.client("ecr", region_name="us-east-1")
+    stubber = Stubber(client)
+    stubber.add_client_error("batch_get_image", "AccessDeniedException", "not authorized to perform ecr:BatchGetImage")
+    stubber.activate()
+    runtime = Runtime(utcnow=lambda: NOW, clients=lambda config: lambda name: client)
+    result = CliRunner().invoke(main, ["promote", "--yes"], obj=runtime)
+    assert result.exit_code == 2
+    assert "access denied to BatchGetImage" in result.stderr and "Traceback" not in result.output
