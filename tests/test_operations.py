@@ -265,3 +265,29 @@ def test_commands_return_within_one_poll_of_the_cluster_settling(request, run, c
     began = clock.now()
     assert run(*NAMES, "--poll-interval", str(interval), *args).exit_code == 0
     assert settles_after <= clock.now() - began <= settles_after + interval
+
+
+def test_initialize_follows_the_task_log_and_quotes_its_tail_on_failure(empty_cluster, run, sim):
+    assert "celery-worker | Starting: airflow db migrate" in run(*NAMES, "initialize", "--yes").stderr
+    sim.one_off_exit_code = 3
+    result = run(*NAMES, "initialize", "--yes")
+    assert result.exit_code == 1
+    assert "last log lines of celery-worker:" in result.stderr
+    assert "ERROR: failed with exit code 3" in result.stderr.split("last log lines", 1)[1]
+
+
+def test_initialize_without_permission_to_read_logs_still_succeeds(empty_cluster, clock):
+    from botocore.stub import Stubber
+    from click.testing import CliRunner
+
+    from workflow.cli import Runtime, main
+
+    logs = boto3.client("logs", region_name=REGION)
+    stubber = Stubber(logs)
+    stubber.add_client_error("get_log_events", "AccessDeniedException", "not authorized to perform logs:GetLogEvents")
+    stubber.activate()
+    clients = lambda config: lambda name: logs if name == "logs" else boto3.client(name, region_name=REGION)  # noqa: E731
+    runtime = Runtime(clock=clock.now, sleep=clock.sleep, clients=clients)
+    result = CliRunner().invoke(main, [*NAMES, "initialize", "--yes"], obj=runtime)
+    assert result.exit_code == 0, result.output
+    assert "not following celery-worker's logs: access denied to GetLogEvents" in result.stderr

@@ -70,7 +70,8 @@ class App:
         from .poller import Poller
 
         poller = Poller(self.runtime.clock, self.runtime.sleep, self.poll_interval, self.timeout)
-        return Env(Ecs(self.clients()("ecs"), self.target().cluster), poller, report)
+        clients = self.clients()
+        return Env(Ecs(clients("ecs"), self.target().cluster), poller, report, logs=clients("logs"))
 
     def run(self, resume: str | None, operation: Callable, output: str):
         """Run one operation with a progress reporter; expected failures become one clear message.

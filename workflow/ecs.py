@@ -173,6 +173,9 @@ class TaskDefinition:
     def essential(self) -> frozenset[str]:
         return frozenset(c.name for c in self.containers if c.essential)
 
+    def container(self, name: str) -> ContainerDefinition:
+        return next(c for c in self.containers if c.name == name)
+
 
 class Ecs:
     """One cluster's ECS API; the only code here that calls boto3's ECS client."""

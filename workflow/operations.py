@@ -8,7 +8,8 @@ deployment counts as done only when the very deployment we created has completed
 from dataclasses import dataclass
 
 from .ecs import Ecs, Service, Task
-from .errors import OperationFailed, TaskFailed
+from .errors import AccessDenied, OperationFailed, TaskFailed
+from .logs import LogStream
 from .poller import Poller
 from .render import Reporter
 
@@ -26,6 +27,7 @@ class Env:
     ecs: Ecs
     poller: Poller
     report: Reporter
+    logs: object | None = None  # a CloudWatch Logs client, to follow one-off tasks' output
 
 
 @dataclass(frozen=True)
@@ -144,18 +146,45 @@ def initialize(env: Env, target: Target, command: list[str], container: str | No
         if not wait:
             return TaskOutcome(f"task {task.arn} started", task, essential)
         env.report.state = f"one-off task {task.id} keeps running; stopping this command does not stop it"
+        follow = _LogFollower(env, definition.container(container).log_options, container, task.id)
 
         def stopped():
             current = env.ecs.task(task.arn)
             env.report.task("one-off", current)
+            follow.poll()
             return current if current.is_stopped else None
 
         task = env.poller.until(stopped, lambda: f"task {task.id} to stop")
+        follow.poll()  # lines that arrived after the task stopped
     env.report.state = None
     failure = task.failure(essential)
     if failure:
+        if follow.lines:
+            failure += "\n  last log lines of " + container + ":\n    " + "\n    ".join(follow.lines[-10:])
         raise TaskFailed(failure, TaskOutcome(f"task {task.id} failed", task, essential, failure))
     return TaskOutcome(f"task {task.id} succeeded: {task.stopped_reason or 'stopped'}", task, essential)
+
+
+class _LogFollower:
+    """Prints a container's new log lines as progress; a missing permission ends following, not the command."""
+
+    def __init__(self, env: Env, log_options: dict, container: str, task_id: str):
+        self.report, self.container = env.report, container
+        self.stream = LogStream.for_container(env.logs, log_options, container, task_id) if env.logs else None
+        self.lines: list[str] = []
+
+    def poll(self) -> None:
+        if self.stream is None:
+            return
+        try:
+            new = self.stream.new_lines()
+        except AccessDenied as error:
+            self.report.line(f"not following {self.container}'s logs: {error}")
+            self.stream = None
+            return
+        for line in new:
+            self.report.line(f"{self.container} | {line}")
+        self.lines += new
 
 
 def _live_tasks(env: Env, service: str, known_stopped: set[str] | None = None) -> list[Task]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from moto.ecs.models import Task
+from moto.logs.models import logs_backends
 
 STARTING = ("PROVISIONING", "PENDING")
 PULL_ERROR = (
@@ -268,6 +269,8 @@ class Simulation:
         def running(at):
             self._enter(task, "RUNNING", at)
             if task.service is None:
+                for name, command in self._commands(task).items():
+                    self._log(task, name, at, [f"Starting: {command}", "Working..."])
                 self._then(task, t.one_off_run, lambda at2: self._exit(task, at2), at)
 
         self._then(task, t.provision, pending, now)
@@ -275,7 +278,29 @@ class Simulation:
     def _exit(self, task: SimTask, now: float) -> None:
         for c in task.containers:
             c.exit_code = self.one_off_exit_codes.get(c.name, self.one_off_exit_code if c.essential else 0)
+            if c.name in self._commands(task):
+                self._log(task, c.name, now, ["Done." if c.exit_code == 0 else f"ERROR: failed with exit code {c.exit_code}"])
         self._stop(task, now, "Essential container in task exited", "EssentialContainerExited")
+
+    @staticmethod
+    def _commands(task: SimTask) -> dict[str, str]:
+        overrides = task.overrides.get("containerOverrides", [])
+        return {o["name"]: " ".join(o.get("command", [])) for o in overrides if o.get("command")}
+
+    def _log(self, task: SimTask, container: str, now: float, lines: list[str]) -> None:
+        """Write what the awslogs driver would: stream <prefix>/<container>/<task id> in the definition's group."""
+        definition = task._backend.describe_task_definition(task.task_definition_arn)
+        spec = next((c for c in definition.container_definitions if c["name"] == container), {})
+        options = (spec.get("logConfiguration") or {}).get("options", {})
+        backend = logs_backends[task._account_id][task.region_name]
+        group = backend.groups.get(options.get("awslogs-group", ""))
+        if group is None or "awslogs-stream-prefix" not in options:
+            return
+        stream = f"{options['awslogs-stream-prefix']}/{container}/{task.short_id}"
+        if stream not in group.streams:
+            group.create_log_stream(stream)
+        stamp = int(self.clock.wall(now).timestamp() * 1000)
+        group.put_log_events(stream, [{"timestamp": stamp, "message": line} for line in lines])
 
     def _fail_to_start(self, task: SimTask, now: float) -> None:
         image = task.containers[0].image if task.containers else "image"
