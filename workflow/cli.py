@@ -149,10 +149,9 @@ def main(ctx, cluster, scheduler, worker, web, region, profile, endpoint_url, po
 @yes_option
 @wait_option
 @output_option
-@click.option("--command", "command", envvar="WORKFLOW_COMMAND", show_envvar=True, default="airflow db migrate",
-              show_default=True, help="Command to run in place of the container's own.")
-@click.option("--container", envvar="WORKFLOW_CONTAINER", show_envvar=True, default=None,
-              show_default="the task definition's essential container", help="Container whose command to override.")
+@option("--command", env="COMMAND", default="airflow db migrate", help="Command to run in place of the container's own.")
+@option("--container", env="CONTAINER", default=None, show_default="the task definition's essential container",
+        help="Container whose command to override.")
 @click.pass_obj
 def initialize(app: App, yes, wait, output, command, container):
     """Initialize the Airflow database in a one-off task.

@@ -213,6 +213,7 @@ class Simulation:
         self._stop(task, now, reason or "Task stopped by user", "UserInitiated")
         if task.service:
             self._reconcile(task.service, now)
+        self._notify()
         self._mirror()
 
     def list_filter(self, tasks: list[SimTask], service_name: str | None, desired_status: str | None):
