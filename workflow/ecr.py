@@ -61,21 +61,22 @@ class Ecr:
         with translated({"RepositoryNotFoundException": missing}):
             return getattr(self.client, operation)(repositoryName=repository, **self._registry, **kwargs)
 
-    def manifest(self, repository: str, tag: str | None = None, digest: str | None = None) -> Manifest:
+    def find(self, repository: str, tag: str | None = None, digest: str | None = None) -> Manifest | None:
+        """The image a tag or digest names in `repository`, or None."""
         image_id = {"imageDigest": digest} if digest else {"imageTag": tag}
         answer = self._call("batch_get_image", repository, imageIds=[image_id], acceptedMediaTypes=MEDIA_TYPES)
         if not answer.get("images"):
-            raise NotFound(f"image {repository}{'@' + digest if digest else ':' + str(tag)} not found")
+            return None
         image = answer["images"][0]
         body = image["imageManifest"]
         media_type = image.get("imageManifestMediaType") or json.loads(body).get("mediaType") or DOCKER_MANIFEST
         return Manifest(repository, image["imageId"]["imageDigest"], media_type, body)
 
-    def tagged(self, repository: str, tag: str) -> str | None:
-        """The digest `tag` points at in `repository`, or None."""
-        answer = self._call("batch_get_image", repository, imageIds=[{"imageTag": tag}], acceptedMediaTypes=MEDIA_TYPES)
-        images = answer.get("images") or []
-        return images[0]["imageId"]["imageDigest"] if images else None
+    def manifest(self, repository: str, tag: str | None = None, digest: str | None = None) -> Manifest:
+        found = self.find(repository, tag, digest)
+        if found is None:
+            raise NotFound(f"image {repository}{'@' + digest if digest else ':' + str(tag)} not found")
+        return found
 
     def missing(self, repository: str, digests: list[str]) -> list[str]:
         absent: list[str] = []
@@ -87,10 +88,6 @@ class Ecr:
             }
             absent += [d for d in batch if d not in available]
         return absent
-
-    def has_manifest(self, repository: str, digest: str) -> bool:
-        answer = self._call("batch_get_image", repository, imageIds=[{"imageDigest": digest}], acceptedMediaTypes=MEDIA_TYPES)
-        return bool(answer.get("images"))
 
     def download_url(self, repository: str, digest: str) -> str:
         return self._call("get_download_url_for_layer", repository, layerDigest=digest)["downloadUrl"]
@@ -138,7 +135,8 @@ class Ecr:
         return "written"
 
     def _already(self, repository: str, manifest: Manifest, tag: str | None, code: str) -> str:
-        current = self.tagged(repository, tag) if tag else manifest.digest
+        found = self.find(repository, tag=tag) if tag else manifest
+        current = found.digest if found else "no image"
         if current == manifest.digest:
             return "unchanged"
         raise OperationFailed(

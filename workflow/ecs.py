@@ -184,8 +184,11 @@ class Ecs:
         self.client, self.cluster = client, cluster
         self._definitions: dict[str, TaskDefinition] = {}
 
+    def _translated(self):
+        return translated({"ClusterNotFoundException": ClusterNotFound(self.cluster)})
+
     def _call(self, operation: str, **kwargs) -> dict:
-        with translated({"ClusterNotFoundException": ClusterNotFound(self.cluster)}):
+        with self._translated():
             return getattr(self.client, operation)(cluster=self.cluster, **kwargs)
 
     def services(self, names: list[str]) -> list[Service]:
@@ -214,7 +217,7 @@ class Ecs:
     def task_arns(self, service: str, desired_status: str) -> list[str]:
         arns: list[str] = []
         paginator = self.client.get_paginator("list_tasks")
-        with translated({"ClusterNotFoundException": ClusterNotFound(self.cluster)}):
+        with self._translated():
             for page in paginator.paginate(cluster=self.cluster, serviceName=service, desiredStatus=desired_status):
                 arns.extend(page["taskArns"])
         return arns

@@ -76,7 +76,7 @@ def promote(
     if not dry_run:
         copied_bytes = _copy_blobs(ecr, report, source.repository, destination, to_copy, fetch)
         for child in children:
-            if not ecr.has_manifest(destination, child.digest):
+            if ecr.find(destination, digest=child.digest) is None:
                 ecr.put(destination, child, tag=None)
         for tag in tags:
             results[tag] = ecr.put(destination, top, tag)
