@@ -150,3 +150,18 @@ def test_interrupting_initialize_says_the_task_keeps_running_and_offers_no_rerun
     assert result.exit_code == 130
     assert "keeps running; stopping this command does not stop it" in result.stderr
     assert "resume with" not in result.stderr
+
+
+def test_cluster_commands_build_only_the_clients_they_use(cluster, clock):
+    built = []
+
+    def clients(config):
+        def build(name):
+            built.append(name)
+            return boto3.client(name, region_name="us-east-1")
+
+        return build
+
+    runtime = Runtime(clock=clock.now, sleep=clock.sleep, clients=clients)
+    assert CliRunner().invoke(main, [*NAMES, "stop-scheduler", "--yes"], obj=runtime).exit_code == 0
+    assert built == ["ecs"]

@@ -71,7 +71,7 @@ class App:
 
         poller = Poller(self.runtime.clock, self.runtime.sleep, self.poll_interval, self.timeout)
         clients = self.clients()
-        return Env(Ecs(clients("ecs"), self.target().cluster), poller, report, logs=clients("logs"))
+        return Env(Ecs(clients("ecs"), self.target().cluster), poller, report, logs=lambda: clients("logs"))
 
     def run(self, resume: str | None, operation: Callable, output: str):
         """Run one operation with a progress reporter; expected failures become one clear message.

@@ -1,5 +1,7 @@
 """Follows a task's CloudWatch Logs stream, as the awslogs driver names it; the only code calling the Logs client."""
 
+from collections.abc import Callable
+
 from .errors import AwsError, translated
 
 
@@ -11,12 +13,15 @@ class LogStream:
         self._token: str | None = None
 
     @classmethod
-    def for_container(cls, client, log_options: dict, container: str, task_id: str) -> "LogStream | None":
-        """The awslogs stream of `container` in a task: <prefix>/<container>/<task id>, or None if not awslogs."""
+    def for_container(cls, client: Callable[[], object], log_options: dict, container: str, task_id: str):
+        """The awslogs stream of `container` in a task: <prefix>/<container>/<task id>, or None if not awslogs.
+
+        `client` builds the Logs client, so a container that does not log to CloudWatch costs nothing.
+        """
         group, prefix = log_options.get("awslogs-group"), log_options.get("awslogs-stream-prefix")
         if not group or not prefix:
             return None
-        return cls(client, group, f"{prefix}/{container}/{task_id}")
+        return cls(client(), group, f"{prefix}/{container}/{task_id}")
 
     def new_lines(self) -> list[str]:
         lines: list[str] = []

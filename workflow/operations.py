@@ -5,6 +5,7 @@ The rules that keep production safe live here, each in one place: never two sche
 deployment counts as done only when the very deployment we created has completed (`_await_deployments`).
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .ecs import Ecs, Service, Task
@@ -27,7 +28,7 @@ class Env:
     ecs: Ecs
     poller: Poller
     report: Reporter
-    logs: object | None = None  # a CloudWatch Logs client, to follow one-off tasks' output
+    logs: Callable[[], object] | None = None  # builds a CloudWatch Logs client, only when a task's output is followed
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,6 @@ class FakeClock:
     def sleep(self, seconds: float) -> None:
         self._now += max(seconds, 0.0)
 
-    advance = sleep
-
     def wall(self, at: float) -> datetime:
         return self._epoch + timedelta(seconds=at)
 

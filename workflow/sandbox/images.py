@@ -4,9 +4,8 @@ import hashlib
 import json
 import random
 
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+from ..ecr import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
+
 LAYER_TYPES = {DOCKER_MANIFEST: "application/vnd.docker.image.rootfs.diff.tar.gzip",
                OCI_MANIFEST: "application/vnd.oci.image.layer.v1.tar+gzip"}
 CONFIG_TYPES = {DOCKER_MANIFEST: "application/vnd.docker.container.image.v1+json",

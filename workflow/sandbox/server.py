@@ -44,7 +44,7 @@ class SandboxConfig:
 
 
 class Sandbox:
-    """Use as a context manager: on entry the cluster exists and its services are steady."""
+    """After `start()` the cluster exists and its services are steady; `stop()` shuts it down."""
 
     def __init__(self, config: SandboxConfig):
         self.config = config
@@ -57,12 +57,6 @@ class Sandbox:
     @property
     def environment(self) -> dict[str, str]:
         return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION, **CREDENTIALS}
-
-    def __enter__(self) -> "Sandbox":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     def start(self) -> "Sandbox":
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request on the terminal

@@ -277,9 +277,10 @@ class Simulation:
         self._then(task, t.provision, pending, now)
 
     def _exit(self, task: SimTask, now: float) -> None:
+        overridden = self._commands(task)
         for c in task.containers:
             c.exit_code = self.one_off_exit_codes.get(c.name, self.one_off_exit_code if c.essential else 0)
-            if c.name in self._commands(task):
+            if c.name in overridden:
                 self._log(task, c.name, now, ["Done." if c.exit_code == 0 else f"ERROR: failed with exit code {c.exit_code}"])
         self._stop(task, now, "Essential container in task exited", "EssentialContainerExited")
 
