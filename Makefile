@@ -1,16 +1,35 @@
-# Pipenv resolves packages through ${PIP_INDEX_URL} (see Pipfile); take it from pip when it is unset,
-# so a mirror configured for pip serves this project unchanged.
-PIP_INDEX_URL ?= $(shell pip config get global.index-url 2>/dev/null || python3 -c "from pip._internal.models.index import PyPI; print(PyPI.simple_url)")
-export PIP_INDEX_URL
+# Pipenv hands pip no package index (see Pipfile), so pip's own configuration decides where packages come from:
+# PIP_INDEX_URL, pip.conf, else pip's default index. PIPENV_PYPI_MIRROR, when set, serves as PIP_INDEX_URL here.
+ifdef PIPENV_PYPI_MIRROR
+export PIP_INDEX_URL ?= $(PIPENV_PYPI_MIRROR)
+endif
 
 PROMOTE_SOURCE ?= airflow-stage:latest
 PROMOTE_DEST ?= airflow-prod
 
-.PHONY: install test lint promote demo
+.PHONY: pipenv install install-runtime lock check-clean-install test lint promote demo
 
-install:
-	@command -v pipenv >/dev/null 2>&1 || python3 -m pip install --quiet pipenv
+# pipenv itself, at least the version the Pipfile needs (scripts/ensure-pipenv).
+pipenv:
+	@scripts/ensure-pipenv
+
+# Every package, development ones included, exactly as Pipfile.lock pins them.
+install: pipenv
 	pipenv install --dev --deploy
+	@scripts/install-runtime --mark
+
+# The runtime packages only, and only when the virtualenv lacks them or Pipfile.lock changed since
+# (scripts/install-runtime): once installed, `make promote` needs no package index.
+install-runtime:
+	@scripts/install-runtime
+
+# Re-lock after editing the Pipfile (plain `pipenv lock` cannot: see scripts/lock).
+lock: pipenv
+	scripts/lock
+
+# README's first command, `pipenv install`, on a clean checkout with no index settings (CI runs it).
+check-clean-install: pipenv
+	scripts/check-clean-install
 
 test: install
 	pipenv run pytest -q
@@ -18,7 +37,7 @@ test: install
 lint: install
 	pipenv run ruff check workflow tests benchmarks
 
-promote: install
+promote: install-runtime
 	pipenv run workflow promote --source $(PROMOTE_SOURCE) --dest $(PROMOTE_DEST)
 
 demo: install

@@ -1,7 +1,7 @@
 from setuptools import find_packages, setup
 
 setup(
-    name="workflow",
+    name="airflow-ecs-workflow",
     version="0.1.0",
     description="Operate an Apache Airflow cluster on AWS ECS Fargate",
     packages=find_packages(include=["workflow", "workflow.*"]),

@@ -1,9 +1,14 @@
 """Hermetic AWS for every test: fake credentials, no config files, moto, and a simulated cluster on a fake clock."""
 
-import boto3
-import pytest
-from click.testing import CliRunner
-from moto import mock_aws
+import os
+
+# moto's EC2 backend loads thousands of default AMIs for every fresh account: a second per test, for nothing.
+os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+
+import boto3  # noqa: E402
+import pytest  # noqa: E402
+from click.testing import CliRunner  # noqa: E402
+from moto import mock_aws  # noqa: E402
 
 from workflow.cli import Runtime, main
 from workflow.sandbox.clock import FakeClock
@@ -30,6 +35,14 @@ def hermetic_aws(monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+
+
+@pytest.fixture(autouse=True)
+def no_real_backoff(monkeypatch):
+    """botocore's retries keep their count but not their sleep: no test waits in real time."""
+    from botocore.retries import standard
+
+    monkeypatch.setattr(standard.ExponentialBackoff, "delay_amount", lambda self, context: 0)
 
 
 @pytest.fixture

@@ -21,3 +21,18 @@ def test_standard_environment_is_honoured(monkeypatch):
 def test_each_client_is_built_once():
     clients = Clients(AwsConfig())
     assert clients("ecs") is clients("ecs")
+
+
+def test_calls_get_a_larger_retry_budget_unless_the_aws_configuration_sets_one(monkeypatch):
+    retries = Clients(AwsConfig())("ecs").meta.config.retries
+    assert (retries["mode"], retries["total_max_attempts"]) == ("standard", 8)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    monkeypatch.setenv("AWS_RETRY_MODE", "adaptive")
+    retries = Clients(AwsConfig())("ecs").meta.config.retries
+    assert (retries["mode"], retries["total_max_attempts"]) == ("adaptive", 2)
+
+
+def test_a_client_for_another_region_is_built_on_request():
+    clients = Clients(AwsConfig(region="us-east-1"))
+    assert clients("logs", "eu-west-1").meta.region_name == "eu-west-1"
+    assert clients("logs").meta.region_name == "us-east-1"

@@ -80,14 +80,14 @@ def test_no_credentials(cluster, run, monkeypatch):
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     result = run(*NAMES, "stop-scheduler", "--yes")
-    assert result.exit_code == 2 and "no AWS credentials found" in result.stderr
+    assert result.exit_code == 2 and "Unable to locate credentials" in result.stderr and "hint: set AWS_PROFILE" in result.stderr
 
 
 def test_no_region(run, monkeypatch):
     monkeypatch.delenv("AWS_REGION")
     monkeypatch.delenv("AWS_DEFAULT_REGION")
     result = run(*NAMES, "stop-scheduler", "--yes")
-    assert result.exit_code == 2 and "no AWS region" in result.stderr
+    assert result.exit_code == 2 and "You must specify a region" in result.stderr and "hint: pass --region" in result.stderr
 
 
 def test_unknown_profile(run):
@@ -165,3 +165,98 @@ def test_cluster_commands_build_only_the_clients_they_use(cluster, clock):
     runtime = Runtime(clock=clock.now, sleep=clock.sleep, clients=clients)
     assert CliRunner().invoke(main, [*NAMES, "stop-scheduler", "--yes"], obj=runtime).exit_code == 0
     assert built == ["ecs"]
+
+
+def test_global_options_may_follow_the_command_name(cluster, run, ecs):
+    result = run("stop-scheduler", "--cluster", CLUSTER, "--yes", "--poll-interval", "1")
+    assert result.exit_code == 0, result.output
+    assert ecs.describe_services(cluster=CLUSTER, services=[SCHEDULER])["services"][0]["desiredCount"] == 0
+
+
+def test_a_global_option_after_the_command_wins_over_one_before(cluster, run):
+    result = run("--cluster", "nope", "status", "--cluster", CLUSTER)
+    assert result.exit_code == 0, result.output
+
+
+def test_command_help_says_global_options_may_follow(run):
+    assert "Global options may also follow the command name" in run("--help").output
+
+
+def test_cluster_not_found_says_where_it_looked_and_what_is_there(cluster, run):
+    result = run("--cluster", "airflow-prd", "status")
+    assert result.exit_code == 2
+    assert "region us-east-1" in result.stderr and "clusters there: airflow-prod" in result.stderr
+
+
+def test_a_service_typo_suggests_the_closest(cluster, run):
+    result = run("--cluster", CLUSTER, "--worker", "airflow-prod-wroker", "status")
+    assert result.exit_code == 2 and "did you mean airflow-prod-worker" in result.stderr
+
+
+def test_arns_are_accepted_for_cluster_and_services(cluster, run, ecs):
+    arn = ecs.describe_clusters(clusters=[CLUSTER])["clusters"][0]["clusterArn"]
+    scheduler_arn = ecs.describe_services(cluster=CLUSTER, services=[SCHEDULER])["services"][0]["serviceArn"]
+    result = run("--cluster", arn, "--scheduler", scheduler_arn, "status")
+    assert result.exit_code == 0, result.output
+    assert SCHEDULER in result.stdout and WORKER in result.stdout  # defaults from the cluster's name, not its ARN
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--poll-interval", "nan", "stop-scheduler", "--yes"], "not a finite number of seconds"),
+    (["--timeout", "inf", "stop-scheduler", "--yes"], "not a finite number of seconds"),
+    (["initialize", "--yes", "--command", "airflow 'db"], "No closing quotation"),
+    (["initialize", "--yes", "--command", ""], "the command is empty"),
+])
+def test_bad_values_are_usage_errors_before_anything_is_sent(cluster, run, ecs, args, message):
+    result = run(*NAMES, *args)
+    assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.output
+    assert ecs.describe_services(cluster=CLUSTER, services=[SCHEDULER])["services"][0]["desiredCount"] == 1
+
+
+@pytest.mark.parametrize("variables, hint", [
+    ({"AWS_MAX_ATTEMPTS": "abc"}, "invalid AWS configuration"),
+    ({"AWS_ENDPOINT_URL": "not a url"}, "invalid AWS configuration: Invalid endpoint"),
+    ({"AWS_SECRET_ACCESS_KEY": None}, "hint: set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"),
+])
+def test_configuration_mistakes_are_exit_2_with_a_hint(run, monkeypatch, variables, hint):
+    for name, value in variables.items():
+        if value is None:
+            monkeypatch.delenv(name)
+        else:
+            monkeypatch.setenv(name, value)
+    result = run(*NAMES, "status")
+    assert result.exit_code == 2 and hint in result.stderr and "Traceback" not in result.output
+
+
+def test_a_malformed_config_file_is_exit_2(run, monkeypatch, tmp_path):
+    config = tmp_path / "config"
+    config.write_text("[profile broken\nregion = us-east-1\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    result = run("--profile", "broken", *NAMES, "status")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("signal_name, code", [("SIGTERM", 143), ("SIGHUP", 129)])
+def test_sigterm_and_sighup_say_the_state_and_how_to_resume(cluster, clock, signal_name, code):
+    import os
+    import signal
+
+    def sleep(_seconds):
+        os.kill(os.getpid(), getattr(signal, signal_name))
+
+    result = CliRunner().invoke(main, [*NAMES, "stop-scheduler", "--yes"], obj=Runtime(clock=clock.now, sleep=sleep))
+    assert result.exit_code == code, result.output
+    assert f"interrupted by {signal_name}" in result.stderr and "cluster state: the scheduler is stopping" in result.stderr
+    assert "resume with: workflow --cluster airflow-prod" in result.stderr
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL or callable(signal.getsignal(signal.SIGTERM))
+
+
+def test_progress_to_a_closed_pipe_does_not_stop_the_operation(cluster, clock, ecs):
+    from workflow.render import Reporter
+
+    def closed(_text):
+        raise BrokenPipeError
+
+    report = Reporter(clock.now, write=closed)
+    report.line("one")
+    report.line("two")  # no second attempt, no error

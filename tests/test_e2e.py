@@ -32,6 +32,7 @@ def start_sandbox():
             env[name] = value
         return {**_clean_env(), **env, "WORKFLOW_POLL_INTERVAL": "0.2"}
 
+    start.processes = started
     yield start
     for process in started:
         process.terminate()
@@ -67,16 +68,24 @@ def scheduler_tasks_alive(ecs):
     return [t for t in tasks if t["lastStatus"] != "STOPPED"]
 
 
+def running_digests(ecs, role, container):
+    arns = ecs.list_tasks(cluster=CLUSTER, serviceName=f"{CLUSTER}-{role}")["taskArns"]
+    return {c["imageDigest"] for t in ecs.describe_tasks(cluster=CLUSTER, tasks=arns)["tasks"]
+            for c in t["containers"] if c["name"] == container}
+
+
 def test_the_operator_sequence(start_sandbox):
     env = start_sandbox()
     ecs, ecr = client(env, "ecs"), client(env, "ecr")
     before = services(ecs)
+    digest = lambda repo: ecr.batch_get_image(repositoryName=repo, imageIds=[{"imageTag": "latest"}])[  # noqa: E731
+        "images"][0]["imageId"]["imageDigest"]
+    v1, v2 = digest("airflow-prod"), digest("airflow-stage")
+    assert v1 != v2 and running_digests(ecs, "worker", "celery-worker") == {v1}
 
     result = workflow(env, "promote", "--yes")
     assert result.returncode == 0, result.stderr
-    digest = lambda repo: ecr.batch_get_image(repositoryName=repo, imageIds=[{"imageTag": "latest"}])[  # noqa: E731
-        "images"][0]["imageId"]["imageDigest"]
-    assert digest("airflow-prod") == digest("airflow-stage")
+    assert digest("airflow-prod") == v2
 
     result = workflow(env, *SERVICES, "initialize", "--yes")
     assert result.returncode == 0, result.stderr
@@ -94,6 +103,7 @@ def test_the_operator_sequence(start_sandbox):
         assert len(after[role]["deployments"]) == 1
     assert after["worker"]["desiredCount"] == after["worker"]["runningCount"] == 3
     assert after["scheduler"]["runningCount"] == 1 and len(scheduler_tasks_alive(ecs)) == 1
+    assert running_digests(ecs, "worker", "celery-worker") == running_digests(ecs, "web", "webserver") == {v2}
 
     result = workflow(env, "--cluster", CLUSTER, "--scheduler", f"{CLUSTER}-scheduler", "stop-scheduler", "--yes")
     assert result.returncode == 0, result.stderr
@@ -119,3 +129,80 @@ def test_rehearsed_failures_are_reported_within_seconds(start_sandbox):
     result = workflow(env, *SERVICES, "initialize", "--yes")
     assert result.returncode == 1
     assert "essential container celery-worker" in result.stderr and "exited with code 3" in result.stderr
+
+
+def test_the_sandbox_throttles_api_calls_and_runs_code_deploy_services(start_sandbox):
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    env = start_sandbox("--throttle", "0.3", "--deployment-controller", "web=CODE_DEPLOY")
+    bare = boto3.client("ecs", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_REGION"],
+                        aws_access_key_id="testing", aws_secret_access_key="testing",
+                        config=Config(retries={"mode": "standard", "total_max_attempts": 1}))
+    outcomes = []
+    for _ in range(30):
+        try:
+            bare.list_tasks(cluster=CLUSTER)
+            outcomes.append("ok")
+        except ClientError as error:
+            assert error.response["Error"]["Code"] == "ThrottlingException"
+            outcomes.append("throttled")
+    assert 0 < outcomes.count("throttled") < 30
+
+    patient = boto3.client("ecs", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_REGION"],
+                           aws_access_key_id="testing", aws_secret_access_key="testing",
+                           config=Config(retries={"mode": "standard", "total_max_attempts": 20}))
+    web = services(patient)["web"]
+    assert web["deploymentController"] == {"type": "CODE_DEPLOY"} and web["deployments"] == []
+    assert web["taskSets"][0]["runningCount"] == 1
+    with pytest.raises(ClientError) as error:
+        patient.update_service(cluster=CLUSTER, service=f"{CLUSTER}-web", forceNewDeployment=True)
+    assert error.value.response["Error"]["Code"] == "InvalidParameterException"
+
+
+def test_the_sandbox_crash_loops_new_worker_tasks(start_sandbox):
+    env = start_sandbox("--crash-deployments", "worker")
+    ecs = client(env, "ecs")
+    service = ecs.update_service(cluster=CLUSTER, service=f"{CLUSTER}-worker", forceNewDeployment=True)["service"]
+    new = service["deployments"][0]["id"]
+    deadline = time.monotonic() + 20
+    crashed = []
+    while len(crashed) < 3 and time.monotonic() < deadline:
+        time.sleep(0.3)
+        arns = ecs.list_tasks(cluster=CLUSTER, serviceName=f"{CLUSTER}-worker", desiredStatus="STOPPED")["taskArns"]
+        stopped = ecs.describe_tasks(cluster=CLUSTER, tasks=arns)["tasks"] if arns else []
+        crashed = [t for t in stopped if t["startedBy"] == new and t["stopCode"] == "EssentialContainerExited"]
+    assert len(crashed) >= 3
+    assert crashed[0]["stoppedReason"] == "Essential container in task exited"
+    deployment = next(d for d in services(ecs)["worker"]["deployments"] if d["id"] == new)
+    assert deployment["failedTasks"] == 0
+
+
+def test_the_sandbox_stages_two_releases_takes_lease_tags_and_says_what_to_unset(start_sandbox):
+    from botocore.exceptions import ClientError
+
+    env = start_sandbox()
+    ecs, ecr = client(env, "ecs"), client(env, "ecr")
+    tags = lambda repo: {  # noqa: E731
+        tag: image["imageDigest"] for image in ecr.describe_images(repositoryName=repo)["imageDetails"]
+        for tag in image.get("imageTags", [])}
+    prod, stage = tags("airflow-prod"), tags("airflow-stage")
+    assert prod == {"latest": prod["latest"], "20261101T000000Z": prod["latest"]}
+    assert list(stage) == ["latest"] and stage["latest"] != prod["latest"]
+    assert running_digests(ecs, "scheduler", "scheduler") == {prod["latest"]}
+
+    arn = ecs.describe_clusters(clusters=[CLUSTER])["clusters"][0]["clusterArn"]
+    lease = "alice@laptop pid=4242 until=2026-11-01T00:30:00Z op=redeploy"
+    ecs.tag_resource(resourceArn=arn, tags=[{"key": "workflow:lease", "value": lease}])
+    assert ecs.list_tags_for_resource(resourceArn=arn)["tags"] == [{"key": "workflow:lease", "value": lease}]
+    with pytest.raises(ClientError) as error:
+        ecs.tag_resource(resourceArn=arn, tags=[{"key": "workflow:lease", "value": "alice|laptop"}])
+    assert error.value.response["Error"]["Code"] == "InvalidParameterException"
+    ecs.untag_resource(resourceArn=arn, tagKeys=["workflow:lease"])
+    assert ecs.list_tags_for_resource(resourceArn=arn)["tags"] == []
+
+    (process,) = start_sandbox.processes
+    process.terminate()
+    assert process.wait(timeout=20) == 0
+    assert ("sandbox: stopped; run: unset AWS_ENDPOINT_URL AWS_REGION AWS_DEFAULT_REGION AWS_ACCESS_KEY_ID "
+            "AWS_SECRET_ACCESS_KEY") in process.stderr.read()

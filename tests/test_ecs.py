@@ -67,3 +67,34 @@ def test_capacity_provider_strategy_replaces_launch_type():
     service = Service.parse({**raw_service("w"), "launchType": "FARGATE",
                              "capacityProviderStrategy": [{"capacityProvider": "FARGATE_SPOT", "weight": 1}]})
     assert "launchType" not in service.launch and service.launch["capacityProviderStrategy"]
+
+
+@pytest.mark.parametrize("code, status", [("ThrottlingException", 400), ("ServerException", 500), ("Whatever", 503)])
+def test_throttling_and_server_errors_are_transient(stubbed, code, status):
+    from workflow.errors import Transient
+
+    ecs, stubber = stubbed
+    stubber.add_client_error("describe_services", code, "Rate exceeded", http_status_code=status)
+    with pytest.raises(Transient, match=f"DescribeServices failed: {code}"):
+        ecs.service("a")
+
+
+@pytest.mark.parametrize("error", ["ConnectionClosedError", "ReadTimeoutError", "ConnectTimeoutError",
+                                   "EndpointConnectionError"])
+def test_connection_errors_are_transient_and_other_botocore_errors_are_aws_errors(error):
+    from botocore import exceptions
+
+    from workflow.errors import Transient, translated
+
+    with pytest.raises(Transient, match="cannot reach AWS"), translated():
+        raise getattr(exceptions, error)(endpoint_url="https://ecs.example", error="reset")
+    with pytest.raises(AwsError, match="AWS request failed"), translated():
+        raise exceptions.ParamValidationError(report="bad parameter")
+
+
+def test_services_show_their_deployment_controller_and_circuit_breaker():
+    raw = {**raw_service("w"), "deploymentController": {"type": "CODE_DEPLOY"},
+           "deploymentConfiguration": {"deploymentCircuitBreaker": {"enable": True, "rollback": False}}}
+    service = Service.parse(raw)
+    assert service.controller == "CODE_DEPLOY" and service.circuit_breaker["enable"]
+    assert Service.parse(raw_service("w")).controller == "ECS"

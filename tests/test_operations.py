@@ -54,8 +54,9 @@ def test_redeploy_keeps_a_worker_count_set_by_autoscaling(cluster, run, ecs, clo
 def test_redeploy_returns_within_one_poll_of_the_cluster_settling(cluster, run, ecs, clock, sim):
     result = run(*NAMES, "--poll-interval", "1", "redeploy", "--yes")
     assert result.exit_code == 0
-    # Timings in conftest: stop 3+2 s; roll 2+5 start, 3+2 drain; start 2+5: settled by about 24 s.
-    assert clock.now() - 60 <= 26
+    # Timings in conftest: stop 3+2 s; roll 2+5 start, 3+2 drain; start 2+5: settled by about 24 s,
+    # plus the 30 s stability window after the roll and after the start.
+    assert 24 + 60 <= clock.now() - 60 <= 24 + 60 + 2
 
 
 def test_failed_deployment_fails_fast_with_the_reason_and_how_to_resume(cluster, run, ecs, clock, sim):
@@ -242,7 +243,7 @@ def test_initialize_no_wait_prints_the_task_and_returns(empty_cluster, run, ecs)
 
 def test_initialize_rejects_an_unknown_container(empty_cluster, run):
     result = run(*NAMES, "initialize", "--yes", "--container", "nope")
-    assert result.exit_code == 1 and "has no container nope" in result.stderr
+    assert result.exit_code == 2 and "has no container nope" in result.stderr
 
 
 def test_initialize_asks_for_confirmation_naming_the_cluster(empty_cluster, run, ecs):
@@ -254,7 +255,7 @@ def test_initialize_asks_for_confirmation_naming_the_cluster(empty_cluster, run,
 @pytest.mark.parametrize(
     "fixture, args, settles_after",
     [
-        ("empty_cluster", ["start-scheduler"], 2 + 5),  # provision + pull
+        ("empty_cluster", ["start-scheduler"], 2 + 5 + 30),  # provision + pull + stability window
         ("cluster", ["stop-scheduler", "--yes"], 3 + 2),  # drain + stop
     ],
 )
@@ -291,3 +292,55 @@ def test_initialize_without_permission_to_read_logs_still_succeeds(empty_cluster
     result = CliRunner().invoke(main, [*NAMES, "initialize", "--yes"], obj=runtime)
     assert result.exit_code == 0, result.output
     assert "not following celery-worker's logs: access denied to GetLogEvents" in result.stderr
+
+
+def test_web_draining_behind_the_load_balancer_never_holds_the_scheduler_back(cluster, run, sim, clock,
+                                                                              one_scheduler_at_most):
+    def redeploy_with_drain(seconds):
+        sim.timings.drain_by_service[WEB] = seconds
+        old_web = set(t.task_arn for t in sim.alive(WEB))
+        moments = {}
+
+        def watch(simulation):
+            now = clock.now()
+            scheduler = simulation.service(SCHEDULER)
+            if "scheduler" not in moments and any(t.sim_status == "RUNNING" for t in scheduler.live(scheduler.primary)):
+                moments["scheduler"] = now
+            if "web" not in moments and all(
+                    t.sim_status == "STOPPED" for t in simulation.service(WEB).tasks if t.task_arn in old_web):
+                moments["web"] = now
+
+        sim.observers.append(watch)
+        began = clock.now()
+        result = run(*NAMES, "--poll-interval", "1", "--stability-window", "5", "redeploy", "--yes")
+        sim.observers.remove(watch)
+        assert result.exit_code == 0, result.output
+        return clock.now() - began, moments, result
+
+    short, _, _ = redeploy_with_drain(1)
+    long, moments, result = redeploy_with_drain(40)  # stricter than the 20 s the acceptance names
+    assert long <= short * 1.25
+    assert moments["scheduler"] < moments.get("web", float("inf"))  # the scheduler ran before web's old task stopped
+    assert "old web task(s) draining behind the load balancer" in result.stderr
+    assert max(one_scheduler_at_most) == 1
+    assert describe(ecs_client(), SCHEDULER)[SCHEDULER]["runningCount"] == 1
+
+
+def test_wait_for_drain_waits_for_web_old_tasks(cluster, run, sim):
+    sim.timings.drain_by_service[WEB] = 20
+    result = run(*NAMES, "redeploy", "--yes", "--wait-for-drain")
+    assert result.exit_code == 0, result.output
+    assert "draining behind the load balancer" not in result.stderr
+    assert all(t.sim_status == "STOPPED" for t in sim.service(WEB).tasks if t.deployment is not sim.service(WEB).primary)
+
+
+def test_redeploy_says_how_long_the_scheduler_was_down(cluster, run):
+    result = run(*NAMES, "redeploy", "--yes", "--output", "json")
+    import json
+
+    outcome = json.loads(result.stdout)
+    assert outcome["scheduler_downtime"] > 0 and "the scheduler was down for" in outcome["summary"]
+
+
+def ecs_client():
+    return boto3.client("ecs", region_name=REGION)

@@ -28,3 +28,40 @@ def test_a_check_that_raises_fails_at_once():
     with pytest.raises(RuntimeError):
         Poller(clock.now, clock.sleep, 2, 60).until(check, str)
     assert clock.now() == 0
+
+
+def test_transient_errors_are_pending_with_backoff_and_a_notice():
+    from workflow.errors import Transient
+
+    clock, notices = FakeClock(), []
+    answers = iter([Transient("DescribeServices failed: ThrottlingException: Rate exceeded"), Transient("again"), "done"])
+
+    def check():
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert Poller(clock.now, clock.sleep, 2, 60, notice=notices.append).until(check, str) == "done"
+    assert clock.now() == 4 + 8  # 2 * 2, then 2 * 4
+    assert notices[0].startswith("DescribeServices failed: ThrottlingException") and "next try in 4s" in notices[0]
+
+
+def test_a_wait_that_stays_throttled_times_out_naming_the_last_error():
+    from workflow.errors import Transient
+
+    clock = FakeClock()
+
+    def check():
+        raise Transient("ListTasks failed: ThrottlingException: Rate exceeded")
+
+    with pytest.raises(WaitTimedOut, match="last AWS error: ListTasks failed: ThrottlingException"):
+        Poller(clock.now, clock.sleep, 2, 100).until(check, lambda: "x")
+    assert clock.now() == 100
+
+
+def test_a_long_wait_prints_a_heartbeat_at_a_steady_rhythm():
+    clock, notices = FakeClock(), []
+    with pytest.raises(WaitTimedOut):
+        Poller(clock.now, clock.sleep, 2, 61, notice=notices.append).until(lambda: None, lambda: "the scheduler")
+    assert notices == [f"waiting for the scheduler: {t}s so far, gives up in {61 - t}s" for t in (16, 32, 48)]

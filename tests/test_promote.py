@@ -7,18 +7,20 @@ from datetime import UTC, datetime
 
 import boto3
 import pytest
+from botocore.config import Config
 from botocore.exceptions import ClientError
 from click.testing import CliRunner
 from moto import mock_aws
 
 from workflow.cli import Runtime, main
 from workflow.errors import OperationFailed
-from workflow.promote import verified_parts
+from workflow.promote import release_tags, verified_parts
 from workflow.sandbox.images import digest_of, push_blob, push_image, push_index, random_layers
 from workflow.sandbox.registry import Registry, simulated_ecr
 
 NOW = datetime(2026, 11, 25, 14, 25, 1, tzinfo=UTC)
 STAMP = "20261125T142501Z"
+command: dict = {}  # what each `promote` invocation shares with the test: its ECR client and the sleeps it asked for
 
 
 @pytest.fixture
@@ -29,10 +31,29 @@ def registry():
 
 @pytest.fixture
 def ecr(registry):
-    client = boto3.client("ecr", region_name="us-east-1")
+    # Retries as workflow's own clients have them; the command shares this client, so a test builds only one.
+    client = boto3.client("ecr", region_name="us-east-1", config=Config(retries={"mode": "standard"}))
     for name in ("airflow-stage", "airflow-prod"):
         client.create_repository(repositoryName=name)
+    command["client"] = client
     return client
+
+
+@pytest.fixture(autouse=True)
+def sleeps():
+    """Every sleep promote asks for; none is taken."""
+    command["sleeps"] = []
+    return command["sleeps"]
+
+
+def promote(*args, input=None, now=NOW):
+    runtime = Runtime(utcnow=lambda: now, sleep=command["sleeps"].append, clients=lambda config: lambda name: command["client"])
+    return CliRunner().invoke(main, ["promote", *args], obj=runtime, input=input)
+
+
+def failed_cleanly(result, code):
+    """Exit `code` with one message: Click's own exit, not an exception escaping the command."""
+    return result.exit_code == code and isinstance(result.exception, SystemExit) and "Traceback" not in result.output
 
 
 @pytest.fixture
@@ -43,11 +64,6 @@ def layers():
 @pytest.fixture
 def source(ecr, layers):
     return push_image(ecr, "airflow-stage", layers, "latest")
-
-
-def promote(*args, input=None):
-    runtime = Runtime(utcnow=lambda: NOW)
-    return CliRunner().invoke(main, ["promote", *args], obj=runtime, input=input)
 
 
 def tag_digest(ecr, repository, tag):
@@ -179,11 +195,13 @@ def test_declining_confirmation_changes_nothing(ecr, source):
     assert result.exit_code == 1 and tag_digest(ecr, "airflow-prod", "latest") is None
 
 
-def test_verified_parts_cut_full_parts_and_check_the_digest():
+def test_verified_parts_fill_one_buffer_and_check_the_digest():
     data = bytes(range(256)) * 10
-    assert [len(p) for p in verified_parts(io.BytesIO(data), digest_of(data), part_size=1000)] == [1000, 1000, 560]
+    buffer = bytearray(1000)
+    parts = [(p is buffer, len(p)) for p in verified_parts(io.BytesIO(data), digest_of(data), buffer)]
+    assert parts == [(True, 1000), (True, 1000), (True, 560)]  # read into the same buffer, never copied
     with pytest.raises(OperationFailed, match="downloaded with digest"):
-        list(verified_parts(io.BytesIO(data[:-1]), digest_of(data), part_size=1000))
+        list(verified_parts(io.BytesIO(data[:-1]), digest_of(data), bytearray(1000)))
 
 
 def test_access_denied_names_the_action():
@@ -197,3 +215,168 @@ def test_access_denied_names_the_action():
     result = CliRunner().invoke(main, ["promote", "--yes"], obj=runtime)
     assert result.exit_code == 2
     assert "access denied to BatchGetImage" in result.stderr and "Traceback" not in result.output
+
+
+# Real ECR faults -----------------------------------------------------------------------------------------
+
+
+def test_an_expired_download_url_is_retried_with_a_fresh_one(ecr, registry, source, layers, sleeps):
+    registry.forbid_downloads(digest_of(layers[1]), times=2)  # those URLs stay dead: only a new one works
+    result = promote("--yes")
+    assert result.exit_code == 0, result.output
+    assert sleeps == [1, 2]
+    assert registry.downloads.count(digest_of(layers[1])) == 1
+    assert (digest_of(layers[1]), len(layers[1])) in uploads_to(registry, "airflow-prod")
+    assert tag_digest(ecr, "airflow-prod", "latest") == source["digest"]
+    assert f"download of {digest_of(layers[1])} failed (HTTP 403 Forbidden); retrying" in result.stderr
+
+
+def test_a_connection_reset_mid_blob_starts_the_blob_over(ecr, registry, source, layers):
+    registry.fail_downloads(digest_of(layers[0]), "reset")
+    result = promote("--yes")
+    assert result.exit_code == 0, result.output
+    assert registry.uploads.count(("airflow-prod", digest_of(layers[0]), len(layers[0]))) == 1
+    assert tag_digest(ecr, "airflow-prod", "latest") == source["digest"]
+
+
+@pytest.mark.parametrize(
+    "faults, reason, attempts",
+    [
+        ([403] * 4, "HTTP 403 Forbidden", 4),
+        ([503] * 4, "HTTP 503 Service Unavailable", 4),
+        (["reset"] * 4, "IncompleteRead", 4),
+        ([404], "HTTP 404 Not Found", 1),  # not a transient answer: no retry
+    ],
+)
+def test_a_download_that_keeps_failing_names_the_blob_and_tags_nothing(ecr, registry, source, layers, sleeps, faults,
+                                                                       reason, attempts):
+    old = push_image(ecr, "airflow-prod", random_layers(1, 1024, seed=9), "latest")
+    registry.fail_downloads(digest_of(layers[2]), *faults)
+    result = promote("--yes")
+    assert failed_cleanly(result, 1), result.output
+    assert f"could not download blob {digest_of(layers[2])} from airflow-stage: {reason}" in result.stderr
+    assert f"(attempt {attempts} of 4)" in result.stderr
+    assert len(sleeps) == attempts - 1
+    assert tag_digest(ecr, "airflow-prod", "latest") == old["digest"]
+    assert tag_digest(ecr, "airflow-prod", STAMP) is None
+    assert digest_of(layers[2]) not in {d for d, _ in uploads_to(registry, "airflow-prod")}
+
+
+def test_a_concurrent_push_that_completes_the_blob_first_is_success(ecr, registry, source, layers):
+    registry.race_completes(digest_of(layers[0]))
+    result = promote("--yes")
+    assert result.exit_code == 0, result.output
+    assert "a concurrent push of the same blob completed first" in result.stderr
+    available = ecr.batch_check_layer_availability(repositoryName="airflow-prod", layerDigests=[digest_of(layers[0])])
+    assert available["layers"][0]["layerAvailability"] == "AVAILABLE"
+    assert tag_digest(ecr, "airflow-prod", "latest") == source["digest"]
+
+
+def test_parts_follow_the_part_size_ecr_answers(ecr, registry, source, layers):
+    registry.part_size = 20_000
+    registry.parts.clear()
+    result = promote("--yes")
+    assert result.exit_code == 0, result.output
+    parts = [(first, size) for repo, first, size in registry.parts if repo == "airflow-prod"]
+    assert max(size for _, size in parts) == 20_000
+    assert sorted(parts).count((40_000, 20_000)) == len(layers)  # each 64 KiB layer: 20000, 20000, 20000, 5536
+    assert sorted(parts).count((60_000, 5536)) == len(layers)
+    assert tag_digest(ecr, "airflow-prod", "latest") == source["digest"]
+
+
+def test_a_blob_needing_more_parts_than_ecr_allows_is_refused_before_upload(ecr, registry, source, layers):
+    registry.part_size = 10  # 64 KiB in 10-byte parts: 6,554 parts, over ECR's 4,200
+    result = promote("--yes")
+    assert failed_cleanly(result, 1), result.output
+    assert "needs more than ECR's 4200 parts of 10 bytes" in result.stderr
+    assert tag_digest(ecr, "airflow-prod", "latest") is None
+
+
+def test_a_part_whose_answer_was_lost_is_not_sent_twice(ecr, registry, source, layers):
+    registry.part_size = 20_000
+    registry.drop_part_response("airflow-prod", first_byte=20_000)  # stored; botocore's retry is refused
+    registry.parts.clear()
+    result = promote("--yes")
+    assert result.exit_code == 0, result.output
+    config = json.loads(source["manifest"])["config"]
+    expected = sorted([(config["digest"], config["size"])] + [(digest_of(x), len(x)) for x in layers])
+    assert uploads_to(registry, "airflow-prod") == expected  # every blob complete, each byte once
+    assert tag_digest(ecr, "airflow-prod", "latest") == source["digest"]
+
+
+@pytest.mark.parametrize(
+    "code, reason",
+    [
+        ("KmsError", "The KMS key is disabled"),
+        ("UpstreamUnavailable", "The upstream registry of the pull through cache rule is unavailable"),
+        ("ImageTagDoesNotMatchDigest", "The tag does not match the digest"),
+    ],
+)
+def test_an_image_ecr_cannot_return_quotes_its_failure(ecr, registry, source, code, reason):
+    registry.image_failures["airflow-stage:latest"] = (code, reason)
+    result = promote("--yes")
+    assert failed_cleanly(result, 1), result.output
+    assert f"ECR cannot return image airflow-stage:latest: {code}: {reason}" in result.stderr
+    assert "not found" not in result.stderr
+
+
+def test_an_image_ecr_reports_not_found_is_exit_2(ecr, registry, source):
+    registry.image_failures["airflow-stage:latest"] = ("ImageNotFound", "Requested image not found")
+    result = promote("--yes")
+    assert failed_cleanly(result, 2)
+    assert "image airflow-stage:latest not found" in result.stderr
+
+
+@pytest.fixture
+def index(ecr):
+    return push_index(ecr, "airflow-stage", {"linux/amd64": random_layers(2, 4096, seed=2),
+                                             "linux/arm64": random_layers(2, 4096, seed=3)}, "multi")
+
+
+def test_an_index_whose_children_ecr_does_not_see_yet_is_put_again(ecr, registry, index):
+    registry.hide_children(index["digest"], times=1)
+    result = promote("--yes", "--source", "airflow-stage:multi", "--tag", "multi")
+    assert result.exit_code == 0, result.output
+    assert tag_digest(ecr, "airflow-prod", "multi") == index["digest"]
+
+
+def test_an_index_ecr_keeps_refusing_names_its_children(ecr, registry, index):
+    registry.hide_children(index["digest"], times=9)
+    result = promote("--yes", "--source", "airflow-stage:multi", "--tag", "multi")
+    assert failed_cleanly(result, 1), result.output
+    assert "ReferencedImagesNotFoundException" in result.stderr
+    for child in index["children"]:
+        assert child["digest"] in result.stderr
+    assert tag_digest(ecr, "airflow-prod", "multi") is None
+
+
+# Stamp tags ------------------------------------------------------------------------------------------------
+
+
+LATER = datetime(2026, 11, 26, 9, 0, 0, tzinfo=UTC)
+
+
+def test_promoting_a_released_image_again_adds_no_timestamp_tag(ecr, source):
+    assert promote("--yes").exit_code == 0
+    push_image(ecr, "airflow-prod", random_layers(1, 1024, seed=9), "latest")  # latest moved on meanwhile
+    again = promote("--yes", now=LATER)
+    assert again.exit_code == 0, again.output
+    assert f"already released as {STAMP}" in again.stdout
+    assert tag_digest(ecr, "airflow-prod", "latest") == source["digest"]  # re-pointed
+    assert tag_digest(ecr, "airflow-prod", "20261126T090000Z") is None
+    tags = ecr.describe_images(repositoryName="airflow-prod", imageIds=[{"imageDigest": source["digest"]}])
+    assert sorted(tags["imageDetails"][0]["imageTags"]) == sorted(["latest", STAMP])
+
+
+def test_explicit_tags_replace_the_defaults_even_for_a_released_image(ecr, source):
+    assert promote("--yes").exit_code == 0
+    result = promote("--yes", "--tag", "release-7", now=LATER)
+    assert result.exit_code == 0, result.output
+    assert tag_digest(ecr, "airflow-prod", "release-7") == source["digest"]
+    assert "already released" not in result.stdout
+
+
+def test_release_tags():
+    assert release_tags([], LATER) == (["latest", "20261126T090000Z"], None)
+    assert release_tags(["latest", "release-7"], LATER) == (["latest", "20261126T090000Z"], None)
+    assert release_tags(["20261125T142501Z", "latest", "20261120T080000Z"], LATER) == (["latest"], "20261120T080000Z")

@@ -4,14 +4,25 @@ import shlex
 import sys
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import click
 
 from . import __version__
-from .errors import INTERRUPTED, USAGE, WorkflowError
-from .options import aws_options, cluster_options, option, output_option, wait_option, wait_tuning_options, yes_option
+from .errors import INTERRUPTED, WorkflowError
+from .options import (
+    also_after_the_command,
+    aws_options,
+    cluster_options,
+    command_words,
+    option,
+    output_option,
+    wait_option,
+    wait_tuning_options,
+    yes_option,
+)
 
 
 @dataclass
@@ -33,22 +44,34 @@ class CommandFailed(click.ClickException):
 @dataclass
 class App:
     runtime: Runtime
-    cluster: str | None
-    scheduler: str | None
-    worker: str | None
-    web: str | None
-    aws: object
-    poll_interval: float
-    timeout: float
+    options: dict  # the global options, typed before or after the command name
     _clients: object = field(default=None, repr=False)
+
+    @property
+    def aws(self):
+        from .aws import AwsConfig
+
+        return AwsConfig(self.options["profile"], self.options["region"], self.options["endpoint_url"])
+
+    @property
+    def policy(self):
+        from .deployments import WatchPolicy
+
+        return WatchPolicy(self.options["stability_window"], self.options["max_failed_tasks"])
+
+    @property
+    def cluster(self) -> str | None:
+        return self.options["cluster"]
 
     def target(self):
         from .operations import Target
 
         if not self.cluster:
             raise click.UsageError("Missing option '--cluster' (or WORKFLOW_CLUSTER).")
-        c = self.cluster
-        return Target(c, self.scheduler or f"{c}-scheduler", self.worker or f"{c}-worker", self.web or f"{c}-web")
+        o = self.options
+        name = self.cluster.rsplit("/", 1)[-1]  # an ARN names the cluster too; defaults use its name
+        return Target(self.cluster, o["scheduler"] or f"{name}-scheduler", o["worker"] or f"{name}-worker",
+                      o["web"] or f"{name}-web")
 
     def clients(self):
         if self._clients is None:
@@ -69,9 +92,15 @@ class App:
         from .operations import Env
         from .poller import Poller
 
-        poller = Poller(self.runtime.clock, self.runtime.sleep, self.poll_interval, self.timeout)
+        interval, timeout = self.options["poll_interval"], self.options["timeout"]
+        poller = Poller(self.runtime.clock, self.runtime.sleep, interval, timeout, notice=report.line)
         clients = self.clients()
-        return Env(Ecs(clients("ecs"), self.target().cluster), poller, report, logs=lambda: clients("logs"))
+        ecs = clients("ecs")
+
+        def logs(region: str | None):
+            return clients("logs") if region in (None, ecs.meta.region_name) else clients("logs", region)
+
+        return Env(Ecs(ecs, self.target().cluster), poller, report, logs=logs, policy=self.policy)
 
     def run(self, resume: str | None, operation: Callable, output: str):
         """Run one operation with a progress reporter; expected failures become one clear message.
@@ -80,29 +109,65 @@ class App:
         """
         from .render import Reporter, use_color
 
-        report = Reporter(self.runtime.clock, color=use_color(sys.stderr))
+        report = Reporter(self.runtime.clock, color=use_color(sys.stderr), now=self.runtime.utcnow)
         try:
-            outcome = operation(report)
+            with signals_as_interrupts():
+                outcome = operation(report)
         except WorkflowError as error:
             if getattr(error, "result", None) is not None:
                 show(error.result, output)
-            raise CommandFailed(self._explain(str(error), report.state, resume), error.exit_code) from None
-        except KeyboardInterrupt:
-            raise CommandFailed(self._explain("interrupted", report.state, resume), INTERRUPTED) from None
+            raise CommandFailed(self._explain(str(error), report, resume), error.exit_code) from None
+        except KeyboardInterrupt as interrupt:
+            signal_name = getattr(interrupt, "name", "interrupted")
+            code = getattr(interrupt, "exit_code", INTERRUPTED)
+            raise CommandFailed(self._explain(signal_name, report, resume), code) from None
         show(outcome, output)
         return outcome
 
-    def _explain(self, message: str, state: str | None, resume: str | None) -> str:
-        if state is not None:
-            message += f"\n  cluster state: {state}"
+    def _explain(self, message: str, report, resume: str | None) -> str:
+        if report.state is not None:
+            message += f"\n  cluster state: {report.state}"
             if resume:
                 message += f"\n  resume with: {self.resume_command(resume)}"
+            for command in report.alternatives:
+                message += f"\n  or, to schedule on the tasks running now: {self.resume_command(command)}"
         return message
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (a CI job's timeout, a dropped SSH session): handled like Ctrl-C, with its own exit code."""
+
+    def __init__(self, signum: int):
+        import signal
+
+        super().__init__()
+        self.name = f"interrupted by {signal.Signals(signum).name}"
+        self.exit_code = 128 + signum
+
+
+@contextmanager
+def signals_as_interrupts():
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, _frame):
+        raise Terminated(signum)
+
+    previous = {sig: signal.signal(sig, terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def show(outcome, output: str) -> None:
     from . import render
-    from .operations import TaskOutcome
+    from .oneoff import TaskOutcome
     from .promote import PromoteOutcome
 
     if output == "json":
@@ -130,26 +195,26 @@ def confirm(yes: bool, question: str) -> None:
 @wait_tuning_options
 @click.version_option(__version__, prog_name="workflow")
 @click.pass_context
-def main(ctx, cluster, scheduler, worker, web, region, profile, endpoint_url, poll_interval, timeout):
+def main(ctx, **options):
     """Operate an Apache Airflow cluster on AWS ECS Fargate.
 
     \b
     Example:
       workflow --cluster airflow-prod --scheduler airflow-prod-scheduler \\
         --worker airflow-prod-worker --web airflow-prod-web initialize
-    """
-    from .aws import AwsConfig
 
+    Global options may also follow the command name.
+    """
     runtime = ctx.obj if isinstance(ctx.obj, Runtime) else Runtime()
-    ctx.obj = App(runtime, cluster, scheduler, worker, web, AwsConfig(profile, region, endpoint_url),
-                  poll_interval, timeout)
+    ctx.obj = App(runtime, options)
 
 
 @main.command()
 @yes_option
 @wait_option
 @output_option
-@option("--command", env="COMMAND", default="airflow db migrate", help="Command to run in place of the container's own.")
+@option("--command", env="COMMAND", default="airflow db migrate", callback=command_words,
+        help="Command to run in place of the container's own (shell-quoted).")
 @option("--container", env="CONTAINER", default=None, show_default="the task definition's essential container",
         help="Container whose command to override.")
 @click.pass_obj
@@ -167,20 +232,22 @@ def initialize(app: App, yes, wait, output, command, container):
     from . import operations
 
     target = app.target()
-    confirm(yes, f"Run '{command}' as a one-off task in cluster {target.cluster}?")
-    argv = shlex.split(command)
-    app.run(None, lambda report: operations.initialize(app.env(report), target, argv, container, wait), output)
+    confirm(yes, f"Run '{shlex.join(command)}' as a one-off task in cluster {target.cluster}?")
+    app.run(None, lambda report: operations.initialize(app.env(report), target, command, container, wait), output)
 
 
 @main.command()
 @yes_option
 @output_option
+@option("--wait-for-drain", env="WAIT_FOR_DRAIN", is_flag=True, default=False,
+        help="Also wait until web's old tasks have drained behind the load balancer.")
 @click.pass_obj
-def redeploy(app: App, yes, output):
+def redeploy(app: App, yes, output, wait_for_drain):
     """Stop the scheduler, roll web and worker onto new tasks, start the scheduler.
 
-    Web and worker keep their desired counts. Fails as soon as a new deployment cannot
-    succeed, and says how to resume.
+    Web and worker keep their desired counts. The scheduler starts again as soon as the new
+    workers are stable and no old worker runs; web's rollout goes on meanwhile. Fails as soon
+    as a new deployment cannot succeed, and says how to resume.
 
     \b
     Example:
@@ -191,7 +258,7 @@ def redeploy(app: App, yes, output):
 
     target = app.target()
     confirm(yes, f"Redeploy cluster {target.cluster} (the scheduler stops until web and worker are redeployed)?")
-    app.run("redeploy --yes", lambda report: operations.redeploy(app.env(report), target), output)
+    app.run("redeploy --yes", lambda report: operations.redeploy(app.env(report), target, wait_for_drain), output)
 
 
 @main.command("stop-scheduler")
@@ -258,12 +325,16 @@ def promote(app: App, source, dest, tags, registry_id, dry_run, yes, output):
     from .promote import promote as run_promote
 
     ref = ImageRef.parse(source)
-    tags = list(tags) or ["latest", app.runtime.utcnow().strftime("%Y%m%dT%H%M%SZ")]
+    tags = list(tags)
     if not dry_run:
-        confirm(yes, f"Promote {ref} to {dest} as {', '.join(tags)}?")
+        as_what = ", ".join(tags) if tags else "latest and a UTC timestamp tag (none if already released)"
+        confirm(yes, f"Promote {ref} to {dest} as {as_what}?")
     app.run(
         None,
-        lambda report: run_promote(Ecr(app.clients()("ecr"), registry_id), report, ref, dest, tags, dry_run),
+        lambda report: run_promote(
+            Ecr(app.clients()("ecr"), registry_id), report, ref, dest, tags, dry_run,
+            sleep=app.runtime.sleep, now=app.runtime.utcnow(),
+        ),
         output,
     )
 
@@ -288,3 +359,4 @@ def status(app: App, output):
 from .sandbox.command import sandbox  # noqa: E402  (moto loads only when it runs)
 
 main.add_command(sandbox)
+also_after_the_command(main, lambda ctx, name, value: ctx.find_object(App).options.__setitem__(name, value))

@@ -1,8 +1,9 @@
 """The ECR calls promote needs: manifests, blob availability, blob upload, and tagging."""
 
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass
+
+from botocore.exceptions import ClientError
 
 from .errors import AwsError, NotFound, OperationFailed, translated
 
@@ -13,7 +14,18 @@ OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 MEDIA_TYPES = [DOCKER_MANIFEST, DOCKER_LIST, OCI_MANIFEST, OCI_INDEX]
 INDEX_TYPES = (DOCKER_LIST, OCI_INDEX)
 CHECK_LAYERS_MAX = 100
-PART_SIZE = 10 * 1024 * 1024  # ECR accepts parts up to 20 MiB
+# ECR's quotas for uploads through the API: parts of 5 to 10 MiB, at most 4,200 of them per layer.
+# InitiateLayerUpload answers with the part size to use; this is only the fallback when it does not.
+MAX_PART_SIZE = 10 * 1024 * 1024
+MAX_PARTS = 4200
+
+
+class ImageUnavailable(OperationFailed):
+    """BatchGetImage answered with a failure other than "not found" (KMS, pull-through cache, ...)."""
+
+
+class ReferencedImagesNotFound(OperationFailed):
+    """PutImage refused an image index: ECR does not find some of the manifests it references."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,14 @@ class Manifest:
         return [Blob(b["digest"], b.get("size", 0)) for b in [doc["config"], *doc.get("layers", [])]]
 
 
+@dataclass(frozen=True)
+class Upload:
+    repository: str
+    digest: str
+    upload_id: str
+    part_size: int
+
+
 class Ecr:
     """One registry's ECR API; the only code here that calls boto3's ECR client."""
 
@@ -62,10 +82,16 @@ class Ecr:
             return getattr(self.client, operation)(repositoryName=repository, **self._registry, **kwargs)
 
     def find(self, repository: str, tag: str | None = None, digest: str | None = None) -> Manifest | None:
-        """The image a tag or digest names in `repository`, or None."""
+        """The image a tag or digest names in `repository`, or None when ECR says it is not there."""
         image_id = {"imageDigest": digest} if digest else {"imageTag": tag}
         answer = self._call("batch_get_image", repository, imageIds=[image_id], acceptedMediaTypes=MEDIA_TYPES)
         if not answer.get("images"):
+            for failure in answer.get("failures", []):
+                if failure.get("failureCode") != "ImageNotFound":
+                    reason = failure.get("failureReason") or "no reason given"
+                    raise ImageUnavailable(
+                        f"ECR cannot return image {_name(repository, tag, digest)}: {failure.get('failureCode')}: {reason}"
+                    )
             return None
         image = answer["images"][0]
         body = image["imageManifest"]
@@ -75,8 +101,18 @@ class Ecr:
     def manifest(self, repository: str, tag: str | None = None, digest: str | None = None) -> Manifest:
         found = self.find(repository, tag, digest)
         if found is None:
-            raise NotFound(f"image {repository}{'@' + digest if digest else ':' + str(tag)} not found")
+            raise NotFound(f"image {_name(repository, tag, digest)} not found")
         return found
+
+    def tags(self, repository: str, digest: str) -> list[str]:
+        """The tags on image `digest` in `repository`; none when the repository lacks the image."""
+        try:
+            answer = self._call("describe_images", repository, imageIds=[{"imageDigest": digest}])
+        except AwsError as error:
+            if error.code == "ImageNotFoundException":
+                return []
+            raise
+        return [tag for image in answer.get("imageDetails", []) for tag in image.get("imageTags", [])]
 
     def missing(self, repository: str, digests: list[str]) -> list[str]:
         absent: list[str] = []
@@ -90,26 +126,55 @@ class Ecr:
         return absent
 
     def download_url(self, repository: str, digest: str) -> str:
+        """A pre-signed URL, valid for a short while only: ask again rather than reuse one."""
         return self._call("get_download_url_for_layer", repository, layerDigest=digest)["downloadUrl"]
 
-    def upload(self, repository: str, digest: str, parts: Iterable[bytes]) -> int:
-        """Upload a blob from its parts, in order; returns the bytes sent."""
-        upload_id = self._call("initiate_layer_upload", repository)["uploadId"]
-        sent = 0
-        for part in parts:
-            self._call(
-                "upload_layer_part",
-                repository,
-                uploadId=upload_id,
-                partFirstByte=sent,
-                partLastByte=sent + len(part) - 1,
-                layerPartBlob=part,
+    def initiate_upload(self, repository: str, digest: str) -> Upload:
+        answer = self._call("initiate_layer_upload", repository)
+        return Upload(repository, digest, answer["uploadId"], answer.get("partSize") or MAX_PART_SIZE)
+
+    def upload_part(self, upload: Upload, first_byte: int, part: bytes | bytearray) -> int:
+        """Send the part that starts at `first_byte`; returns the offset of the next byte ECR expects."""
+        last_byte = first_byte + len(part) - 1
+        with translated({"RepositoryNotFoundException": NotFound(f"repository {upload.repository} not found")}):
+            try:
+                self.client.upload_layer_part(
+                    repositoryName=upload.repository,
+                    **self._registry,
+                    uploadId=upload.upload_id,
+                    partFirstByte=first_byte,
+                    partLastByte=last_byte,
+                    layerPartBlob=part,
+                )
+            except ClientError as error:
+                received = error.response.get("lastValidByteReceived")
+                if error.response.get("Error", {}).get("Code") != "InvalidLayerPartException" or received is None:
+                    raise
+                # botocore retried a part whose first attempt landed but whose answer was lost:
+                # ECR tells how far it got, so carry on from there instead of starting the blob over.
+                if first_byte <= received <= last_byte:
+                    rest = part[received + 1 - first_byte :]
+                    return self.upload_part(upload, received + 1, rest) if rest else received + 1
+                raise OperationFailed(
+                    f"ECR refused bytes {first_byte}-{last_byte} of blob {upload.digest} in {upload.repository}: "
+                    f"it holds bytes up to {received} of the upload ({error.response['Error'].get('Message', '')})"
+                ) from None
+        return last_byte + 1
+
+    def complete_upload(self, upload: Upload) -> str:
+        """Returns 'stored', or 'already there' when a concurrent push of the same blob completed first."""
+        try:
+            answer = self._call(
+                "complete_layer_upload", upload.repository, uploadId=upload.upload_id, layerDigests=[upload.digest]
             )
-            sent += len(part)
-        stored = self._call("complete_layer_upload", repository, uploadId=upload_id, layerDigests=[digest])["layerDigest"]
-        if stored != digest:
-            raise OperationFailed(f"ECR stored blob {stored} in {repository}, expected {digest}")
-        return sent
+        except AwsError as error:
+            # The digest was checked here as the bytes streamed, so the blob ECR holds is the same one.
+            if error.code == "LayerAlreadyExistsException":
+                return "already there"
+            raise
+        if answer["layerDigest"] != upload.digest:
+            raise OperationFailed(f"ECR stored blob {answer['layerDigest']} in {upload.repository}, expected {upload.digest}")
+        return "stored"
 
     def put(self, repository: str, manifest: Manifest, tag: str | None) -> str:
         """PutImage with the exact manifest bytes; returns 'written', or 'unchanged' when already so."""
@@ -128,6 +193,8 @@ class Ecr:
                 return self._already(repository, manifest, tag, error.code)
             if error.code == "LayersNotFoundException":
                 raise OperationFailed(f"ECR refused the manifest in {repository}: {error}") from None
+            if error.code == "ReferencedImagesNotFoundException":
+                raise ReferencedImagesNotFound(f"ECR refused the image index in {repository}: {error}") from None
             raise
         written = answer["image"]["imageId"]["imageDigest"]
         if written != manifest.digest:
@@ -142,3 +209,7 @@ class Ecr:
         raise OperationFailed(
             f"tag {tag} in {repository} is immutable and points at {current}, not {manifest.digest} ({code})"
         )
+
+
+def _name(repository: str, tag: str | None, digest: str | None) -> str:
+    return f"{repository}@{digest}" if digest else f"{repository}:{tag}"

@@ -3,11 +3,12 @@
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from .errors import ClusterNotFound, OperationFailed, ServicesMissing, translated
+from .errors import ClusterNotFound, OperationFailed, ServicesMissing, WorkflowError, translated
 
 STARTING = ("PROVISIONING", "PENDING", "ACTIVATING")
 DESCRIBE_SERVICES_MAX = 10
 DESCRIBE_TASKS_MAX = 100
+ROLLING_UPDATE = "ECS"  # the only deployment controller with deployments that forceNewDeployment can create
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,8 @@ class Service:
     deployments: tuple[Deployment, ...]
     events: tuple[Event, ...] = ()
     launch: dict = field(default_factory=dict, compare=False)
+    controller: str = ROLLING_UPDATE
+    circuit_breaker: dict = field(default_factory=dict, compare=False)  # {"enable": bool, "rollback": bool}
 
     @classmethod
     def parse(cls, raw: dict) -> "Service":
@@ -77,6 +80,8 @@ class Service:
             deployments=tuple(Deployment.parse(d) for d in raw.get("deployments", [])),
             events=tuple(Event(e["id"], e.get("createdAt"), e["message"]) for e in raw.get("events", [])),
             launch=launch,
+            controller=(raw.get("deploymentController") or {}).get("type", ROLLING_UPDATE),
+            circuit_breaker=(raw.get("deploymentConfiguration") or {}).get("deploymentCircuitBreaker") or {},
         )
 
     @property
@@ -85,6 +90,18 @@ class Service:
 
     def deployment(self, deployment_id: str) -> Deployment | None:
         return next((d for d in self.deployments if d.id == deployment_id), None)
+
+    def is_serving(self, deployment_id: str) -> bool:
+        """Every task the deployment wants runs, and no older deployment has a task RUNNING: the old ones are
+        at most deregistering (DEACTIVATING behind a load balancer) or stopping."""
+        mine = self.deployment(deployment_id)
+        return (
+            mine is not None
+            and mine.running == mine.desired
+            and mine.pending == 0
+            and mine.rollout_state in (None, "IN_PROGRESS", "COMPLETED")
+            and all(d.running == 0 for d in self.deployments if d.id != deployment_id)
+        )
 
     def has_completed(self, deployment_id: str) -> bool:
         """The deployment is the only one left, every task it wants runs, and ECS says it completed."""
@@ -97,6 +114,11 @@ class Service:
             and self.running == self.desired
             and only.rollout_state in (None, "COMPLETED")
         )
+
+
+FAILED_TO_START, EXITED, UNHEALTHY, SCALED_IN, INTERRUPTED, USER, OTHER = (
+    "failed to start", "exited", "failed health checks", "scaled in", "interrupted", "stopped by a user", "stopped"
+)
 
 
 @dataclass(frozen=True)
@@ -117,6 +139,7 @@ class Task:
     stop_code: str | None
     stopped_reason: str | None
     containers: tuple[Container, ...]
+    group: str = ""
 
     @classmethod
     def parse(cls, raw: dict) -> "Task":
@@ -132,6 +155,7 @@ class Task:
                 Container(c["name"], c.get("lastStatus", ""), c.get("exitCode"), c.get("reason"))
                 for c in raw.get("containers", [])
             ),
+            group=raw.get("group", ""),
         )
 
     @property
@@ -141,6 +165,27 @@ class Task:
     @property
     def is_stopped(self) -> bool:
         return self.last_status == "STOPPED"
+
+    @property
+    def stop_cause(self) -> str:
+        """Why the task stopped, in the terms a deployment watch needs (see the constants below)."""
+        reason = self.stopped_reason or ""
+        if self.stop_code == "TaskFailedToStart":
+            return FAILED_TO_START
+        if self.stop_code == "EssentialContainerExited" or reason.startswith("Essential container in task exited"):
+            return EXITED
+        if "health check" in reason:  # "Task failed ELB health checks in ...", "Task failed container health checks"
+            return UNHEALTHY
+        if reason.startswith("Scaling activity initiated by"):
+            return SCALED_IN
+        if self.stop_code in ("SpotInterruption", "TerminationNotice"):
+            return INTERRUPTED
+        if self.stop_code == "UserInitiated":
+            return USER
+        return OTHER
+
+    def exit_codes(self, names: frozenset[str]) -> dict[str, int | None]:
+        return {c.name: c.exit_code for c in self.containers if c.name in names}
 
     def failure(self, essential: frozenset[str]) -> str | None:
         """Why this stopped task counts as failed, or None: it never started, or an essential container failed."""
@@ -161,7 +206,7 @@ class Task:
 class ContainerDefinition:
     name: str
     essential: bool
-    log_options: dict
+    log_options: dict  # the awslogs driver's options: awslogs-group, awslogs-stream-prefix, awslogs-region
 
 
 @dataclass(frozen=True)
@@ -173,8 +218,8 @@ class TaskDefinition:
     def essential(self) -> frozenset[str]:
         return frozenset(c.name for c in self.containers if c.essential)
 
-    def container(self, name: str) -> ContainerDefinition:
-        return next(c for c in self.containers if c.name == name)
+    def container(self, name: str) -> ContainerDefinition | None:
+        return next((c for c in self.containers if c.name == name), None)
 
 
 class Ecs:
@@ -188,22 +233,61 @@ class Ecs:
         return translated({"ClusterNotFoundException": ClusterNotFound(self.cluster)})
 
     def _call(self, operation: str, **kwargs) -> dict:
-        with self._translated():
-            return getattr(self.client, operation)(cluster=self.cluster, **kwargs)
+        try:
+            with self._translated():
+                return getattr(self.client, operation)(cluster=self.cluster, **kwargs)
+        except ClusterNotFound:
+            raise self._cluster_not_found() from None
+
+    def where(self) -> str:
+        """Where the calls went, for a "not found" that may only be the wrong Region or endpoint."""
+        import os
+
+        meta = self.client.meta
+        text = f"region {meta.region_name}, endpoint {meta.endpoint_url}"
+        if os.environ.get("AWS_ENDPOINT_URL") == meta.endpoint_url:
+            text += " from AWS_ENDPOINT_URL"
+        return text
+
+    def _cluster_not_found(self) -> ClusterNotFound:
+        try:
+            with translated():
+                arns = self.client.list_clusters().get("clusterArns", [])
+        except WorkflowError:  # only a hint: without it the error still says where we looked
+            return ClusterNotFound(self.cluster, self.where())
+        names = [arn.rsplit("/", 1)[-1] for arn in arns]
+        hint = f"; clusters there: {', '.join(sorted(names))}" if names else "; there are no clusters there"
+        return ClusterNotFound(self.cluster, self.where(), hint)
 
     def services(self, names: list[str]) -> list[Service]:
-        """Describe services in batches of ten; any that are missing or deleted are an error naming them all."""
-        found, missing = {}, []
+        """Describe services (names or ARNs) in batches of ten; missing or deleted ones are an error naming them all."""
+        found: dict[str, Service] = {}
         for start in range(0, len(names), DESCRIBE_SERVICES_MAX):
             batch = names[start : start + DESCRIBE_SERVICES_MAX]
             answer = self._call("describe_services", services=batch)
             for raw in answer["services"]:
                 if raw.get("status") == "ACTIVE":
-                    found[raw["serviceName"]] = Service.parse(raw)
+                    found[raw["serviceName"]] = found[raw["serviceArn"]] = Service.parse(raw)
         missing = [n for n in names if n not in found]
         if missing:
-            raise ServicesMissing(self.cluster, missing)
+            raise ServicesMissing(self.cluster, missing, self._closest(missing))
         return [found[n] for n in names]
+
+    def _closest(self, missing: list[str]) -> str:
+        import difflib
+
+        arns: list[str] = []
+        try:
+            with self._translated():
+                for page in self.client.get_paginator("list_services").paginate(cluster=self.cluster):
+                    arns += page["serviceArns"]
+        except WorkflowError:  # only a hint
+            return ""
+        have = sorted(arn.rsplit("/", 1)[-1] for arn in arns)
+        guesses = {n: difflib.get_close_matches(n.rsplit("/", 1)[-1], have, n=1) for n in missing}
+        if any(guesses.values()):
+            return "; did you mean " + ", ".join(f"{g[0]} (for {n})" for n, g in guesses.items() if g) + "?"
+        return f"; the cluster has: {', '.join(have)}" if have else "; the cluster has no services"
 
     def service(self, name: str) -> Service:
         return self.services([name])[0]
@@ -223,17 +307,35 @@ class Ecs:
         return arns
 
     def tasks(self, arns: list[str]) -> list[Task]:
+        """The tasks ECS can describe now; one just started may not be visible yet and is left out."""
         found: list[Task] = []
         for start in range(0, len(arns), DESCRIBE_TASKS_MAX):
             answer = self._call("describe_tasks", tasks=arns[start : start + DESCRIBE_TASKS_MAX])
             found.extend(Task.parse(raw) for raw in answer["tasks"])
         return found
 
-    def task(self, arn: str) -> Task:
+    def task(self, arn: str) -> Task | None:
+        """The task, or None while DescribeTasks answers MISSING (ECS is eventually consistent after RunTask)."""
         found = self.tasks([arn])
-        if not found:
-            raise OperationFailed(f"task {arn} is no longer known to ECS")
-        return found[0]
+        return found[0] if found else None
+
+    def live_tasks(self, service: str, known_stopped: set[str]) -> list[Task]:
+        """Tasks of `service` not yet STOPPED (one DEACTIVATING or STOPPING still runs its process);
+        `known_stopped` grows by those seen STOPPED, which are not described again."""
+        arns = self.task_arns(service, "RUNNING") + self.task_arns(service, "STOPPED")
+        tasks = self.tasks([a for a in arns if a not in known_stopped])
+        known_stopped.update(t.arn for t in tasks if t.is_stopped)
+        return [t for t in tasks if not t.is_stopped]
+
+    def stopped_tasks(self, service: str, known: set[str]) -> list[Task]:
+        """Tasks of `service` that ECS wants stopped and that are not in `known`, STOPPED or still stopping.
+
+        `known` grows by the STOPPED ones, so each is described once; one still stopping comes again.
+        """
+        fresh = [arn for arn in self.task_arns(service, "STOPPED") if arn not in known]
+        tasks = self.tasks(fresh)
+        known.update(t.arn for t in tasks if t.is_stopped)
+        return tasks
 
     def task_definition(self, arn: str) -> TaskDefinition:
         if arn not in self._definitions:

@@ -1,6 +1,36 @@
 """Options declared once and shared: each can come from a WORKFLOW_* variable and shows its default."""
 
 import click
+from click.core import ParameterSource
+
+
+class Seconds(click.FloatRange):
+    """A finite number of seconds: NaN would make every comparison false, so a wait would never end."""
+
+    name = "seconds"
+
+    def convert(self, value, param, ctx):
+        import math
+
+        seconds = super().convert(value, param, ctx)
+        if not math.isfinite(seconds):
+            self.fail(f"{value!r} is not a finite number of seconds", param, ctx)
+        return seconds
+
+
+def command_words(ctx, param, value: str | None) -> list[str] | None:
+    """A shell-quoted command as words; an empty or unbalanced one is a usage error before anything is sent."""
+    import shlex
+
+    if value is None:
+        return None
+    try:
+        words = shlex.split(value)
+    except ValueError as error:
+        raise click.BadParameter(f"{value!r}: {error}") from None
+    if not words:
+        raise click.BadParameter("the command is empty")
+    return words
 
 
 def option(*decls: str, env: str, **kwargs):
@@ -32,13 +62,47 @@ aws_options = stack(
 )
 
 wait_tuning_options = stack(
-    option("--poll-interval", env="POLL_INTERVAL", type=click.FloatRange(min=0.1), default=2.0,
+    option("--poll-interval", env="POLL_INTERVAL", type=Seconds(min=0.1), default=2.0,
            help="Seconds between polls while waiting."),
-    option("--timeout", env="TIMEOUT", type=click.FloatRange(min=1), default=900.0,
+    option("--timeout", env="TIMEOUT", type=Seconds(min=1), default=900.0,
            help="Seconds each wait may take before giving up."),
+    option("--stability-window", env="STABILITY_WINDOW", type=Seconds(min=0), default=30.0,
+           help="Seconds a completed deployment's tasks must keep running before it counts as done."),
+    option("--max-failed-tasks", env="MAX_FAILED_TASKS", type=click.IntRange(min=1), default=None,
+           show_default="ECS's circuit breaker threshold, max(3, desired/2)",
+           help="Failed task launches or health checks after which a deployment counts as failed."),
 )
 
 yes_option = option("--yes", "-y", env="YES", is_flag=True, default=False, help="Do not ask for confirmation.")
 wait_option = option("--wait/--no-wait", env="WAIT", default=True, help="Wait until the cluster has settled.")
 output_option = option("--output", "-o", env="OUTPUT", type=click.Choice(["text", "json"]), default="text",
                        help="Result format on stdout.")
+
+
+def also_after_the_command(group: click.Group, store) -> None:
+    """Let the group's options follow the command name too, as the AWS CLI allows; typed there, they win.
+
+    Each command gets a hidden copy of each group option; `store(ctx, name, value)` records a typed value.
+    """
+    for command in group.commands.values():
+        taken = {name for p in command.params for name in p.opts}
+        for param in group.params:
+            if not isinstance(param, click.Option) or param.is_eager or set(param.opts) & taken:
+                continue
+            command.params.append(
+                click.Option(
+                    param.opts,
+                    type=param.type,
+                    hidden=True,
+                    expose_value=False,
+                    callback=_stored_when_typed(param.name, store),
+                )
+            )
+
+
+def _stored_when_typed(name: str, store):
+    def callback(ctx: click.Context, _param, value):
+        if ctx.get_parameter_source(_param.name) is ParameterSource.COMMANDLINE:
+            store(ctx, name, value)
+
+    return callback

@@ -3,27 +3,55 @@
 from collections.abc import Callable
 from typing import TypeVar
 
-from .errors import WaitTimedOut
+from .errors import Transient, WaitTimedOut
 
 T = TypeVar("T")
+BACKOFF_CAP = 30.0
+HEARTBEAT_SECONDS = 15.0  # a long wait prints at this rhythm, so it never looks hung
 
 
 class Poller:
-    def __init__(self, clock: Callable[[], float], sleep: Callable[[float], None], interval: float, timeout: float):
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        sleep: Callable[[float], None],
+        interval: float,
+        timeout: float,
+        notice: Callable[[str], None] = lambda _: None,
+    ):
         self.clock, self.sleep = clock, sleep
         self.interval, self.timeout = interval, timeout
+        self.notice = notice
 
     def until(self, check: Callable[[], T], pending: Callable[[], str]) -> T:
         """Call `check` every interval until it returns something truthy; a check raises to fail fast.
 
-        `pending` says, on timeout, what was still outstanding.
+        A transient AWS error (throttling, 5xx, a broken connection) means "still pending": the next try
+        backs off exponentially, and only the deadline ends the wait. `pending` says, on timeout, what was
+        still outstanding.
         """
-        deadline = self.clock() + self.timeout
+        began = self.clock()
+        deadline, beat = began + self.timeout, began + HEARTBEAT_SECONDS
+        failures = 0
+        last_error: Transient | None = None
         while True:
-            result = check()
-            if result:
-                return result
+            try:
+                result = check()
+            except Transient as error:
+                failures, last_error = failures + 1, error
+                delay = min(self.interval * 2**failures, BACKOFF_CAP)
+            else:
+                if result:
+                    return result
+                failures, delay = 0, self.interval
             remaining = deadline - self.clock()
             if remaining <= 0:
-                raise WaitTimedOut(f"timed out after {self.timeout:g}s waiting for {pending()}")
-            self.sleep(min(self.interval, remaining))
+                cause = f" (last AWS error: {last_error})" if failures else ""
+                raise WaitTimedOut(f"timed out after {self.timeout:g}s waiting for {pending()}{cause}")
+            if failures:
+                self.notice(f"{last_error}; still waiting, next try in {min(delay, remaining):.0f}s")
+            elif self.clock() >= beat:
+                now = self.clock()
+                beat = now + HEARTBEAT_SECONDS
+                self.notice(f"waiting for {pending()}: {now - began:.0f}s so far, gives up in {remaining:.0f}s")
+            self.sleep(min(delay, remaining))

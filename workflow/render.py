@@ -5,6 +5,7 @@ import os
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
+from datetime import UTC, datetime
 
 import click
 
@@ -16,20 +17,32 @@ def use_color(stream) -> bool:
 
 
 class Reporter:
-    """Plain, timestamped progress lines: one per phase start and end, one per observed change."""
+    """Plain progress lines stamped with UTC wall-clock time (to match against ECS events and CloudWatch)
+    and the seconds since the command began: one per phase start and end, one per observed change."""
 
-    def __init__(self, clock: Callable[[], float], write: Callable[[str], None] | None = None, color: bool = False):
-        self.clock = clock
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        write: Callable[[str], None] | None = None,
+        color: bool = False,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ):
+        self.clock, self.now = clock, now
         self.started = clock()
         self.color = color
         self._write = write or (lambda text: click.echo(text, err=True))
         self.state: str | None = None  # the cluster's state in words, shown when a command stops early
+        self.alternatives: list[str] = []  # commands that also get the cluster out of that state
         self._last: dict[str, tuple] = {}
         self._seen_events: dict[str, set[str]] = {}
 
     def line(self, text: str, style: dict | None = None) -> None:
-        stamp = f"[{self.clock() - self.started:5.0f}s]"
-        self._write(f"{stamp} {click.style(text, **style) if style and self.color else text}")
+        stamp = f"[{self.now():%H:%M:%S}Z {self.clock() - self.started:+5.0f}s]"
+        try:
+            self._write(f"{stamp} {click.style(text, **style) if style and self.color else text}")
+        except (BrokenPipeError, ValueError):
+            # Whoever read the progress has gone (`| head`): the operation itself must finish or stop cleanly.
+            self._write = lambda _text: None
 
     @contextmanager
     def phase(self, title: str):
@@ -52,21 +65,28 @@ class Reporter:
         if self._last.get(service.name) == key:
             return
         self._last[service.name] = key
-        detail = ""
+        # Service totals first, then the watched deployment's own counts: both matter, and they differ mid-rollout.
+        text = f"{service.name}: total {service.running}/{service.desired} running, {service.pending} pending"
         if deployment:
-            detail = f", deployment {deployment.id} {deployment.rollout_state or deployment.status}"
-            detail += f" ({deployment.running}/{deployment.desired} running)"
+            text += f" | deploy {short_deployment(deployment.id)} {deployment.rollout_state or deployment.status}"
+            text += f" {deployment.running}/{deployment.desired}"
         old = len(service.deployments) - 1
-        self.line(
-            f"{service.name}: running {service.running}, pending {service.pending}, desired {service.desired}"
-            f"{detail}" + (f", {old} older deployment(s) draining" if old > 0 else "")
-        )
+        self.line(text + (f" | {old} old draining" if old > 0 else ""))
 
     def task(self, label: str, task: Task) -> None:
         key = (task.last_status, task.desired_status)
         if self._last.get(task.arn) != key:
             self._last[task.arn] = key
-            self.line(f"{label} task {task.id}: {task.last_status} (desired {task.desired_status})")
+            self.line(f"{label} task {short_task(task.id)}: {task.last_status} (desired {task.desired_status})")
+
+
+def short_deployment(deployment_id: str) -> str:
+    """The tail of a deployment id (ecs-svc/ and 19 digits): enough to tell deployments apart in a log."""
+    return deployment_id.rsplit("/", 1)[-1][-6:]
+
+
+def short_task(task_id: str) -> str:
+    return task_id[:8]
 
 
 def _strip_service(message: str, name: str) -> str:

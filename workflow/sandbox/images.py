@@ -18,16 +18,23 @@ def digest_of(data: bytes) -> str:
 
 def random_layers(count: int, size: int, seed: int = 0) -> list[bytes]:
     rng = random.Random(seed)
-    return [rng.randbytes(size) for _ in range(count)]
+    chunk = 64 * 1024 * 1024  # randbytes takes at most 2**31 bits at a time
+    return [b"".join(rng.randbytes(min(chunk, size - start)) for start in range(0, size, chunk)) for _ in range(count)]
 
 
-def push_blob(ecr, repository: str, data: bytes, part_size: int = 5 * 1024 * 1024) -> str:
-    upload = ecr.initiate_layer_upload(repositoryName=repository)["uploadId"]
+def push_blob(ecr, repository: str, data: bytes) -> str:
+    """As `docker push` does: skip a blob the repository has, else upload it in parts of the size ECR asks for."""
+    digest = digest_of(data)
+    present = ecr.batch_check_layer_availability(repositoryName=repository, layerDigests=[digest])["layers"]
+    if any(layer.get("layerAvailability") == "AVAILABLE" for layer in present):
+        return digest
+    upload = ecr.initiate_layer_upload(repositoryName=repository)
+    part_size = upload["partSize"]
     for start in range(0, len(data), part_size):
         part = data[start : start + part_size]
-        ecr.upload_layer_part(repositoryName=repository, uploadId=upload, partFirstByte=start,
+        ecr.upload_layer_part(repositoryName=repository, uploadId=upload["uploadId"], partFirstByte=start,
                               partLastByte=start + len(part) - 1, layerPartBlob=part)
-    return ecr.complete_layer_upload(repositoryName=repository, uploadId=upload, layerDigests=[digest_of(data)])["layerDigest"]
+    return ecr.complete_layer_upload(repositoryName=repository, uploadId=upload["uploadId"], layerDigests=[digest])["layerDigest"]
 
 
 def push_image(ecr, repository: str, layers: list[bytes], tag: str | None, media_type: str = DOCKER_MANIFEST,

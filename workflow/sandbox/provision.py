@@ -23,8 +23,13 @@ def provision_cluster(
     counts: dict[str, int] | None = None,
     image: str = "123456789012.dkr.ecr.us-east-1.amazonaws.com/airflow-prod:latest",
     deployment_configuration: dict | None = None,
+    deployment_controllers: dict[str, str] | None = None,
 ) -> Provisioned:
-    """`clients(name)` returns a boto3 client; counts default to none running, as after `terraform apply`."""
+    """`clients(name)` returns a boto3 client; counts default to none running, as after `terraform apply`.
+
+    `deployment_controllers` maps a role (scheduler, worker, web) or a service name to ECS, CODE_DEPLOY or EXTERNAL (default ECS).
+    """
+    controllers = deployment_controllers or {}
     counts = counts if counts is not None else dict.fromkeys(ROLES, 0)
     ec2, ecs, logs = clients("ec2"), clients("ecs"), clients("logs")
 
@@ -64,6 +69,7 @@ def provision_cluster(
             networkConfiguration=network,
             deploymentConfiguration=deployment_configuration
             or {"maximumPercent": 200, "minimumHealthyPercent": 100},
+            deploymentController={"type": controllers.get(role) or controllers.get(name) or "ECS"},
         )["service"]["serviceArn"]
         result.services[role], result.task_definitions[role] = service, definition
     return result

@@ -1,6 +1,8 @@
-"""A local Airflow cluster to rehearse on: moto's server on loopback with the simulated ECS in real time."""
+"""A local Airflow cluster to rehearse on: moto's server on loopback with the simulated ECS in real time,
+optionally misbehaving as ECS does (crash loops, failed starts, health checks, throttling, lag)."""
 
 import logging
+import os
 import socket
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -13,11 +15,21 @@ from .hooks import simulated_ecs
 from .images import push_image, random_layers
 from .provision import DEFAULT_COUNTS, ROLES, provision_cluster
 from .registry import Registry, simulated_ecr
-from .simulator import Simulation, Timings
+from .simulator import CONTROLLERS, Simulation, Timings
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+REGISTRY = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
+# The release running in production, promoted under `latest` and this stamp, and the one staged after it.
+PROMOTED_STAMP = "20261101T000000Z"
+LAYER_BYTES = 256 * 1024
+
+
+def release_layers(release: int) -> list[bytes]:
+    """A shared base layer and two of the release's own, so releases share a blob but differ in digest."""
+    (base,) = random_layers(1, LAYER_BYTES, seed=0)
+    return [base, *random_layers(2, LAYER_BYTES, seed=release)]
 
 
 @dataclass
@@ -30,6 +42,24 @@ class SandboxConfig:
     one_off_seconds: float = 3.0
     fail_deployments: tuple[str, ...] = field(default_factory=tuple)
     init_exit_code: int = 0
+    crash_deployments: tuple[str, ...] = field(default_factory=tuple)
+    unhealthy_deployments: tuple[str, ...] = field(default_factory=tuple)
+    flaky_starts: int = 0
+    throttle: float = 0.0
+    server_errors: float = 0.0
+    missing_seconds: float = 0.0
+    stale_seconds: float = 0.0
+    log_delay: float = 0.0
+    deployment_controllers: dict[str, str] = field(default_factory=dict)  # role or service name -> type
+
+    def __post_init__(self):
+        for service, kind in self.deployment_controllers.items():
+            if kind not in CONTROLLERS:
+                raise ValueError(f"deployment controller of {service} must be one of {', '.join(CONTROLLERS)}, not {kind}")
+
+    def service(self, name: str) -> str:
+        """A role (scheduler, worker, web) names the cluster's service; anything else is a service name."""
+        return f"{self.cluster}-{name}" if name in ROLES else name
 
     def timings(self) -> Timings:
         start, stop = self.task_start_seconds, self.task_stop_seconds
@@ -53,6 +83,7 @@ class Sandbox:
         self.registry = Registry()
         self._stack = ExitStack()
         self.endpoint = ""
+        self.releases: dict[str, str] = {}  # "v1" (deployed, airflow-prod), "v2" (staged, airflow-stage) -> digest
 
     @property
     def environment(self) -> dict[str, str]:
@@ -60,6 +91,8 @@ class Sandbox:
 
     def start(self) -> "Sandbox":
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request on the terminal
+        # Nothing here launches instances; moto's 2,600 default AMIs would only slow the start down.
+        os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
         if self.config.port:
             # moto's server thread would die on a taken port and leave start() waiting for ever.
             with socket.socket() as probe:
@@ -91,17 +124,36 @@ class Sandbox:
         )
 
     def _provision(self) -> None:
-        """What Terraform and the staging pipeline leave behind: a running cluster and a staged image."""
+        """What Terraform and the pipelines leave behind: release v1 promoted to airflow-prod (`latest` and a
+        stamp) and deployed, so every service task runs v1's digest, and release v2 staged in airflow-stage."""
         cluster = self.config.cluster
         ecr = self.client("ecr")
         for repository in ("airflow-stage", "airflow-prod"):
             ecr.create_repository(repositoryName=repository)
-        push_image(ecr, "airflow-stage", random_layers(3, 256 * 1024, seed=1), "latest")
-        image = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/airflow-prod:latest"
-        provision_cluster(self.client, cluster=cluster, counts=DEFAULT_COUNTS, image=image)
+        for tag in (PROMOTED_STAMP, "latest"):
+            self.releases["v1"] = push_image(ecr, "airflow-prod", release_layers(1), tag)["digest"]
+        self.releases["v2"] = push_image(ecr, "airflow-stage", release_layers(2), "latest")["digest"]
+        provision_cluster(self.client, cluster=cluster, counts=DEFAULT_COUNTS, image=f"{REGISTRY}/airflow-prod:latest",
+                          deployment_controllers=self.config.deployment_controllers)
         self.clock.advance(600)  # the services have long been steady
-        with self.simulation.lock:
-            self.simulation.advance()
-        for service in self.config.fail_deployments:
-            self.simulation.fail_deployments(f"{cluster}-{service}" if service in ROLES else service, "pull")
-        self.simulation.one_off_exit_code = self.config.init_exit_code
+        self._misbehave()
+
+    def _misbehave(self) -> None:
+        """The failures to rehearse, from now on; a crash or failed health check comes a task start after RUNNING."""
+        config, sim = self.config, self.simulation
+        with sim.lock:
+            sim.advance()
+            for service in config.fail_deployments:
+                sim.fail_deployments(config.service(service), "pull")
+            for service in config.crash_deployments:
+                sim.crash_deployments(config.service(service), exit_code=1, after=config.task_start_seconds)
+            for service in config.unhealthy_deployments:
+                sim.unhealthy_deployments(config.service(service), after=config.task_start_seconds)
+            if config.flaky_starts:
+                for role in ROLES:
+                    sim.flaky_starts(config.service(role), config.flaky_starts)
+            sim.one_off_exit_code = config.init_exit_code
+            sim.missing_seconds, sim.stale_seconds = config.missing_seconds, config.stale_seconds
+            sim.log_delay = config.log_delay
+            # Only throttling and 5xx answers: a real server cannot fake a broken connection.
+            sim.faults.rates = {"throttle": config.throttle, "server": config.server_errors}

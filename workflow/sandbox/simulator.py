@@ -1,26 +1,78 @@
 """The simulated ECS service scheduler: task lifecycles and rolling deployments as events in time.
 
-State lives on moto's own model objects (services and tasks), so every ECS API call moto answers shows
-it; `hooks.py` calls `advance()` before each of those calls. Nothing here sleeps: time is the clock's.
+State lives on moto's own model objects (services, task sets and tasks), so every ECS API call moto
+answers shows it; `hooks.py` calls `advance()` before each of those calls. Nothing here sleeps: time is
+the clock's. Besides the happy path it plays what ECS does to operators: crash loops, failed launches,
+load balancer health check failures, interrupted one-off tasks, eventual consistency (MISSING tasks,
+stale DescribeServices), delayed and empty log pages, and failing API calls (`faults.py`).
+
+Every setting applies to tasks and deployments created after it is set; None or 0 turns it off.
 """
 
+import copy
+import hashlib
 import math
 import random
+import re
 import threading
+import unicodedata
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from moto.ecs.models import Task
+from moto.ecr.models import ecr_backends
+from moto.ecs.exceptions import InvalidParameterException
+from moto.ecs.models import Task, TaskSet
 from moto.logs.models import logs_backends
+
+from .faults import Faults
 
 STARTING = ("PROVISIONING", "PENDING")
 PULL_ERROR = (
     "CannotPullContainerError: pull image manifest has been retried 5 time(s): "
-    "failed to resolve ref {image}: not found"
+    "failed to resolve ref {image}: {image}: not found"
+)
+# <account>.dkr.ecr.<region>.amazonaws.com/<repository>[:<tag>][@<digest>]
+ECR_IMAGE = re.compile(
+    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com/(?P<repository>[^:@]+)"
+    r"(?::(?P<tag>[^@]+))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
+)
+# What ECS accepts in tags: letters, numbers and spaces (\\p{L}\\p{Z}\\p{N} in the API model's pattern)
+# and these characters; at most 50 tags a resource, keys of 1 to 128 characters, values up to 256.
+TAG_SYMBOLS = "_.:/=+-@"
+MAX_TAGS, MAX_KEY, MAX_VALUE = 50, 128, 256
+RESOURCE_ERROR = (
+    "ResourceInitializationError: unable to pull secrets or registry auth: execution resource retrieval "
+    "failed: unable to retrieve ecr registry auth: service call has been retried 3 time(s): RequestError: "
+    "send request failed caused by: Post \"https://api.ecr.us-east-1.amazonaws.com/\": dial tcp "
+    "10.0.1.10:443: i/o timeout. Please check your task network configuration."
 )
 FAILURES = ("pull", "hang")
+CONTROLLERS = ("ECS", "CODE_DEPLOY", "EXTERNAL")
+# What ECS answers UpdateService on services whose deployments another controller owns.
+FORCE_REFUSED = {
+    "CODE_DEPLOY": "Cannot force a new deployment on services with a CODE_DEPLOY deployment controller. "
+    "Use AWS CodeDeploy to trigger a new deployment.",
+    "EXTERNAL": "Cannot force a new deployment on services with a EXTERNAL deployment controller.",
+}
+DEFINITION_REFUSED = {
+    "CODE_DEPLOY": "Unable to update task definition on services with a CODE_DEPLOY deployment controller. "
+    "Use AWS CodeDeploy to trigger a new deployment.",
+    "EXTERNAL": "Unable to update task definition on services with a EXTERNAL deployment controller. "
+    "Use a new task set to deploy a new task definition.",
+}
+# Containers that ECS stops with SIGTERM exit with 128 + 15 unless their process handles it.
+SIGTERM_EXIT = 143
+
+
+@dataclass(frozen=True)
+class Crash:
+    """Essential containers of a deployment's tasks exit `after` seconds into RUNNING, logging `lines`."""
+
+    exit_code: int
+    after: float
+    lines: tuple[str, ...]
 
 
 @dataclass
@@ -50,6 +102,7 @@ class Container:
     last_status: str = "PENDING"
     exit_code: int | None = None
     reason: str | None = None
+    image_digest: str | None = None  # shown once the image is pulled, i.e. from RUNNING on
 
 
 class SimTask(Task):
@@ -64,6 +117,10 @@ class SimTask(Task):
         self.deployment: Deployment | None = None
         self.stopped_reason = None
         self.stop_code = None
+        self.visible_at = 0.0  # before this, DescribeTasks answers MISSING and ListTasks omits the task
+        self.unhealthy = False  # failed its load balancer health check; no longer counts as serving
+        self.interruption: tuple[str, str, int] | None = None
+        self.images: dict[str, str] = {}  # container name -> the digest ECS resolved its image to at launch
         self.created_at = self.started_at = self.stopping_at = self.stopped_at = None
         definitions = self._backend.describe_task_definition(self.task_definition_arn)
         self.containers = [
@@ -107,11 +164,14 @@ class Deployment:
     launch_type: str | None
     platform_version: str | None
     failure: str | None = None
+    crash: Crash | None = None
+    unhealthy_after: float | None = None
     status: str = "PRIMARY"
     rollout_state: str = "IN_PROGRESS"
     rollout_state_reason: str = "ECS deployment in progress."
     failed_tasks: int = 0
     updated_at: float = 0.0
+    images: dict[str, str] = field(default_factory=dict)  # container name -> digest, pinned once resolved
 
 
 @dataclass
@@ -122,14 +182,30 @@ class SimService:
     tasks: list[SimTask] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
     last_completed: Deployment | None = None
+    task_set: Any = None  # the PRIMARY task set of a CODE_DEPLOY service
+    snapshot: Any = None  # how DescribeServices shows the service until `stale_until`
+    stale_until: float = 0.0
 
     @property
     def name(self) -> str:
         return self.model.name
 
     @property
-    def primary(self) -> Deployment:
-        return self.deployments[0]
+    def controller(self) -> str:
+        return (getattr(self.model, "deployment_controller", None) or {}).get("type", "ECS")
+
+    @property
+    def primary(self) -> Deployment | None:
+        return self.deployments[0] if self.deployments else None
+
+    @property
+    def target_group(self) -> str:
+        for balancer in self.model.load_balancers or []:
+            if balancer.get("targetGroupArn"):
+                return balancer["targetGroupArn"]
+        name = self.name[:32].rstrip("-")
+        suffix = uuid.uuid5(uuid.NAMESPACE_URL, self.model.arn).hex[:16]
+        return f"arn:aws:elasticloadbalancing:{self.model.region_name}:{self.model._account_id}:targetgroup/{name}/{suffix}"
 
     @property
     def config(self) -> dict:
@@ -156,10 +232,29 @@ class Simulation:
         self.services: dict[str, SimService] = {}
         self.tasks: list[SimTask] = []
         self.failing: dict[str, str] = {}
+        self.crashing: dict[str, Crash] = {}
+        self.unhealthy: dict[str, float] = {}
+        self.flaky: dict[str, list] = {}  # service -> [launches left to fail, stopped reason]
         self.one_off_exit_codes: dict[str, int] = {}  # by container name
         self.one_off_exit_code = 0  # for essential containers not named above
         self.one_off_failure: str | None = None
+        # (stopCode, stoppedReason, containers' exit code) for one-off tasks, `one_off_stop_after`
+        # seconds into RUNNING (default: half of Timings.one_off_run).
+        self.one_off_stop: tuple[str, str, int] | None = None
+        self.one_off_stop_after: float | None = None
+        self.stop_exit_code = SIGTERM_EXIT  # what containers exit with on a user's StopTask
+        # Whether tasks told to stop (DEACTIVATING, STOPPING) still count against maximumPercent. ECS counts
+        # only RUNNING and PENDING tasks, so by default a replacement starts as soon as the old task is told
+        # to stop, while its process still runs.
+        self.max_percent_counts_stopping = False
+        self.validate_tags = True  # refuse tags ECS refuses (characters, lengths, count, the aws: prefix)
+        self.missing_seconds = 0.0
+        self.stale_seconds = 0.0
+        self.log_delay = 0.0
+        self.log_empty_pages = 0
+        self.faults = Faults()
         self.observers: list[Callable[[Simulation], None]] = []  # called after every change, for invariants
+        self._pending_logs: list[tuple[float, Any, str, list[dict]]] = []
 
     # --- what tests and the sandbox control -------------------------------------------------------
 
@@ -172,6 +267,32 @@ class Simulation:
         else:
             raise ValueError(f"unknown failure {how!r}; expected one of {FAILURES}")
 
+    def crash_deployments(self, service: str, exit_code: int | None = 1, after: float = 4.0,
+                          lines: tuple[str, ...] = ("ERROR: cannot connect to broker",)) -> None:
+        """Tasks of new deployments of `service` reach RUNNING, then their essential containers exit.
+
+        Not a failed launch to ECS: failedTasks stays, the scheduler relaunches (a crash loop) and the
+        deployment may even turn COMPLETED between crashes. Non-essential containers get SIGTERM (143).
+        """
+        if exit_code is None:
+            self.crashing.pop(service, None)
+        else:
+            self.crashing[service] = Crash(exit_code, after, tuple(lines))
+
+    def flaky_starts(self, service: str, count: int, reason: str = RESOURCE_ERROR) -> None:
+        """The next `count` tasks the scheduler launches for `service` fail to start; later ones start."""
+        if count:
+            self.flaky[service] = [count, reason]
+        else:
+            self.flaky.pop(service, None)
+
+    def unhealthy_deployments(self, service: str, after: float | None = 5.0) -> None:
+        """Tasks of new deployments of `service` fail their load balancer health check `after` s into RUNNING."""
+        if after is None:
+            self.unhealthy.pop(service, None)
+        else:
+            self.unhealthy[service] = after
+
     def service(self, name: str) -> SimService:
         return next(s for s in self.services.values() if s.name == name)
 
@@ -181,18 +302,85 @@ class Simulation:
             self.advance()
             return [t for t in self.service(name).tasks if t.is_live]
 
+    @staticmethod
+    def resolve(image: str) -> str | None:
+        """The digest ECS resolves `image` to now, or None when its ECR repository has no such tag or digest.
+
+        An image in an ECR repository of the simulated registry resolves through moto's ECR backend; any
+        other image (another registry, or an ECR repository nobody created) gets a stable fake digest.
+        """
+        match = ECR_IMAGE.match(image)
+        try:
+            backend = ecr_backends[match["account"]][match["region"]] if match else None
+        except KeyError:
+            backend = None
+        repository = backend.repositories.get(match["repository"]) if backend else None
+        if repository is None:
+            return "sha256:" + hashlib.sha256(image.encode()).hexdigest()
+        for candidate in list(repository.images):
+            digest = candidate.get_image_digest()
+            if match["digest"] == digest or (not match["digest"] and (match["tag"] or "latest") in candidate.image_tags):
+                return digest
+        return None
+
+    @staticmethod
+    def check_tags(existing: list[dict] | None, tags: dict[str, str | None]) -> None:
+        """Raise what ECS answers TagResource with tags it does not accept."""
+        for key, value in tags.items():
+            for kind, text, most in (("key", key, MAX_KEY), ("value", value or "", MAX_VALUE)):
+                if len(text) > most or (kind == "key" and not text):
+                    raise InvalidParameterException(f"Tag {kind} {text!r} must be 1 to {most} characters long.")
+                if any(unicodedata.category(c)[0] not in "LNZ" and c not in TAG_SYMBOLS for c in text):
+                    raise InvalidParameterException(
+                        f"Tag {kind} {text!r} may contain only letters, numbers, spaces and {' '.join(TAG_SYMBOLS)}.")
+            if key.lower().startswith("aws:"):
+                raise InvalidParameterException("Tag keys beginning with 'aws:' are reserved for AWS use.")
+        if len({t["key"] for t in existing or []} | set(tags)) > MAX_TAGS:
+            raise InvalidParameterException(f"A resource can have at most {MAX_TAGS} tags.")
+
     # --- hooks called by hooks.py, under the lock ---------------------------------------------------
 
     def service_created(self, model) -> None:
         svc = SimService(model=model, backend=model._backend)
         self.services[model.arn] = svc
-        self._new_deployment(svc, self.clock.now(), model.task_definition, deployment_id=model.deployments[0]["id"])
-        self._reconcile(svc, self.clock.now())
+        now = self.clock.now()
+        if svc.controller == "ECS":
+            self._new_deployment(svc, now, model.task_definition, deployment_id=model.deployments[0]["id"])
+        elif svc.controller == "CODE_DEPLOY" and model.task_definition:
+            # ECS creates the first task set itself; later ones come from CodeDeploy, not modelled here.
+            svc.task_set = self._primary_task_set(model)
+            self._new_deployment(svc, now, model.task_definition, deployment_id=svc.task_set.id)
+        # An EXTERNAL service runs nothing until somebody creates a task set (not simulated).
+        self._reconcile(svc, now)
         self._mirror()
+
+    def check_update(self, model, properties: dict) -> None:
+        """Refuse what ECS refuses on services another deployment controller owns, before moto applies it."""
+        svc = self.services.get(model.arn)
+        if svc is None or svc.controller == "ECS":
+            return
+        if properties.get("force_new_deployment"):
+            raise InvalidParameterException(FORCE_REFUSED[svc.controller])
+        definition = properties.get("task_definition")
+        if definition and svc.backend.describe_task_definition(definition).arn != model.task_definition:
+            raise InvalidParameterException(DEFINITION_REFUSED[svc.controller])
+
+    def service_updating(self, model) -> None:
+        """Called just before UpdateService applies: what DescribeServices keeps showing for a while."""
+        svc = self.services.get(model.arn)
+        if svc is None or not self.stale_seconds:
+            return
+        snapshot = copy.copy(model)
+        snapshot.deployments = [dict(d) for d in model.deployments]  # moto edits deployments[0] in place
+        snapshot.events = list(model.events)
+        svc.snapshot, svc.stale_until = snapshot, self.clock.now() + self.stale_seconds
 
     def service_updated(self, model, force: bool) -> None:
         svc = self.services[model.arn]
         now = self.clock.now()
+        if svc.primary is None:
+            self._mirror()
+            return
         task_definition = svc.backend.describe_task_definition(model.task_definition).arn
         if force or task_definition != svc.primary.task_definition:
             self._new_deployment(svc, now, task_definition)
@@ -203,24 +391,61 @@ class Simulation:
         self._notify()
         self._mirror()
 
+    def described_services(self, services: list) -> list:
+        """DescribeServices right after an UpdateService may still answer the service as it was before."""
+        now = self.clock.now()
+        shown = []
+        for model in services:
+            svc = self.services.get(model.arn)
+            stale = svc is not None and svc.snapshot is not None and now < svc.stale_until
+            shown.append(svc.snapshot if stale else model)
+        return shown
+
     def tasks_run(self, tasks: list[SimTask]) -> None:
         now = self.clock.now()
         for task in tasks:
-            self._start(task, now, failure=self.one_off_failure)
+            task.visible_at = now + self.missing_seconds
+            task.interruption = self.one_off_stop
+            unpulled = self._pin(task, {})  # RunTask resolves image tags at launch
+            if self.one_off_failure or unpulled is None:
+                self._start(task, now, failure=self.one_off_failure)
+            else:
+                self._start(task, now, failure="start", reason=unpulled)
 
     def task_stopped(self, task: SimTask, reason: str) -> None:
         now = self.clock.now()
-        self._stop(task, now, reason or "Task stopped by user", "UserInitiated")
+        self._stop(task, now, reason or "Task stopped by user", "UserInitiated", exit_code=self.stop_exit_code)
         if task.service:
             self._reconcile(task.service, now)
         self._notify()
         self._mirror()
 
+    def log_page(self, events: list, backward: str, forward: str, token: str | None):
+        """GetLogEvents as CloudWatch Logs pages: the end of a stream is the token passed coming back, and
+        an empty page with a new token (`log_empty_pages`) does not mean the end."""
+        if not events:
+            # moto's tokens are positions; at the end AWS gives back the very token it was passed.
+            return events, backward, token if token and token.startswith("f/") else forward
+        if self.log_empty_pages > 0:
+            self.log_empty_pages -= 1
+            # Same position as before this page (the one before its first event), spelt differently.
+            before = int(backward[2:]) - 1
+            width = (len(token) - 2 if token else 56) + 1
+            return [], backward, f"f/{before:0{width}d}"
+        return events, backward, forward
+
+    def visible(self, task: SimTask) -> bool:
+        """Whether ECS's read path knows the task yet (RunTask answers it at once; reads lag)."""
+        return task.visible_at <= self.clock.now()
+
     def list_filter(self, tasks: list[SimTask], service_name: str | None, desired_status: str | None):
         """ListTasks as ECS answers it: by service, and by desired status RUNNING unless asked otherwise."""
         group = f"service:{service_name.rsplit('/', 1)[-1]}" if service_name else None
         wanted = desired_status or "RUNNING"
-        return [t for t in tasks if t.desired_status == wanted and (group is None or t.group == group)]
+        return [
+            t for t in tasks
+            if t.desired_status == wanted and (group is None or t.group == group) and self.visible(t)
+        ]
 
     def advance(self) -> None:
         """Play every transition due by now, in time order, letting each service react to each."""
@@ -235,6 +460,7 @@ class Simulation:
             if due.service:
                 self._reconcile(due.service, at)
             self._notify()
+        self._flush_logs(now)
         self._mirror()
 
     def _notify(self) -> None:
@@ -251,30 +477,48 @@ class Simulation:
         wall = self.clock.wall(now)
         if status == "RUNNING":
             task.started_at = wall
+            for c in task.containers:
+                c.image_digest = task.images.get(c.name)
         if status in ("RUNNING", "STOPPED"):
             for c in task.containers:
                 c.last_status = status
 
-    def _start(self, task: SimTask, now: float, failure: str | None) -> None:
+    def _start(self, task: SimTask, now: float, failure: str | None, reason: str | None = None) -> None:
+        """`failure`: "pull" (no image), "hang" (never leaves PENDING), "start" (fails with `reason`)."""
         self.tasks.append(task)
         task.created_at = self.clock.wall(now)
         t = self.timings
 
         def pending(at):
             self._enter(task, "PENDING", at)
-            if failure == "pull":
-                self._then(task, t.pull, lambda at2: self._fail_to_start(task, at2), at)
+            if failure in ("pull", "start"):
+                failed = reason or PULL_ERROR.format(image=task.containers[0].image if task.containers else "image")
+                self._then(task, t.pull, lambda at2: self._fail_to_start(task, at2, failed), at)
             elif failure != "hang":
                 self._then(task, t.pull, running, at)
 
         def running(at):
             self._enter(task, "RUNNING", at)
             if task.service is None:
-                for name, command in self._commands(task).items():
-                    self._log(task, name, at, [f"Starting: {command}", "Working..."])
-                self._then(task, t.one_off_run, lambda at2: self._exit(task, at2), at)
+                self._run_one_off(task, at)
+                return
+            deployment = task.deployment
+            if deployment.crash:
+                self._then(task, deployment.crash.after, lambda at2: self._crash(task, deployment.crash, at2), at)
+            elif deployment.unhealthy_after is not None:
+                self._then(task, deployment.unhealthy_after, lambda at2: self._fail_health_check(task, at2), at)
 
         self._then(task, t.provision, pending, now)
+
+    def _run_one_off(self, task: SimTask, now: float) -> None:
+        for name, command in self._commands(task).items():
+            self._log(task, name, now, [f"Starting: {command}", "Working..."])
+        run = self.timings.one_off_run
+        after = self.one_off_stop_after if self.one_off_stop_after is not None else run / 2
+        if task.interruption and after < run:
+            self._then(task, after, lambda at: self._interrupt(task, at), now)
+        else:
+            self._then(task, run, lambda at: self._exit(task, at), now)
 
     def _exit(self, task: SimTask, now: float) -> None:
         overridden = self._commands(task)
@@ -284,29 +528,62 @@ class Simulation:
                 self._log(task, c.name, now, ["Done." if c.exit_code == 0 else f"ERROR: failed with exit code {c.exit_code}"])
         self._stop(task, now, "Essential container in task exited", "EssentialContainerExited")
 
+    def _interrupt(self, task: SimTask, now: float) -> None:
+        code, reason, exit_code = task.interruption
+        self._stop(task, now, reason, code, exit_code=exit_code)
+
+    def _crash(self, task: SimTask, crash: Crash, now: float) -> None:
+        for c in task.containers:
+            if c.essential:
+                c.exit_code, c.last_status = crash.exit_code, "STOPPED"
+                self._log(task, c.name, now, list(crash.lines))
+        self._stop(task, now, "Essential container in task exited", "EssentialContainerExited")
+
+    def _fail_health_check(self, task: SimTask, now: float) -> None:
+        """The target group marks the task unhealthy: ECS replaces it (starting first when it may) and stops it."""
+        svc, deployment = task.service, task.deployment
+        target_group = svc.target_group
+        task.unhealthy = True
+        deployment.failed_tasks += 1
+        self._event(svc, now, f"(service {svc.name}) (task {task.short_id}) (port 8080) is unhealthy in "
+                              f"(target-group {target_group}) due to (reason Health checks failed).")
+        self._reconcile(svc, now)
+        self._stop(task, now, f"Task failed ELB health checks in (target-group {target_group})",
+                   "ServiceSchedulerInitiated")
+        self._event(svc, now, self._tasks_message(svc, "has stopped", [task]))
+        self._trip_circuit_breaker(svc, deployment, now)
+
     @staticmethod
     def _commands(task: SimTask) -> dict[str, str]:
         overrides = task.overrides.get("containerOverrides", [])
         return {o["name"]: " ".join(o.get("command", [])) for o in overrides if o.get("command")}
 
     def _log(self, task: SimTask, container: str, now: float, lines: list[str]) -> None:
-        """Write what the awslogs driver would: stream <prefix>/<container>/<task id> in the definition's group."""
+        """Write what the awslogs driver would: stream <prefix>/<container>/<task id> in the definition's
+        group and region; the lines become readable `log_delay` seconds later (the driver ships in batches)."""
         definition = task._backend.describe_task_definition(task.task_definition_arn)
         spec = next((c for c in definition.container_definitions if c["name"] == container), {})
         options = (spec.get("logConfiguration") or {}).get("options", {})
-        backend = logs_backends[task._account_id][task.region_name]
+        region = options.get("awslogs-region", task.region_name)
+        backend = logs_backends[task._account_id][region]
         group = backend.groups.get(options.get("awslogs-group", ""))
         if group is None or "awslogs-stream-prefix" not in options:
             return
         stream = f"{options['awslogs-stream-prefix']}/{container}/{task.short_id}"
         if stream not in group.streams:
-            group.create_log_stream(stream)
+            group.create_log_stream(stream)  # at container start, before the first batch arrives
         stamp = int(self.clock.wall(now).timestamp() * 1000)
-        group.put_log_events(stream, [{"timestamp": stamp, "message": line} for line in lines])
+        events = [{"timestamp": stamp, "message": line} for line in lines]
+        self._pending_logs.append((now + self.log_delay, group, stream, events))
+        self._flush_logs(now)
 
-    def _fail_to_start(self, task: SimTask, now: float) -> None:
-        image = task.containers[0].image if task.containers else "image"
-        reason = PULL_ERROR.format(image=image)
+    def _flush_logs(self, now: float) -> None:
+        due = [entry for entry in self._pending_logs if entry[0] <= now]
+        self._pending_logs = [entry for entry in self._pending_logs if entry[0] > now]
+        for _, group, stream, events in due:
+            group.put_log_events(stream, events)
+
+    def _fail_to_start(self, task: SimTask, now: float, reason: str) -> None:
         task.desired_status = "STOPPED"
         task.stop_code, task.stopped_reason = "TaskFailedToStart", reason
         task.stopping_at = task.stopped_at = self.clock.wall(now)
@@ -320,7 +597,8 @@ class Simulation:
         self._event(svc, now, f"(service {svc.name}) is unable to consistently start tasks successfully.")
         self._trip_circuit_breaker(svc, deployment, now)
 
-    def _stop(self, task: SimTask, now: float, reason: str, code: str) -> None:
+    def _stop(self, task: SimTask, now: float, reason: str, code: str, exit_code: int = SIGTERM_EXIT) -> None:
+        """Stop a task; containers still running when it reaches STOPPED exit with `exit_code`."""
         if task.desired_status == "STOPPED":
             return
         task.desired_status = "STOPPED"
@@ -337,7 +615,7 @@ class Simulation:
             task.stopped_at = self.clock.wall(at)
             for c in task.containers:
                 if c.exit_code is None and c.last_status == "RUNNING":
-                    c.exit_code = 143 if code != "EssentialContainerExited" else 0
+                    c.exit_code = exit_code
             self._enter(task, "STOPPED", at)
 
         if task.sim_status == "RUNNING":
@@ -348,7 +626,10 @@ class Simulation:
 
     # --- the service scheduler --------------------------------------------------------------------
 
-    def _new_deployment(self, svc: SimService, now: float, task_definition: str, deployment_id=None) -> Deployment:
+    def _new_deployment(self, svc: SimService, now: float, task_definition: str, deployment_id=None,
+                        images: dict[str, str] | None = None) -> Deployment:
+        """A new PRIMARY deployment; it resolves its images' tags to digests now, unless given `images`
+        (a rollback returns to the digests of the deployment it rolls back to)."""
         model = svc.model
         for old in svc.deployments:
             old.status, old.desired_count, old.updated_at = "ACTIVE", 0, now
@@ -362,9 +643,38 @@ class Simulation:
             launch_type=model.launch_type,
             platform_version=model.platform_version,
             failure=self.failing.get(svc.name),
+            crash=self.crashing.get(svc.name),
+            unhealthy_after=self.unhealthy.get(svc.name),
         )
+        if images is None:
+            definition = svc.backend.describe_task_definition(task_definition)
+            resolved = {c["name"]: self.resolve(c.get("image", "")) for c in definition.container_definitions}
+            images = {name: digest for name, digest in resolved.items() if digest}
+        deployment.images = dict(images)
         svc.deployments.insert(0, deployment)
         return deployment
+
+    def _pin(self, task: SimTask, images: dict[str, str]) -> str | None:
+        """Give each container of `task` the digest in `images`, resolving (and adding to `images`) those it
+        lacks; the CannotPullContainerError of the first image that does not resolve, else None."""
+        error = None
+        for c in task.containers:
+            digest = images.get(c.name) or self.resolve(c.image)
+            if digest:
+                images[c.name] = task.images[c.name] = digest
+            elif error is None:
+                error = PULL_ERROR.format(image=c.image)
+        return error
+
+    @staticmethod
+    def _primary_task_set(model) -> TaskSet:
+        task_set = TaskSet(
+            model.arn, model.cluster_arn, model.task_definition, model._account_id, model.region_name,
+            network_configuration=model.network_configuration or None, launch_type=model.launch_type,
+            platform_version=model.platform_version, load_balancers=model.load_balancers,
+        )
+        task_set.service_arn, task_set.cluster_arn, task_set.status = model.arn, model.cluster_arn, "PRIMARY"
+        return task_set
 
     def _launch(self, svc: SimService, deployment: Deployment, now: float) -> SimTask:
         backend, model = svc.backend, svc.model
@@ -383,28 +693,55 @@ class Simulation:
         task.service, task.deployment = svc, deployment
         backend.tasks.setdefault(model.cluster_name, {})[task.task_arn] = task
         svc.tasks.append(task)
-        self._start(task, now, failure=deployment.failure)
+        # A deployment's digests are pinned once resolved; an image it could not resolve is tried again.
+        unpulled = self._pin(task, deployment.images)
+        flaky = self.flaky.get(svc.name)
+        if flaky:
+            flaky[0] -= 1
+            if flaky[0] <= 0:
+                del self.flaky[svc.name]
+            self._start(task, now, failure="start", reason=flaky[1])
+        elif deployment.failure or unpulled is None:
+            self._start(task, now, failure=deployment.failure)
+        else:
+            self._start(task, now, failure="start", reason=unpulled)
         return task
 
     def _reconcile(self, svc: SimService, now: float) -> None:
         """One pass of ECS's rolling update, within minimumHealthyPercent and maximumPercent."""
         primary = svc.primary
+        if primary is None:
+            return
         desired = primary.desired_count
         config = svc.config
         ceiling = math.floor(desired * config.get("maximumPercent", 200) / 100)
         floor = math.ceil(desired * config.get("minimumHealthyPercent", 100) / 100)
 
-        started = []
-        room = max(ceiling, desired) - len(svc.live())
-        for _ in range(max(0, min(desired - len(svc.live(primary)), room))):
-            started.append(self._launch(svc, primary, now))
+        def serving():
+            return [t for t in svc.live(primary) if not t.unhealthy]
 
-        surplus = len(svc.live(primary)) - desired
+        def launch():
+            # maximumPercent bounds the tasks that are PENDING or RUNNING (desired RUNNING), not the ones
+            # told to stop, unless max_percent_counts_stopping says otherwise.
+            counted = [t for t in svc.tasks if t.is_live] if self.max_percent_counts_stopping else svc.live()
+            room = max(ceiling, desired) - len(counted)
+            for _ in range(max(0, min(desired - len(serving()), room))):
+                started.append(self._launch(svc, primary, now))
+
+        started = []
+        launch()
+
+        surplus = len(serving()) - desired
         # Scaling in stops tasks that are not yet serving first.
-        stopped = sorted(svc.live(primary), key=lambda t: t.sim_status == "RUNNING")[: max(0, surplus)]
+        stopped = sorted(serving(), key=lambda t: t.sim_status == "RUNNING")[: max(0, surplus)]
         old = [t for t in svc.live() if t.deployment is not primary]
         stopped += [t for t in old if t.sim_status in STARTING]
-        healthy = sum(t.sim_status == "RUNNING" for t in svc.live() if t not in stopped)
+        # Behind a load balancer a task counts as healthy once it passes health checks, which tasks of
+        # an unhealthy deployment never do: the old tasks keep serving.
+        healthy = sum(
+            t.sim_status == "RUNNING" and not t.unhealthy and t.deployment.unhealthy_after is None
+            for t in svc.live() if t not in stopped
+        )
         for task in [t for t in old if t.sim_status == "RUNNING"]:
             if healthy - 1 < floor:
                 break
@@ -412,6 +749,8 @@ class Simulation:
             healthy -= 1
         for task in stopped:
             self._stop(task, now, f"Scaling activity initiated by (deployment {task.deployment.id})", "ServiceSchedulerInitiated")
+        if stopped:
+            launch()  # stopping made room under maximumPercent
 
         if started:
             self._event(svc, now, self._tasks_message(svc, "has started", started))
@@ -429,13 +768,16 @@ class Simulation:
             len(svc.deployments) == 1
             and svc.count(primary, ("RUNNING",)) == primary.desired_count
             and svc.count(primary, STARTING) == 0
+            and primary.unhealthy_after is None  # its tasks never pass the load balancer's health checks
         )
+        # COMPLETED is final: a deployment whose tasks crash later stays COMPLETED, as in ECS.
         if primary.rollout_state == "IN_PROGRESS" and steady:
             primary.rollout_state = "COMPLETED"
             primary.rollout_state_reason = f"ECS deployment {primary.id} completed."
             primary.updated_at = now
             svc.last_completed = primary
-            self._event(svc, now, f"(service {svc.name}) ({primary.id}) deployment completed.")
+            if svc.controller == "ECS":
+                self._event(svc, now, f"(service {svc.name}) ({primary.id}) deployment completed.")
             self._event(svc, now, f"(service {svc.name}) has reached a steady state.")
 
     def _trip_circuit_breaker(self, svc: SimService, deployment: Deployment, now: float) -> None:
@@ -450,8 +792,8 @@ class Simulation:
         self._event(svc, now, f"(service {svc.name}) ({deployment.id}) deployment failed: tasks failed to start.")
         previous = svc.last_completed
         if breaker.get("rollback") and previous is not None and deployment is svc.primary:
-            rollback = self._new_deployment(svc, now, previous.task_definition)
-            rollback.failure = None
+            rollback = self._new_deployment(svc, now, previous.task_definition, images=previous.images)
+            rollback.failure = rollback.crash = rollback.unhealthy_after = None
             self._event(svc, now, f"(service {svc.name}) rolling back to deployment {previous.id}.")
 
     # --- what moto shows --------------------------------------------------------------------------
@@ -470,26 +812,40 @@ class Simulation:
         wall = self.clock.wall
         for svc in self.services.values():
             model = svc.model
-            model.deployments = [
-                {
-                    "id": d.id,
-                    "status": d.status,
-                    "taskDefinition": d.task_definition,
-                    "desiredCount": d.desired_count,
-                    "pendingCount": svc.count(d, STARTING),
-                    "runningCount": svc.count(d, ("RUNNING",)),
-                    "failedTasks": d.failed_tasks,
-                    "createdAt": wall(d.created_at),
-                    "updatedAt": wall(d.updated_at),
-                    "launchType": d.launch_type,
-                    "platformVersion": d.platform_version,
-                    "networkConfiguration": d.network_configuration,
-                    "rolloutState": d.rollout_state,
-                    "rolloutStateReason": d.rollout_state_reason,
-                }
-                for d in svc.deployments
-            ]
+            if svc.controller == "ECS":
+                model.deployments = [self._deployment_view(svc, d) for d in svc.deployments]
+            else:
+                model.deployments = []  # CODE_DEPLOY and EXTERNAL services show task sets instead
+            if svc.task_set is not None and svc.primary is not None:
+                primary, task_set = svc.primary, svc.task_set
+                task_set.computed_desired_count = primary.desired_count
+                task_set.running_count = svc.count(primary, ("RUNNING",))
+                task_set.pending_count = svc.count(primary, STARTING)
+                steady = task_set.running_count == primary.desired_count and not task_set.pending_count
+                task_set.stabilityStatus = "STEADY_STATE" if steady else "STABILIZING"
+                task_set.updatedAt = wall(primary.updated_at)
+                model.task_sets = [task_set]
             model.running_count = sum(t.sim_status == "RUNNING" for t in svc.tasks)
             model.pending_count = sum(t.sim_status in STARTING for t in svc.tasks)
-            model.task_definition = svc.primary.task_definition
+            if svc.primary is not None:
+                model.task_definition = svc.primary.task_definition
             model.events = svc.events
+
+    def _deployment_view(self, svc: SimService, d: Deployment) -> dict:
+        wall = self.clock.wall
+        return {
+            "id": d.id,
+            "status": d.status,
+            "taskDefinition": d.task_definition,
+            "desiredCount": d.desired_count,
+            "pendingCount": svc.count(d, STARTING),
+            "runningCount": svc.count(d, ("RUNNING",)),
+            "failedTasks": d.failed_tasks,
+            "createdAt": wall(d.created_at),
+            "updatedAt": wall(d.updated_at),
+            "launchType": d.launch_type,
+            "platformVersion": d.platform_version,
+            "networkConfiguration": d.network_configuration,
+            "rolloutState": d.rollout_state,
+            "rolloutStateReason": d.rollout_state_reason,
+        }

@@ -1,0 +1,273 @@
+"""The commands against what real ECS does that a read-after-write, never-failing model hides.
+
+Each test makes the simulated cluster behave as ECS does (tasks that crash after RUNNING, invisible
+results right after a change, throttling, retried launches, other deployment controllers) and asserts
+the cluster state the command leaves, its exit code and its message.
+"""
+
+import boto3
+import pytest
+from conftest import CLUSTER, NAMES, REGION, SCHEDULER, WEB, WORKER
+
+from workflow.sandbox.provision import DEFAULT_COUNTS, provision_cluster
+
+
+def describe(ecs, name):
+    return ecs.describe_services(cluster=CLUSTER, services=[name])["services"][0]
+
+
+def one_off_tasks(ecs):
+    arns = ecs.list_tasks(cluster=CLUSTER, desiredStatus="STOPPED")["taskArns"]
+    arns += ecs.list_tasks(cluster=CLUSTER, desiredStatus="RUNNING")["taskArns"]
+    tasks = ecs.describe_tasks(cluster=CLUSTER, tasks=arns)["tasks"] if arns else []
+    return [t for t in tasks if t.get("startedBy") == "workflow"]
+
+
+@pytest.fixture
+def schedulers_alive(sim):
+    """The most scheduler tasks alive at any simulated instant."""
+    most = [0]
+
+    def check(simulation):
+        most[0] = max(most[0], sum(t.is_live for t in simulation.service(SCHEDULER).tasks))
+
+    sim.observers.append(check)
+    return most
+
+
+def assert_scheduler_stopped_and_counts_kept(ecs, sim):
+    scheduler = describe(ecs, SCHEDULER)
+    assert scheduler["desiredCount"] == 0 and sim.alive(SCHEDULER) == []
+    assert describe(ecs, WORKER)["desiredCount"] == 3 and describe(ecs, WEB)["desiredCount"] == 1
+
+
+# --- tasks that crash after RUNNING ---------------------------------------------------------------
+
+
+def test_a_crash_looping_worker_fleet_fails_the_redeploy_and_the_scheduler_stays_stopped(cluster, run, ecs, sim,
+                                                                                         schedulers_alive):
+    sim.crash_deployments(WORKER, exit_code=1, after=4, lines=("ERROR: cannot connect to broker redis://x",))
+    result = run(*NAMES, "redeploy", "--yes")
+    assert result.exit_code == 1, result.output
+    assert f"{WORKER}: task" in result.stderr and "exited after it was running" in result.stderr
+    assert "exited with code 1" in result.stderr and "cannot connect to broker" in result.stderr
+    assert "cluster state: the scheduler is stopped" in result.stderr
+    assert "start-scheduler" in result.stderr  # the way to restore scheduling on the old workers
+    assert "Traceback" not in result.output
+    assert_scheduler_stopped_and_counts_kept(ecs, sim)
+    assert schedulers_alive[0] == 1
+
+
+def test_a_crash_after_the_deployment_completed_fails_within_the_stability_window(cluster, run, ecs, sim):
+    # New workers run at about 7 s and the deployment completes at about 12 s; they crash at about 27 s.
+    sim.crash_deployments(WORKER, exit_code=3, after=20)
+    result = run(*NAMES, "redeploy", "--yes")
+    assert result.exit_code == 1, result.output
+    assert "exited with code 3" in result.stderr and "watching its tasks for 30s" in result.stderr
+    assert [d["rolloutState"] for d in describe(ecs, WORKER)["deployments"]][0] == "COMPLETED"  # ECS says success
+    assert_scheduler_stopped_and_counts_kept(ecs, sim)
+
+
+def test_without_a_stability_window_the_late_crash_goes_unseen(cluster, run, sim):
+    """Why the window exists: the same late crash passes when nobody watches after COMPLETED."""
+    sim.crash_deployments(WORKER, exit_code=3, after=20)
+    assert run(*NAMES, "--stability-window", "0", "redeploy", "--yes").exit_code == 0
+
+
+def test_a_crashing_scheduler_fails_start_scheduler(empty_cluster, run, ecs, sim):
+    sim.crash_deployments(SCHEDULER, exit_code=1, after=3)
+    result = run(*NAMES, "start-scheduler")
+    assert result.exit_code == 1 and f"{SCHEDULER}: task" in result.stderr and "exited with code 1" in result.stderr
+
+
+def test_scale_in_during_a_redeploy_is_not_a_failure(cluster, ecs, clock, sim):
+    from click.testing import CliRunner
+
+    from workflow.cli import Runtime, main
+
+    scaled = []
+
+    def sleep(seconds):
+        worker = sim.service(WORKER)
+        if not scaled and len(worker.deployments) == 2 and worker.primary.desired_count == 3 and sim.alive(WORKER):
+            running_new = [t for t in worker.live(worker.primary) if t.sim_status == "RUNNING"]
+            if running_new:
+                ecs.update_service(cluster=CLUSTER, service=WORKER, desiredCount=2)  # autoscaling
+                scaled.append(True)
+        clock.sleep(seconds)
+
+    result = CliRunner().invoke(main, [*NAMES, "redeploy", "--yes"], obj=Runtime(clock=clock.now, sleep=sleep))
+    assert scaled and result.exit_code == 0, result.output
+    worker = describe(ecs, WORKER)
+    assert worker["desiredCount"] == worker["runningCount"] == 2
+
+
+# --- failed launches: fail like the circuit breaker, not before it --------------------------------
+
+
+def test_one_transient_launch_failure_is_retried_by_ecs_and_the_redeploy_succeeds(cluster, run, ecs, sim):
+    sim.flaky_starts(WORKER, 1)
+    result = run(*NAMES, "redeploy", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "failed to start" in result.stderr  # said as progress, not as the end
+    assert describe(ecs, SCHEDULER)["runningCount"] == 1
+
+
+def test_a_web_image_that_cannot_be_pulled_fails_at_the_circuit_breaker_threshold(cluster, run, ecs, sim, clock):
+    sim.fail_deployments(WEB, "pull")
+    started = clock.now()
+    result = run(*NAMES, "redeploy", "--yes")
+    assert result.exit_code == 1
+    assert "3 tasks of deployment" in result.stderr and "(threshold 3)" in result.stderr
+    assert "CannotPullContainerError" in result.stderr and "ECS keeps trying" in result.stderr
+    assert clock.now() - started < 60
+    assert_scheduler_stopped_and_counts_kept(ecs, sim)
+
+
+def test_the_threshold_is_configurable(cluster, run, sim):
+    sim.fail_deployments(WEB, "pull")
+    result = run(*NAMES, "--max-failed-tasks", "1", "redeploy", "--yes")
+    assert result.exit_code == 1 and "(threshold 1)" in result.stderr
+
+
+def test_tasks_failing_health_checks_count_towards_the_threshold(cluster, run, ecs, sim):
+    sim.unhealthy_deployments(WEB, after=5)
+    result = run(*NAMES, "redeploy", "--yes")
+    assert result.exit_code == 1, result.output
+    assert "failed health checks" in result.stderr and "(threshold 3)" in result.stderr
+    assert_scheduler_stopped_and_counts_kept(ecs, sim)
+
+
+# --- eventual consistency -------------------------------------------------------------------------
+
+
+def test_a_migration_task_missing_right_after_run_task_is_waited_for_not_failed(empty_cluster, run, ecs, sim):
+    sim.missing_seconds = 8
+    result = run(*NAMES, "initialize", "--yes")
+    assert result.exit_code == 0, result.output
+    assert len(one_off_tasks(ecs)) == 1  # never a second migration beside the first
+
+
+def test_a_stale_describe_after_update_service_is_not_a_rollback(cluster, run, ecs, sim, schedulers_alive):
+    sim.stale_seconds = 5
+    result = run(*NAMES, "redeploy", "--yes")
+    assert result.exit_code == 0, result.output
+    scheduler = describe(ecs, SCHEDULER)
+    assert scheduler["desiredCount"] == scheduler["runningCount"] == 1
+    assert schedulers_alive[0] == 1
+
+
+# --- throttling, server errors and broken connections ---------------------------------------------
+
+
+def run_with_faults_once_waiting(clock, sim, operation, kind, times, *args):
+    """Run the command; its first sleep (inside a wait) turns on `times` faults of `operation`."""
+    from click.testing import CliRunner
+
+    from workflow.cli import Runtime, main
+
+    injected = []
+
+    def sleep(seconds):
+        if not injected:
+            sim.faults.inject(operation, kind, times=times)  # more than botocore's retries absorb
+            injected.append(True)
+        clock.sleep(seconds)
+
+    return CliRunner().invoke(main, [*NAMES, *args], obj=Runtime(clock=clock.now, sleep=sleep))
+
+
+@pytest.mark.parametrize("operation, kind", [
+    ("DescribeServices", "throttle"), ("ListTasks", "server"), ("DescribeTasks", "read-timeout"),
+    ("DescribeServices", "connection"),
+])
+def test_transient_errors_inside_a_wait_mean_still_pending(cluster, clock, ecs, sim, operation, kind):
+    result = run_with_faults_once_waiting(clock, sim, operation, kind, 20, "stop-scheduler", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "still waiting, next try in" in result.stderr
+    assert sim.alive(SCHEDULER) == []
+
+
+def test_throttling_until_the_deadline_times_out_naming_the_error(cluster, clock, sim):
+    result = run_with_faults_once_waiting(clock, sim, "DescribeServices", "throttle", 10_000,
+                                          "--timeout", "60", "stop-scheduler", "--yes")
+    assert result.exit_code == 3 and "ThrottlingException" in result.stderr and "Traceback" not in result.output
+
+
+def test_a_change_that_stays_throttled_fails_cleanly_saying_the_state(cluster, run, ecs, sim):
+    sim.faults.inject("UpdateService", "throttle", times=10_000)
+    result = run(*NAMES, "stop-scheduler", "--yes")
+    assert result.exit_code == 1 and "UpdateService failed: ThrottlingException" in result.stderr
+    assert "Traceback" not in result.output
+    assert describe(ecs, SCHEDULER)["desiredCount"] == 1
+
+
+# --- deployment controllers and preflight ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("controller", ["CODE_DEPLOY", "EXTERNAL"])
+def test_redeploy_refuses_another_deployment_controller_before_changing_anything(sim, clock, run, ecs, controller):
+    provision_cluster(lambda name: boto3.client(name, region_name=REGION), counts=DEFAULT_COUNTS,
+                      deployment_controllers={"web": controller})
+    clock.sleep(60)
+    before = describe(ecs, WORKER)["deployments"]
+    result = run(*NAMES, "redeploy", "--yes")
+    assert result.exit_code == 2, result.output
+    assert f"{WEB} uses the {controller} deployment controller" in result.stderr and "nothing was changed" in result.stderr
+    assert "Traceback" not in result.output
+    assert describe(ecs, SCHEDULER)["desiredCount"] == 1 and len(sim.alive(SCHEDULER)) == 1
+    assert describe(ecs, WORKER)["deployments"] == before
+
+
+# --- initialize ---------------------------------------------------------------------------------
+
+
+def test_initialize_refuses_a_non_essential_container(empty_cluster, run, ecs):
+    result = run(*NAMES, "initialize", "--yes", "--container", "log-router")
+    assert result.exit_code == 2
+    assert "log-router" in result.stderr and "not essential" in result.stderr and "celery-worker" in result.stderr
+    assert one_off_tasks(ecs) == []
+
+
+@pytest.mark.parametrize("stop, message", [
+    (("SpotInterruption", "Your Spot Task was interrupted.", 0), "interrupted by Fargate Spot"),
+    (("UserInitiated", "Task stopped by user", 0), "stopped by a user"),
+])
+def test_initialize_fails_when_the_task_was_stopped_even_with_exit_code_0(empty_cluster, run, sim, stop, message):
+    sim.one_off_stop = stop
+    result = run(*NAMES, "initialize", "--yes")
+    assert result.exit_code == 1, result.output
+    assert message in result.stderr and "does not show that the command completed" in result.stderr
+
+
+def test_initialize_reads_the_log_to_its_end_across_empty_pages_and_late_delivery(empty_cluster, run, sim):
+    sim.log_empty_pages = 2
+    sim.log_delay = 4
+    result = run(*NAMES, "initialize", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "celery-worker | Starting: airflow db migrate" in result.stderr
+    assert "celery-worker | Done." in result.stderr
+
+
+def test_initialize_reads_logs_from_the_region_the_driver_sends_to(empty_cluster, run, ecs):
+    boto3.client("logs", region_name="us-west-2").create_log_group(logGroupName="/ecs/west")
+    worker = describe(ecs, WORKER)
+    definition = ecs.describe_task_definition(taskDefinition=worker["taskDefinition"])["taskDefinition"]
+    containers = definition["containerDefinitions"]
+    for container in containers:
+        container["logConfiguration"]["options"].update({"awslogs-region": "us-west-2", "awslogs-group": "/ecs/west"})
+    revision = ecs.register_task_definition(
+        family=definition["family"], containerDefinitions=containers, networkMode="awsvpc",
+        requiresCompatibilities=["FARGATE"], cpu="1024", memory="2048")["taskDefinition"]["taskDefinitionArn"]
+    ecs.update_service(cluster=CLUSTER, service=WORKER, taskDefinition=revision)
+    result = run(*NAMES, "initialize", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "celery-worker | Starting: airflow db migrate" in result.stderr
+
+
+def test_log_errors_never_fail_a_migration(empty_cluster, run, ecs, sim):
+    sim.faults.inject("GetLogEvents", "throttle", times=10_000)
+    result = run(*NAMES, "initialize", "--yes")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("not following celery-worker's logs") == 1
+    assert len(one_off_tasks(ecs)) == 1

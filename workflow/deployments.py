@@ -1,0 +1,190 @@
+"""When a rolling deployment we created has succeeded, and when it has failed.
+
+It succeeds when it has completed and its tasks have kept running for the stability window. It fails
+when ECS says so (rolloutState FAILED), when it is gone or no longer PRIMARY (rolled back or superseded),
+when one of its tasks exits after reaching RUNNING (ECS's failedTasks never counts those, and rolloutState
+never leaves COMPLETED), or when its failed launches reach the circuit breaker's threshold: before that
+ECS is still retrying, and so are we.
+"""
+
+import math
+from dataclasses import dataclass
+
+from .ecs import EXITED, FAILED_TO_START, OTHER, UNHEALTHY, Service, Task
+from .errors import OperationFailed
+from .logs import tail
+
+RESCAN_SECONDS = 10.0  # stopped tasks are listed when the deployment's counts move, and at least this often
+
+
+@dataclass(frozen=True)
+class WatchPolicy:
+    stability_window: float = 30.0
+    max_failed_tasks: int | None = None  # None: the circuit breaker's own threshold
+    visibility_grace: float = 30.0  # how long a new deployment or task may be invisible to Describe calls
+
+
+def circuit_breaker_threshold(desired: int) -> int:
+    """ECS's deployment circuit breaker fails a deployment at this many failed tasks."""
+    return min(200, max(3, math.ceil(desired / 2)))
+
+
+class DeploymentWatch:
+    """One deployment we created, followed poll by poll through what DescribeServices shows of it."""
+
+    def __init__(self, env, service: str, deployment_id: str, drained: bool = True, old_tasks_stopped: bool = False):
+        """`drained`: ready only once older deployments are gone, not merely deregistering behind a load
+        balancer; `old_tasks_stopped`: ready only once no task of an older deployment still runs a process."""
+        self.env, self.service, self.id = env, service, deployment_id
+        self.drained, self.old_tasks_stopped = drained, old_tasks_stopped
+        self.policy: WatchPolicy = env.policy
+        self.created = env.poller.clock()
+        self.seen = False
+        self.known_stopped: set[str] = set()
+        self.last_failure: Task | None = None
+        self.stable_since: float | None = None
+        self.latest: Service | None = None
+        self._counts: tuple | None = None
+        self._next_scan = self.created
+        self._old_gone = not old_tasks_stopped
+        self._dead: set[str] = set()
+
+    def observe(self, service: Service) -> bool:
+        """True once the deployment is complete and stable; raises OperationFailed when it cannot succeed."""
+        now = self.env.poller.clock()
+        self.latest = service
+        deployment = service.deployment(self.id)
+        if deployment is None:
+            if not self.seen and now - self.created < self.policy.visibility_grace:
+                return False  # UpdateService's result may be invisible to DescribeServices for a moment
+            raise OperationFailed(self._gone(service))
+        self.seen = True
+        if deployment.rollout_state == "FAILED":
+            reason = deployment.rollout_reason or "no reason given"
+            raise OperationFailed(f"{service.name}: deployment {self.id} failed: {reason}{self._aftermath(service)}")
+        if deployment.status != "PRIMARY":
+            raise OperationFailed(self._gone(service))
+        counts = (deployment.running, deployment.pending, deployment.failed_tasks, deployment.desired)
+        if counts != self._counts or now >= self._next_scan:
+            self._counts, self._next_scan = counts, now + RESCAN_SECONDS
+            if self._check_stopped_tasks(service):
+                self._counts = None  # one of ours is still stopping: look again next poll
+        threshold = self.policy.max_failed_tasks or circuit_breaker_threshold(deployment.desired)
+        if deployment.failed_tasks >= threshold:
+            last = self.last_failure
+            why = f"; last: task {last.id} {last.stop_cause}: {last.stopped_reason}" if last else _last_event(service)
+            raise OperationFailed(
+                f"{service.name}: {deployment.failed_tasks} tasks of deployment {self.id} failed "
+                f"(threshold {threshold}){why}{self._aftermath(service)}"
+            )
+        if not self._ready(service):
+            self.stable_since = None
+            return False
+        if self.stable_since is None:
+            self.stable_since = now
+            if self.policy.stability_window > 0:
+                self.env.report.line(
+                    f"{service.name}: deployment complete; watching its tasks for {self.policy.stability_window:g}s"
+                )
+        return now - self.stable_since >= self.policy.stability_window
+
+    def _ready(self, service: Service) -> bool:
+        ready = service.has_completed(self.id) if self.drained else service.is_serving(self.id)
+        if ready and not self._old_gone:
+            alive = self.env.ecs.live_tasks(service.name, self._dead)
+            self._old_gone = all(t.started_by == self.id for t in alive)
+        return ready and self._old_gone
+
+    def draining(self) -> int:
+        """Tasks of older deployments not stopped yet (DEACTIVATING ones count in no deployment's counts)."""
+        if self.latest is None or len(self.latest.deployments) < 2:
+            return 0
+        return sum(t.started_by != self.id for t in self.env.ecs.live_tasks(self.service, set()))
+
+    def pending(self) -> str:
+        service = self.latest
+        deployment = service and service.deployment(self.id)
+        if deployment is None:
+            return f"{self.service} deployment {self.id} (not visible yet)"
+        if self.stable_since is not None:
+            return f"{self.service} deployment {self.id} (complete; watching for crashes)"
+        older = len(service.deployments) - 1
+        return (
+            f"{self.service} deployment {self.id} ({deployment.running}/{deployment.desired} running, "
+            f"{deployment.pending} pending, {older} older draining)"
+        )
+
+    def _check_stopped_tasks(self, service: Service) -> bool:
+        """Fail on a task of ours that ran and exited; note those ECS counts as failed and replaces.
+
+        True when one of ours is still stopping, to be judged once STOPPED.
+        """
+        stopping = False
+        for task in self.env.ecs.stopped_tasks(service.name, self.known_stopped):
+            if task.started_by != self.id:
+                continue
+            if not task.is_stopped:
+                stopping = True
+                continue
+            essential = self.env.ecs.task_definition(task.task_definition).essential
+            # A stop ECS or a person caused (scale-in, Spot, StopTask) is not the image's fault; an exit is.
+            if task.stop_cause == EXITED or (task.stop_cause == OTHER and task.failure(essential)):
+                raise OperationFailed(self._crash(service, task, essential) + self._aftermath(service))
+            if task.stop_cause in (FAILED_TO_START, UNHEALTHY):
+                self.last_failure = task
+            self.env.report.line(f"{service.name}: task {task.id} {task.stop_cause}: {task.stopped_reason or '-'}")
+        return stopping
+
+    def _crash(self, service: Service, task: Task, essential: frozenset[str]) -> str:
+        codes = {name: code for name, code in task.exit_codes(essential).items() if code not in (0, None)}
+        container, code = next(iter(codes.items()), (next(iter(sorted(essential)), "?"), 0))
+        message = (
+            f"{service.name}: task {task.id} of deployment {self.id} exited after it was running: "
+            f"essential container {container} exited with code {code} ({task.stopped_reason or 'no reason given'})"
+        )
+        definition = self.env.ecs.task_definition(task.task_definition).container(container)
+        lines = tail(self.env, definition.log_options, container, task.id) if definition else []
+        if lines:
+            message += f"\n  last log lines of {container}:\n    " + "\n    ".join(lines)
+        return message
+
+    def _gone(self, service: Service) -> str:
+        primary = service.primary
+        now_running = f"; ECS now deploys {primary.id}" if primary else ""
+        if not self.seen:
+            return f"{service.name}: deployment {self.id} never appeared{now_running}{_last_event(service)}"
+        how = "rolled back" if service.circuit_breaker.get("rollback") else "superseded by another deployment"
+        return f"{service.name}: deployment {self.id} is no longer deployed ({how}){now_running}{_last_event(service)}"
+
+    @staticmethod
+    def _aftermath(service: Service) -> str:
+        """What ECS does next on its own, so the operator knows whether anything still changes."""
+        breaker = service.circuit_breaker
+        if breaker.get("enable"):
+            then = "rolls back to the last completed deployment" if breaker.get("rollback") else "stops the deployment"
+            return f"\n  ECS's circuit breaker {then} once its own threshold is reached"
+        return "\n  ECS keeps trying to deploy in the background; its old tasks keep serving meanwhile"
+
+
+def await_deployments(env, watches: list, required: list | None = None) -> list[Service]:
+    """Wait until the `required` watches (all by default) have succeeded; fail as soon as any watched one cannot."""
+    required = watches if required is None else required
+    names = [w.service for w in watches]
+
+    def check():
+        services = env.ecs.services(names)
+        done = set()
+        for service, watch in zip(services, watches, strict=True):
+            env.report.service(service, watch.id)
+            if watch.observe(service):
+                done.add(watch.id)
+        return services if all(w.id in done for w in required) else None
+
+    def pending():
+        return "; ".join(w.pending() for w in required)
+
+    return env.poller.until(check, pending)
+
+
+def _last_event(service: Service) -> str:
+    return f"; last event: {service.events[0].message}" if service.events else ""

@@ -1,0 +1,121 @@
+"""One-off tasks shaped like the worker's own (initialize's migration): run, follow, and judge them.
+
+A one-off task succeeded only when the container whose command we replaced exited 0 and the task stopped
+because an essential container exited. A Spot interruption or a StopTask ends the process early, often
+with exit code 0, and is a failure that says so.
+"""
+
+from dataclasses import dataclass
+
+from .ecs import Service, Task, TaskDefinition
+from .errors import OperationFailed, Refused, TaskFailed
+from .logs import LogFollower
+
+# The awslogs driver sends what it buffered every few seconds: lines may arrive after the task has stopped.
+LOG_SETTLE_SECONDS = 6.0
+STOP_CODES = {
+    "SpotInterruption": "was interrupted by Fargate Spot",
+    "TerminationNotice": "was stopped by a termination notice",
+    "UserInitiated": "was stopped by a user (StopTask)",
+    "ServiceSchedulerInitiated": "was stopped by the service scheduler",
+    "TaskFailedToStart": "failed to start",
+}
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    summary: str
+    task: Task
+    essential: frozenset[str]
+    failure: str | None = None
+
+
+def choose_container(definition: TaskDefinition, container: str | None) -> str:
+    """The container whose command is replaced: an essential one, or the task would never stop on its exit."""
+    essential = sorted(definition.essential)
+    names = [c.name for c in definition.containers]
+    if container is None:
+        if len(essential) != 1:
+            raise Refused(
+                f"task definition {definition.arn} has essential containers {', '.join(essential)}; "
+                "choose one with --container"
+            )
+        return essential[0]
+    if container not in names:
+        raise Refused(f"task definition {definition.arn} has no container {container}; it has {', '.join(names)}")
+    if container not in essential:
+        raise Refused(
+            f"container {container} of {definition.arn} is not essential: the task would not stop when its command "
+            f"ends, and its exit code would not be checked; choose an essential one: {', '.join(essential)}"
+        )
+    return container
+
+
+def run_one_off(env, service: Service, command: list[str], container: str | None, wait: bool) -> TaskOutcome:
+    """Run `command` in one task with `service`'s deployed task definition and network, and judge how it ended."""
+    definition = env.ecs.task_definition(service.task_definition)
+    container = choose_container(definition, container)
+    essential = definition.essential
+    with env.report.phase(f"run {' '.join(command)} in {container} ({definition.arn.rsplit('/', 1)[-1]})"):
+        task = env.ecs.run_task(service, definition.arn, container, command)
+        env.report.line(f"started task {task.arn}")
+        if not wait:
+            return TaskOutcome(f"task {task.arn} started", task, essential)
+        env.report.state = f"one-off task {task.id} keeps running; stopping this command does not stop it"
+        follow = LogFollower(env, definition.container(container).log_options, container, task.id)
+        task = _await_stopped(env, task, follow)
+        _read_late_lines(env, follow)
+    env.report.state = None
+    failure = judge(task, container, essential)
+    if failure:
+        if follow.lines:
+            failure += f"\n  last log lines of {container}:\n    " + "\n    ".join(follow.lines[-10:])
+        raise TaskFailed(failure, TaskOutcome(f"task {task.id} failed", task, essential, failure))
+    return TaskOutcome(f"task {task.id} succeeded: {task.stopped_reason or 'stopped'}", task, essential)
+
+
+def judge(task: Task, container: str, essential: frozenset[str]) -> str | None:
+    """Why the stopped one-off task failed, or None when its command ran to exit code 0."""
+    if task.stop_code in ("EssentialContainerExited", "TaskFailedToStart"):
+        return task.failure(essential)
+    how = STOP_CODES.get(task.stop_code or "", f"stopped ({task.stop_code or 'no stop code'})")
+    code = task.exit_codes(frozenset([container])).get(container)
+    return (
+        f"task {task.id} {how} before its command finished: {task.stopped_reason or 'no reason given'}; "
+        f"{container} exited with code {code}, which does not show that the command completed"
+    )
+
+
+def _await_stopped(env, task: Task, follow: LogFollower) -> Task:
+    started = env.poller.clock()
+    latest = task
+
+    def stopped():
+        nonlocal latest
+        current = env.ecs.task(task.arn)
+        follow.poll()
+        if current is None:
+            if env.poller.clock() - started < env.policy.visibility_grace:
+                return None  # RunTask's task may be MISSING from DescribeTasks for a moment
+            raise OperationFailed(
+                f"task {task.id} has not been visible to DescribeTasks for {env.policy.visibility_grace:g}s "
+                "after it was started; it may still run: check it before running the command again"
+            )
+        latest = current
+        env.report.task("one-off", current)
+        return current if current.is_stopped else None
+
+    return env.poller.until(stopped, lambda: f"task {task.id} to stop (last seen {latest.last_status})")
+
+
+def _read_late_lines(env, follow: LogFollower) -> None:
+    """Keep reading for a few seconds after the stop: the awslogs driver's last batch may still be on its way."""
+    if not follow.following:
+        return
+    settle = env.poller.clock() + LOG_SETTLE_SECONDS
+
+    def settled():
+        follow.poll()
+        return not follow.following or env.poller.clock() >= settle
+
+    env.poller.until(settled, lambda: "the task's last log lines")
