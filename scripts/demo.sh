@@ -16,6 +16,8 @@ done
 grep -q '^export AWS_SECRET_ACCESS_KEY=' "$workdir/env" || { echo "sandbox did not start" >&2; exit 1; }
 echo "# the sandbox's environment:"
 cat "$workdir/env"
+# Which release the services run (v1, airflow-prod:latest) and which one is staged (v2, airflow-stage:latest).
+sed -n 's/^sandbox: services run/# services run/p' "$workdir/sandbox.log"
 # shellcheck disable=SC1091
 source "$workdir/env"
 export WORKFLOW_POLL_INTERVAL=1

@@ -344,3 +344,43 @@ def test_redeploy_says_how_long_the_scheduler_was_down(cluster, run):
 
 def ecs_client():
     return boto3.client("ecs", region_name=REGION)
+
+
+def test_redeploy_migrate_runs_one_migration_between_the_drained_scheduler_and_the_rolls(cluster, run, sim, clock,
+                                                                                          ecs, one_scheduler_at_most):
+    order = []
+
+    def watch(simulation):
+        scheduler = [t for t in simulation.service(SCHEDULER).tasks if t.is_live]
+        one_offs = [t for t in simulation.tasks if t.service is None]
+        if not order and not scheduler:
+            order.append("scheduler drained")
+        if one_offs and "migration" not in order:
+            order.append("migration")
+        if len(simulation.service(WORKER).deployments) > 1 and "roll" not in order:
+            order.append("roll")
+        if len(order) >= 3 and any(t.sim_status == "RUNNING" for t in scheduler) and order[-1] != "scheduler":
+            order.append("scheduler")
+
+    sim.observers.append(watch)
+    result = run(*NAMES, "redeploy", "--yes", "--migrate")
+    assert result.exit_code == 0, result.output
+    assert order == ["scheduler drained", "migration", "roll", "scheduler"]
+    one_offs = [t for t in sim.tasks if t.service is None]
+    assert len(one_offs) == 1 and one_offs[0].overrides["containerOverrides"][0]["command"] == ["airflow", "db", "migrate"]
+    assert max(one_scheduler_at_most) == 1
+    assert describe(ecs, WORKER)[WORKER]["desiredCount"] == 3
+
+
+def test_a_failed_migration_stops_the_redeploy_before_web_and_worker(cluster, run, sim, ecs):
+    before = {name: primary_id(describe(ecs, name)[name]) for name in (WEB, WORKER)}
+    sim.one_off_exit_code = 1
+    result = run(*NAMES, "redeploy", "--yes", "--migrate", "--migrate-command", "airflow db migrate -r heads")
+    assert result.exit_code == 1, result.output
+    assert "exited with code 1" in result.stderr
+    assert "cluster state: the scheduler is stopped; the migration failed; web and worker are untouched" \
+        in result.stderr
+    assert "--migrate --migrate-command 'airflow db migrate -r heads'" in result.stderr
+    assert "start-scheduler" in result.stderr
+    assert {name: primary_id(describe(ecs, name)[name]) for name in (WEB, WORKER)} == before
+    assert describe(ecs, SCHEDULER)[SCHEDULER]["desiredCount"] == 0

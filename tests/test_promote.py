@@ -20,6 +20,7 @@ from workflow.sandbox.registry import Registry, simulated_ecr
 
 NOW = datetime(2026, 11, 25, 14, 25, 1, tzinfo=UTC)
 STAMP = "20261125T142501Z"
+SESSION = boto3.session.Session(region_name="us-east-1")
 command: dict = {}  # what each `promote` invocation shares with the test: its ECR client and the sleeps it asked for
 
 
@@ -31,8 +32,9 @@ def registry():
 
 @pytest.fixture
 def ecr(registry):
-    # Retries as workflow's own clients have them; the command shares this client, so a test builds only one.
-    client = boto3.client("ecr", region_name="us-east-1", config=Config(retries={"mode": "standard"}))
+    # Retries as workflow's own clients have them; the command shares this client, so a test builds only one,
+    # from a session that loads botocore's models once for the whole module.
+    client = SESSION.client("ecr", config=Config(retries={"mode": "standard"}))
     for name in ("airflow-stage", "airflow-prod"):
         client.create_repository(repositoryName=name)
     command["client"] = client
@@ -225,6 +227,8 @@ def test_an_expired_download_url_is_retried_with_a_fresh_one(ecr, registry, sour
     result = promote("--yes")
     assert result.exit_code == 0, result.output
     assert sleeps == [1, 2]
+    urls = [url for url in registry.download_urls if digest_of(layers[1]) in url]
+    assert len(set(urls)) == 3  # a fresh URL for each attempt
     assert registry.downloads.count(digest_of(layers[1])) == 1
     assert (digest_of(layers[1]), len(layers[1])) in uploads_to(registry, "airflow-prod")
     assert tag_digest(ecr, "airflow-prod", "latest") == source["digest"]
@@ -256,6 +260,7 @@ def test_a_download_that_keeps_failing_names_the_blob_and_tags_nothing(ecr, regi
     assert failed_cleanly(result, 1), result.output
     assert f"could not download blob {digest_of(layers[2])} from airflow-stage: {reason}" in result.stderr
     assert f"(attempt {attempts} of 4)" in result.stderr
+    assert ("S3 VPC endpoint policy" in result.stderr) == (faults[0] == 403)
     assert len(sleeps) == attempts - 1
     assert tag_digest(ecr, "airflow-prod", "latest") == old["digest"]
     assert tag_digest(ecr, "airflow-prod", STAMP) is None

@@ -178,7 +178,7 @@ def run_with_faults_once_waiting(clock, sim, operation, kind, times, *args):
 
 
 @pytest.mark.parametrize("operation, kind", [
-    ("DescribeServices", "throttle"), ("ListTasks", "server"), ("DescribeTasks", "read-timeout"),
+    ("DescribeServices", "throttle"), ("DescribeTasks", "server"), ("DescribeTasks", "read-timeout"),
     ("DescribeServices", "connection"),
 ])
 def test_transient_errors_inside_a_wait_mean_still_pending(cluster, clock, ecs, sim, operation, kind):

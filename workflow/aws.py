@@ -39,22 +39,25 @@ class Clients:
         self._session = None
         self._clients: dict = {}
 
-    def __call__(self, service: str, region: str | None = None):
-        """The client for `service`, in `region` when given (a task's logs may live in another Region)."""
-        key = (service, region)
+    def __call__(self, service: str, region: str | None = None, attempts: int | None = None):
+        """The client for `service`, in `region` when given (a task's logs may live in another Region).
+
+        `attempts` caps botocore's retries, for a request that must not be repeated blindly.
+        """
+        key = (service, region, attempts)
         if key not in self._clients:
-            self._clients[key] = self._build(service, region)
+            self._clients[key] = self._build(service, region, attempts)
         return self._clients[key]
 
-    def _build(self, service: str, region: str | None):
+    def _build(self, service: str, region: str | None, attempts: int | None):
         try:
             with translated():
-                return self._client(service, region)
+                return self._client(service, region, attempts)
         except ValueError as error:
             # botocore reads the environment and config files as it builds: AWS_MAX_ATTEMPTS=abc, a bad endpoint.
             raise ConfigurationError(f"invalid AWS configuration: {error}") from None
 
-    def _client(self, service: str, region: str | None):
+    def _client(self, service: str, region: str | None, attempts: int | None):
         import boto3
         import botocore.session
         from botocore.config import Config
@@ -70,9 +73,10 @@ class Clients:
             self._retries = {
                 key: value for key, value in DEFAULT_RETRIES.items() if core.get_config_variable(_CONFIG_NAMES[key]) is None
             }
+        retries = {**self._retries, "total_max_attempts": attempts} if attempts else self._retries
         return self._session.client(
             service,
             region_name=region,
             endpoint_url=self._config.endpoint_url,
-            config=Config(retries=self._retries or None, user_agent_extra=f"workflow/{__version__}"),
+            config=Config(retries=retries or None, user_agent_extra=f"workflow/{__version__}"),
         )

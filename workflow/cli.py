@@ -17,6 +17,7 @@ from .options import (
     aws_options,
     cluster_options,
     command_words,
+    lease_option,
     option,
     output_option,
     wait_option,
@@ -46,6 +47,7 @@ class App:
     runtime: Runtime
     options: dict  # the global options, typed before or after the command name
     _clients: object = field(default=None, repr=False)
+    _leases: list = field(default_factory=list, repr=False)
 
     @property
     def aws(self):
@@ -84,10 +86,13 @@ class App:
         """The exact command that picks up where an interrupted or failed one stopped."""
         t = self.target()
         words = ["workflow", "--cluster", t.cluster, "--scheduler", t.scheduler, "--worker", t.worker, "--web", t.web]
-        return shlex.join(words + command.split())
+        return shlex.join(words + shlex.split(command))
 
-    def env(self, report):
-        """What a cluster operation needs: the cluster's ECS API, the poller and the progress reporter."""
+    def env(self, report, holds: str | None = None):
+        """What a cluster operation needs: the cluster's ECS API, the poller and the progress reporter.
+
+        `holds` names a command that changes the cluster: it takes the operator lease before its first change.
+        """
         from .ecs import Ecs
         from .operations import Env
         from .poller import Poller
@@ -100,19 +105,43 @@ class App:
         def logs(region: str | None):
             return clients("logs") if region in (None, ecs.meta.region_name) else clients("logs", region)
 
-        return Env(Ecs(ecs, self.target().cluster), poller, report, logs=logs, policy=self.policy)
+        single_attempt = lambda: clients("ecs", attempts=1)  # noqa: E731  (built only when a scheduler starts)
+        env = Env(Ecs(ecs, self.target().cluster, single_attempt), poller, report, logs=logs, policy=self.policy)
+        if holds:
+            env.lease = self._lease(env, holds, report)
+        return env
 
-    def run(self, resume: str | None, operation: Callable, output: str):
+    def _lease(self, env, command: str, report):
+        import getpass
+        import socket
+
+        from .lease import Lease
+
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):  # no login name in some containers
+            user = "unknown"
+        ttl = 4 * self.options["timeout"] + 300  # a crashed holder blocks others for at most this long
+        lease = Lease(env.ecs, f"{user}@{socket.gethostname()}", command, ttl, self.runtime.utcnow, report,
+                      break_others=self.options["break_lease"])
+        self._leases.append(lease)
+        return lease
+
+    def run(self, resume: str | None, operation: Callable, output: str | None = None):
         """Run one operation with a progress reporter; expected failures become one clear message.
 
         `resume` names the command that continues safely after a failure, when re-running one does.
         """
+        output = output or self.options["output"]
         from .render import Reporter, use_color
 
         report = Reporter(self.runtime.clock, color=use_color(sys.stderr), now=self.runtime.utcnow)
         try:
             with signals_as_interrupts():
-                outcome = operation(report)
+                try:
+                    outcome = operation(report)
+                finally:
+                    self._release_leases(report)
         except WorkflowError as error:
             if getattr(error, "result", None) is not None:
                 show(error.result, output)
@@ -124,10 +153,20 @@ class App:
         show(outcome, output)
         return outcome
 
+    def _release_leases(self, report) -> None:
+        from .errors import WorkflowError
+
+        while self._leases:
+            lease = self._leases.pop()
+            try:
+                lease.release()
+            except WorkflowError as error:  # it expires on its own; say so rather than hide the outcome
+                report.line(f"could not release the lease on the cluster ({error}); it expires on its own")
+
     def _explain(self, message: str, report, resume: str | None) -> str:
         if report.state is not None:
             message += f"\n  cluster state: {report.state}"
-            if resume:
+            if resume and report.resumable:
                 message += f"\n  resume with: {self.resume_command(resume)}"
             for command in report.alternatives:
                 message += f"\n  or, to schedule on the tasks running now: {self.resume_command(command)}"
@@ -182,6 +221,8 @@ def show(outcome, output: str) -> None:
             click.echo(f"stopped reason: {outcome.task.stopped_reason}")
     elif getattr(outcome, "services", None):
         click.echo(render.services_table(outcome.services))
+    for warning in getattr(outcome, "warnings", ()):
+        click.echo(f"warning: {warning}")
 
 
 def confirm(yes: bool, question: str) -> None:
@@ -193,6 +234,8 @@ def confirm(yes: bool, question: str) -> None:
 @cluster_options
 @aws_options
 @wait_tuning_options
+@output_option
+@lease_option
 @click.version_option(__version__, prog_name="workflow")
 @click.pass_context
 def main(ctx, **options):
@@ -212,13 +255,12 @@ def main(ctx, **options):
 @main.command()
 @yes_option
 @wait_option
-@output_option
 @option("--command", env="COMMAND", default="airflow db migrate", callback=command_words,
         help="Command to run in place of the container's own (shell-quoted).")
 @option("--container", env="CONTAINER", default=None, show_default="the task definition's essential container",
         help="Container whose command to override.")
 @click.pass_obj
-def initialize(app: App, yes, wait, output, command, container):
+def initialize(app: App, yes, wait, command, container):
     """Initialize the Airflow database in a one-off task.
 
     Runs one task with the worker service's deployed task definition and network settings, the
@@ -233,16 +275,20 @@ def initialize(app: App, yes, wait, output, command, container):
 
     target = app.target()
     confirm(yes, f"Run '{shlex.join(command)}' as a one-off task in cluster {target.cluster}?")
-    app.run(None, lambda report: operations.initialize(app.env(report), target, command, container, wait), output)
+    app.run(None, lambda report: operations.initialize(app.env(report, holds="initialize"), target, command, container, wait))
 
 
 @main.command()
 @yes_option
-@output_option
 @option("--wait-for-drain", env="WAIT_FOR_DRAIN", is_flag=True, default=False,
         help="Also wait until web's old tasks have drained behind the load balancer.")
+@option("--migrate", env="MIGRATE", is_flag=True, default=False,
+        help="Run the database migration as a one-off task after the scheduler has drained and before web and "
+             "worker roll. RunTask resolves the image tag when it launches, so it runs the newly promoted image.")
+@option("--migrate-command", env="MIGRATE_COMMAND", default="airflow db migrate", callback=command_words,
+        help="The migration command (shell-quoted), with --migrate.")
 @click.pass_obj
-def redeploy(app: App, yes, output, wait_for_drain):
+def redeploy(app: App, yes, wait_for_drain, migrate, migrate_command):
     """Stop the scheduler, roll web and worker onto new tasks, start the scheduler.
 
     Web and worker keep their desired counts. The scheduler starts again as soon as the new
@@ -258,15 +304,16 @@ def redeploy(app: App, yes, output, wait_for_drain):
 
     target = app.target()
     confirm(yes, f"Redeploy cluster {target.cluster} (the scheduler stops until web and worker are redeployed)?")
-    app.run("redeploy --yes", lambda report: operations.redeploy(app.env(report), target, wait_for_drain), output)
+    resume = "redeploy --yes" + (f" --migrate --migrate-command {shlex.quote(shlex.join(migrate_command))}" if migrate else "")
+    app.run(resume, lambda report: operations.redeploy(
+        app.env(report, holds="redeploy"), target, wait_for_drain, migrate_command if migrate else None))
 
 
 @main.command("stop-scheduler")
 @yes_option
 @wait_option
-@output_option
 @click.pass_obj
-def stop_scheduler(app: App, yes, wait, output):
+def stop_scheduler(app: App, yes, wait):
     """Scale the scheduler to zero and wait until every scheduler task has stopped.
 
     \b
@@ -277,14 +324,14 @@ def stop_scheduler(app: App, yes, wait, output):
 
     target = app.target()
     confirm(yes, f"Stop scheduler {target.scheduler} in cluster {target.cluster}?")
-    app.run("stop-scheduler --yes", lambda report: operations.stop_scheduler(app.env(report), target.scheduler, wait), output)
+    app.run("stop-scheduler --yes",
+            lambda report: operations.stop_scheduler(app.env(report, holds="stop-scheduler"), target.scheduler, wait))
 
 
 @main.command("start-scheduler")
 @wait_option
-@output_option
 @click.pass_obj
-def start_scheduler(app: App, wait, output):
+def start_scheduler(app: App, wait):
     """Start exactly one scheduler, once no other scheduler task is alive.
 
     With --no-wait it still waits for old scheduler tasks to stop, but not for the new one to run.
@@ -296,21 +343,22 @@ def start_scheduler(app: App, wait, output):
     from . import operations
 
     target = app.target()
-    app.run("start-scheduler", lambda report: operations.start_scheduler(app.env(report), target.scheduler, wait), output)
+    app.run("start-scheduler",
+            lambda report: operations.start_scheduler(app.env(report, holds="start-scheduler"), target.scheduler, wait))
 
 
 @main.command()
 @option("--source", env="SOURCE", default="airflow-stage:latest", help="Image to promote: REPO:TAG or REPO@sha256:...")
 @option("--dest", env="DEST", default="airflow-prod", help="Destination repository.")
-@option("--tag", "tags", env="TAG", multiple=True, show_default="latest and a UTC timestamp YYYYMMDDTHHMMSSZ",
+@option("--tag", "tags", env="TAG", multiple=True,
+        show_default="latest and a UTC timestamp YYYYMMDDTHHMMSSZ, unless the image already has a timestamp tag there",
         help="Tag to write; repeat for several. Replaces the defaults.")
 @option("--registry-id", env="REGISTRY_ID", default=None, show_default="the caller's account",
         help="Registry holding both repositories.")
 @option("--dry-run", env="DRY_RUN", is_flag=True, default=False, help="Say what would be copied and tagged, and stop.")
 @yes_option
-@output_option
 @click.pass_obj
-def promote(app: App, source, dest, tags, registry_id, dry_run, yes, output):
+def promote(app: App, source, dest, tags, registry_id, dry_run, yes):
     """Publish an image to another repository, copying only the blobs it lacks.
 
     Uses the ECR API only (no Docker): the destination gets the exact manifest, so its digest
@@ -325,6 +373,10 @@ def promote(app: App, source, dest, tags, registry_id, dry_run, yes, output):
     from .promote import promote as run_promote
 
     ref = ImageRef.parse(source)
+    if not ref.repository or not (ref.tag or ref.digest):
+        raise click.BadParameter(f"{source!r} names no image; use REPO:TAG or REPO@sha256:...", param_hint="--source")
+    if not dest.strip():
+        raise click.BadParameter("the destination repository is empty", param_hint="--dest")
     tags = list(tags)
     if not dry_run:
         as_what = ", ".join(tags) if tags else "latest and a UTC timestamp tag (none if already released)"
@@ -335,14 +387,12 @@ def promote(app: App, source, dest, tags, registry_id, dry_run, yes, output):
             Ecr(app.clients()("ecr"), registry_id), report, ref, dest, tags, dry_run,
             sleep=app.runtime.sleep, now=app.runtime.utcnow(),
         ),
-        output,
     )
 
 
 @main.command()
-@output_option
 @click.pass_obj
-def status(app: App, output):
+def status(app: App):
     """Show each service's counts and deployment, and how many scheduler tasks are alive.
 
     \b
@@ -353,10 +403,22 @@ def status(app: App, output):
     from . import operations
 
     target = app.target()
-    app.run(None, lambda report: operations.status(app.env(report), target), output)
+    app.run(None, lambda report: operations.status(app.env(report), target))
 
 
 from .sandbox.command import sandbox  # noqa: E402  (moto loads only when it runs)
 
 main.add_command(sandbox)
+from .commands.iam import iam_policy  # noqa: E402
+
+main.add_command(iam_policy)
+from .commands.logs import logs  # noqa: E402
+from .commands.run import run  # noqa: E402
+
+main.add_command(run)
+main.add_command(logs)
+from .commands.releases import releases, rollback  # noqa: E402
+
+main.add_command(releases)
+main.add_command(rollback)
 also_after_the_command(main, lambda ctx, name, value: ctx.find_object(App).options.__setitem__(name, value))

@@ -32,11 +32,13 @@ def circuit_breaker_threshold(desired: int) -> int:
 class DeploymentWatch:
     """One deployment we created, followed poll by poll through what DescribeServices shows of it."""
 
-    def __init__(self, env, service: str, deployment_id: str, drained: bool = True, old_tasks_stopped: bool = False):
+    def __init__(self, env, service: str, deployment_id: str, drained: bool = True, old_tasks_stopped: bool = False,
+                 desired: int | None = None):
         """`drained`: ready only once older deployments are gone, not merely deregistering behind a load
-        balancer; `old_tasks_stopped`: ready only once no task of an older deployment still runs a process."""
+        balancer; `old_tasks_stopped`: ready only once no task of an older deployment still runs a process;
+        `desired`: the desired count this command set, which nobody else may change meanwhile."""
         self.env, self.service, self.id = env, service, deployment_id
-        self.drained, self.old_tasks_stopped = drained, old_tasks_stopped
+        self.drained, self.old_tasks_stopped, self.desired = drained, old_tasks_stopped, desired
         self.policy: WatchPolicy = env.policy
         self.created = env.poller.clock()
         self.seen = False
@@ -64,6 +66,11 @@ class DeploymentWatch:
             raise OperationFailed(f"{service.name}: deployment {self.id} failed: {reason}{self._aftermath(service)}")
         if deployment.status != "PRIMARY":
             raise OperationFailed(self._gone(service))
+        if self.desired is not None and service.desired != self.desired:
+            raise OperationFailed(
+                f"another operation set {service.name}'s desired count to {service.desired} while this one "
+                f"waited for {self.desired}"
+            )
         counts = (deployment.running, deployment.pending, deployment.failed_tasks, deployment.desired)
         if counts != self._counts or now >= self._next_scan:
             self._counts, self._next_scan = counts, now + RESCAN_SECONDS

@@ -1,7 +1,8 @@
-"""The ECR calls promote needs: manifests, blob availability, blob upload, and tagging."""
+"""The ECR calls promote and the release commands need: manifests, image listings, blobs, and tagging."""
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 
 from botocore.exceptions import ClientError
 
@@ -14,6 +15,7 @@ OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 MEDIA_TYPES = [DOCKER_MANIFEST, DOCKER_LIST, OCI_MANIFEST, OCI_INDEX]
 INDEX_TYPES = (DOCKER_LIST, OCI_INDEX)
 CHECK_LAYERS_MAX = 100
+DESCRIBE_IMAGES_MAX = 100  # image ids one DescribeImages call takes
 # ECR's quotas for uploads through the API: parts of 5 to 10 MiB, at most 4,200 of them per layer.
 # InitiateLayerUpload answers with the part size to use; this is only the fallback when it does not.
 MAX_PART_SIZE = 10 * 1024 * 1024
@@ -59,6 +61,22 @@ class Manifest:
             return []
         doc = self.parsed
         return [Blob(b["digest"], b.get("size", 0)) for b in [doc["config"], *doc.get("layers", [])]]
+
+
+@dataclass(frozen=True)
+class ImageDetail:
+    """One image as DescribeImages lists it."""
+
+    digest: str
+    tags: tuple[str, ...]
+    pushed_at: datetime | None
+    size: int | None
+    media_type: str | None
+
+    @classmethod
+    def parse(cls, raw: dict) -> "ImageDetail":
+        return cls(raw["imageDigest"], tuple(raw.get("imageTags") or ()), raw.get("imagePushedAt"),
+                   raw.get("imageSizeInBytes"), raw.get("imageManifestMediaType"))
 
 
 @dataclass(frozen=True)
@@ -113,6 +131,41 @@ class Ecr:
                 return []
             raise
         return [tag for image in answer.get("imageDetails", []) for tag in image.get("imageTags", [])]
+
+    def images(self, repository: str, digests: list[str] | None = None) -> list[ImageDetail]:
+        """DescribeImages: every image in `repository` (all pages), or only those with the given digests.
+
+        Given digests cost one call; ECR refuses the whole call when one of them is absent, and only then
+        each is asked for alone, the absent ones left out.
+        """
+        if digests is None:
+            found: list[ImageDetail] = []
+            missing = NotFound(f"repository {repository} not found")
+            with translated({"RepositoryNotFoundException": missing}):
+                pages = self.client.get_paginator("describe_images").paginate(repositoryName=repository, **self._registry)
+                for page in pages:
+                    found += [ImageDetail.parse(raw) for raw in page.get("imageDetails", [])]
+            return found
+        found = []
+        for start in range(0, len(digests), DESCRIBE_IMAGES_MAX):
+            batch = digests[start : start + DESCRIBE_IMAGES_MAX]
+            try:
+                found += self._describe(repository, batch)
+                continue
+            except AwsError as error:
+                if error.code != "ImageNotFoundException":
+                    raise
+            for digest in batch if len(batch) > 1 else ():
+                try:
+                    found += self._describe(repository, [digest])
+                except AwsError as error:
+                    if error.code != "ImageNotFoundException":
+                        raise
+        return found
+
+    def _describe(self, repository: str, digests: list[str]) -> list[ImageDetail]:
+        answer = self._call("describe_images", repository, imageIds=[{"imageDigest": d} for d in digests])
+        return [ImageDetail.parse(raw) for raw in answer.get("imageDetails", [])]
 
     def missing(self, repository: str, digests: list[str]) -> list[str]:
         absent: list[str] = []

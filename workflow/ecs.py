@@ -1,5 +1,6 @@
 """The ECS calls the operations need, answering with small immutable values."""
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -58,7 +59,12 @@ class Service:
     events: tuple[Event, ...] = ()
     launch: dict = field(default_factory=dict, compare=False)
     controller: str = ROLLING_UPDATE
-    circuit_breaker: dict = field(default_factory=dict, compare=False)  # {"enable": bool, "rollback": bool}
+    deployment_configuration: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def circuit_breaker(self) -> dict:
+        """{"enable": bool, "rollback": bool}, or empty when the service has none."""
+        return self.deployment_configuration.get("deploymentCircuitBreaker") or {}
 
     @classmethod
     def parse(cls, raw: dict) -> "Service":
@@ -81,7 +87,7 @@ class Service:
             events=tuple(Event(e["id"], e.get("createdAt"), e["message"]) for e in raw.get("events", [])),
             launch=launch,
             controller=(raw.get("deploymentController") or {}).get("type", ROLLING_UPDATE),
-            circuit_breaker=(raw.get("deploymentConfiguration") or {}).get("deploymentCircuitBreaker") or {},
+            deployment_configuration=raw.get("deploymentConfiguration") or {},
         )
 
     @property
@@ -225,8 +231,10 @@ class TaskDefinition:
 class Ecs:
     """One cluster's ECS API; the only code here that calls boto3's ECS client."""
 
-    def __init__(self, client, cluster: str):
+    def __init__(self, client, cluster: str, single_attempt: Callable[[], object] | None = None):
+        """`single_attempt` builds a client that never retries, for requests that must not repeat blindly."""
         self.client, self.cluster = client, cluster
+        self._single_attempt = single_attempt
         self._definitions: dict[str, TaskDefinition] = {}
 
     def _translated(self):
@@ -258,6 +266,30 @@ class Ecs:
         names = [arn.rsplit("/", 1)[-1] for arn in arns]
         hint = f"; clusters there: {', '.join(sorted(names))}" if names else "; there are no clusters there"
         return ClusterNotFound(self.cluster, self.where(), hint)
+
+    def cluster_arn(self) -> str:
+        if not getattr(self, "_cluster_arn", None):
+            answer = self._call_plain("describe_clusters", clusters=[self.cluster])
+            found = [c for c in answer.get("clusters", []) if c.get("status") != "INACTIVE"]
+            if not found:
+                raise self._cluster_not_found()
+            self._cluster_arn = found[0]["clusterArn"]
+        return self._cluster_arn
+
+    def cluster_tags(self) -> dict[str, str]:
+        answer = self._call_plain("list_tags_for_resource", resourceArn=self.cluster_arn())
+        return {t["key"]: t["value"] for t in answer.get("tags", [])}
+
+    def tag_cluster(self, tags: list[dict]) -> None:
+        self._call_plain("tag_resource", resourceArn=self.cluster_arn(), tags=tags)
+
+    def untag_cluster(self, keys: list[str]) -> None:
+        self._call_plain("untag_resource", resourceArn=self.cluster_arn(), tagKeys=keys)
+
+    def _call_plain(self, operation: str, **kwargs) -> dict:
+        """A call that names no cluster parameter."""
+        with self._translated():
+            return getattr(self.client, operation)(**kwargs)
 
     def services(self, names: list[str]) -> list[Service]:
         """Describe services (names or ARNs) in batches of ten; missing or deleted ones are an error naming them all."""
@@ -292,10 +324,23 @@ class Ecs:
     def service(self, name: str) -> Service:
         return self.services([name])[0]
 
-    def update_service(self, name: str, desired_count: int | None = None, force_new_deployment: bool = False) -> Service:
+    def update_service(
+        self,
+        name: str,
+        desired_count: int | None = None,
+        force_new_deployment: bool = False,
+        deployment_configuration: dict | None = None,
+        once: bool = False,
+    ) -> Service:
+        """`once`: a single attempt, for a request whose repetition would do it twice (the caller decides)."""
         kwargs: dict = {"service": name, "forceNewDeployment": force_new_deployment}
         if desired_count is not None:
             kwargs["desiredCount"] = desired_count
+        if deployment_configuration is not None:
+            kwargs["deploymentConfiguration"] = deployment_configuration
+        if once and self._single_attempt:
+            with self._translated():
+                return Service.parse(self._single_attempt().update_service(cluster=self.cluster, **kwargs)["service"])
         return Service.parse(self._call("update_service", **kwargs)["service"])
 
     def task_arns(self, service: str, desired_status: str) -> list[str]:

@@ -3,7 +3,7 @@
 from contextlib import contextmanager
 
 # Exit codes, documented in README.md.
-OK, FAILED, USAGE, TIMED_OUT, INTERRUPTED = 0, 1, 2, 3, 130
+OK, FAILED, USAGE, TIMED_OUT, BUSY, INTERRUPTED = 0, 1, 2, 3, 4, 130
 
 
 class WorkflowError(Exception):

@@ -13,6 +13,7 @@ from .logs import LogFollower
 
 # The awslogs driver sends what it buffered every few seconds: lines may arrive after the task has stopped.
 LOG_SETTLE_SECONDS = 6.0
+LOG_POLL_SECONDS = 2.0  # CloudWatch Logs read quotas are low, and a log line is never urgent
 STOP_CODES = {
     "SpotInterruption": "was interrupted by Fargate Spot",
     "TerminationNotice": "was stopped by a termination notice",
@@ -57,15 +58,17 @@ def run_one_off(env, service: Service, command: list[str], container: str | None
     container = choose_container(definition, container)
     essential = definition.essential
     with env.report.phase(f"run {' '.join(command)} in {container} ({definition.arn.rsplit('/', 1)[-1]})"):
+        env.before_change()
         task = env.ecs.run_task(service, definition.arn, container, command)
         env.report.line(f"started task {task.arn}")
         if not wait:
             return TaskOutcome(f"task {task.arn} started", task, essential)
         env.report.state = f"one-off task {task.id} keeps running; stopping this command does not stop it"
+        env.report.resumable = False  # running the command again would start a second task beside this one
         follow = LogFollower(env, definition.container(container).log_options, container, task.id)
         task = _await_stopped(env, task, follow)
         _read_late_lines(env, follow)
-    env.report.state = None
+    env.report.state, env.report.resumable = None, True
     failure = judge(task, container, essential)
     if failure:
         if follow.lines:
@@ -89,11 +92,14 @@ def judge(task: Task, container: str, essential: frozenset[str]) -> str | None:
 def _await_stopped(env, task: Task, follow: LogFollower) -> Task:
     started = env.poller.clock()
     latest = task
+    logs_read_at = started - LOG_POLL_SECONDS
 
     def stopped():
-        nonlocal latest
+        nonlocal latest, logs_read_at
         current = env.ecs.task(task.arn)
-        follow.poll()
+        if env.poller.clock() - logs_read_at >= LOG_POLL_SECONDS:
+            follow.poll()
+            logs_read_at = env.poller.clock()
         if current is None:
             if env.poller.clock() - started < env.policy.visibility_grace:
                 return None  # RunTask's task may be MISSING from DescribeTasks for a moment

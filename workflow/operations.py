@@ -11,10 +11,15 @@ from dataclasses import dataclass, field
 
 from .deployments import DeploymentWatch, WatchPolicy, await_deployments
 from .ecs import ROLLING_UPDATE, Ecs, Service, Task
-from .errors import OperationFailed, Refused
+from .errors import OperationFailed, Refused, TaskFailed, Transient
 from .oneoff import TaskOutcome, run_one_off
 from .poller import Poller
 from .render import Reporter
+
+RELIST_SECONDS = 10.0
+# Sent with every start and stop of the scheduler, so ECS itself stops a scheduler before it starts another:
+# for a retried call, for two operators at once, and for its own replacement of an unhealthy task.
+SCHEDULER_DEPLOYMENT = {"maximumPercent": 100, "minimumHealthyPercent": 0}
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,11 @@ class Env:
     report: Reporter
     logs: Callable[[str | None], object] | None = None  # builds a Logs client for a Region, only when one is read
     policy: WatchPolicy = field(default_factory=WatchPolicy)
+    lease: object | None = None  # the operator lease this command holds, re-checked before each change
+
+    def before_change(self) -> None:
+        if self.lease is not None:
+            self.lease.before_change()
 
 
 @dataclass(frozen=True)
@@ -39,12 +49,39 @@ class Outcome:
     summary: str
     services: tuple[Service, ...]
     scheduler_downtime: float | None = None  # seconds from the stop request until the new scheduler ran
+    warnings: tuple[str, ...] = ()
 
 
 def status(env: Env, target: Target) -> Outcome:
     services = env.ecs.services([target.scheduler, target.worker, target.web])
     alive = _live_tasks(env, target.scheduler)
-    return Outcome(f"cluster {target.cluster}: {len(alive)} scheduler task(s) alive", tuple(services))
+    return Outcome(
+        f"cluster {target.cluster}: {len(alive)} scheduler task(s) alive",
+        tuple(services),
+        warnings=tuple(_warnings(env, services[0], services[1:])),
+    )
+
+
+def _warnings(env: Env, scheduler: Service, others: list[Service]) -> list[str]:
+    """What an operator should know before the next command: nothing here changes the cluster."""
+    found = []
+    config = scheduler.deployment_configuration
+    if any(config.get(key) != value for key, value in SCHEDULER_DEPLOYMENT.items()):
+        found.append(
+            f"{scheduler.name} has maximumPercent {config.get('maximumPercent')}, minimumHealthyPercent "
+            f"{config.get('minimumHealthyPercent')}: ECS may run two schedulers while it replaces one. Set "
+            "deployment_maximum_percent = 100 and deployment_minimum_healthy_percent = 0 in Terraform "
+            "(start-scheduler and stop-scheduler set them too)"
+        )
+    if scheduler.desired == 0:
+        found.append(f"{scheduler.name} is stopped (desired 0): nothing is scheduling; start-scheduler starts it")
+    for service in [scheduler, *others]:
+        primary = service.primary
+        if primary and primary.rollout_state == "IN_PROGRESS" and primary.failed_tasks:
+            stopped = [t for t in env.ecs.stopped_tasks(service.name, set()) if t.started_by == primary.id]
+            reason = f"; last stopped reason: {stopped[-1].stopped_reason}" if stopped else ""
+            found.append(f"{service.name}: deployment {primary.id} is failing: {primary.failed_tasks} failed task(s){reason}")
+    return found
 
 
 def preflight(env: Env, names: list[str]) -> list[Service]:
@@ -61,6 +98,14 @@ def preflight(env: Env, names: list[str]) -> list[Service]:
     return services
 
 
+def _rehearse_reads(env: Env, services: list[Service]) -> None:
+    """Make once every read the operation will need later, so a missing permission fails before any change."""
+    for service in services:
+        env.ecs.task_definition(service.task_definition)
+        stopped = env.ecs.task_arns(service.name, "STOPPED")
+        env.ecs.tasks((env.ecs.task_arns(service.name, "RUNNING") or stopped)[:1])
+
+
 def stop_scheduler(env: Env, scheduler: str, wait: bool = True, known: Service | None = None) -> Outcome:
     service = known or env.ecs.service(scheduler)
     if known is None:
@@ -71,8 +116,9 @@ def stop_scheduler(env: Env, scheduler: str, wait: bool = True, known: Service |
     with env.report.phase(f"stop scheduler {scheduler}"):
         if service.desired != 0:
             # Said before the call: an interrupt during it leaves the outcome unknown, not "running".
+            env.before_change()
             env.report.state = "the scheduler may be stopping: its stop was requested"
-            service = env.ecs.update_service(scheduler, desired_count=0)
+            service = env.ecs.update_service(scheduler, desired_count=0, deployment_configuration=_one_at_a_time(service))
         env.report.state = "the scheduler is stopping"
         if not wait:
             return Outcome(f"scheduler {scheduler} is stopping", (service,))
@@ -101,25 +147,28 @@ def start_scheduler(env: Env, scheduler: str, wait: bool = True) -> Outcome:
             service = await_deployments(env, [DeploymentWatch(env, scheduler, primary.id)])[0]
         env.report.state = "the scheduler is running"
         return Outcome(f"scheduler {scheduler} started", (service,))
-    return _start_stopped_scheduler(env, scheduler, wait, alive_checked=False)[0]
+    return _start_stopped_scheduler(env, service, wait, alive_checked=False)[0]
 
 
 def _start_stopped_scheduler(
-    env: Env, scheduler: str, wait: bool, alive_checked: bool, also: tuple[DeploymentWatch, ...] = ()
+    env: Env, service: Service, wait: bool, alive_checked: bool, also: tuple[DeploymentWatch, ...] = ()
 ) -> tuple[Outcome, float]:
     """The one place a scheduler starts: only with no scheduler task alive, so exactly one task starts.
 
     A scheduler that is running is never force-deployed: with maximumPercent 200 ECS would start the
-    new task before stopping the old one, and two schedulers would run at once. `also` are deployments
+    new task before stopping the old one, and two schedulers would run at once. The start also sets
+    SCHEDULER_DEPLOYMENT, so that even a repeated request makes ECS stop one before it starts another.
+    `also` are deployments
     that keep being watched meanwhile. Returns the outcome and when the scheduler was seen running.
     """
+    scheduler = service.name
     with env.report.phase(f"start scheduler {scheduler}"):
         if not alive_checked and _live_tasks(env, scheduler):
             env.report.state = "the scheduler is stopping"
             _await_scheduler_stopped(env, scheduler)
         env.report.state = "the scheduler may be starting: its start was requested"
         # No scheduler task is alive, so a new deployment starts exactly one, with the current image.
-        watch = _deploy(env, scheduler, desired_count=1)
+        watch = _start_deployment(env, service)
         env.report.state = "the scheduler is starting"
         if not wait:
             return Outcome(f"scheduler {scheduler} is starting", (watch.latest,)), env.poller.clock()
@@ -128,18 +177,29 @@ def _start_stopped_scheduler(
     return Outcome(f"scheduler {scheduler} started", (service,)), watch.stable_since
 
 
-def redeploy(env: Env, target: Target, wait_for_drain: bool = False) -> Outcome:
+def redeploy(env: Env, target: Target, wait_for_drain: bool = False, migrate: list[str] | None = None) -> Outcome:
     """Stop the scheduler, roll web and worker onto new deployments at their current counts, start the scheduler.
 
     The scheduler starts as soon as the new workers are complete and stable and no old worker runs; web's
     rollout goes on meanwhile and never holds the scheduler back. The command returns when web's new tasks
     all run and its old ones are deregistering (or, with `wait_for_drain`, gone).
+
+    `migrate` is a command run as a one-off task once the old scheduler has drained and before anything
+    new starts, so no new component meets an old schema and no old scheduler a new one.
     """
     web, worker, scheduler = preflight(env, [target.web, target.worker, target.scheduler])
     if scheduler.desired > 1:
         raise Refused(f"scheduler {scheduler.name} has desired count {scheduler.desired}; only one may run")
+    _rehearse_reads(env, [web, worker, scheduler])
     down_since = env.poller.clock()
     stop_scheduler(env, target.scheduler, known=scheduler)
+    if migrate:
+        env.report.alternatives = ["start-scheduler"]
+        try:
+            run_one_off(env, worker, migrate, None, wait=True)
+        except TaskFailed:
+            env.report.state = "the scheduler is stopped; the migration failed; web and worker are untouched"
+            raise
     with env.report.phase(f"redeploy {target.web} and {target.worker}"):
         env.report.state = "the scheduler is stopped; web and worker are being redeployed"
         env.report.alternatives = ["start-scheduler"]  # restores scheduling on the workers ECS keeps running
@@ -149,7 +209,7 @@ def redeploy(env: Env, target: Target, wait_for_drain: bool = False) -> Outcome:
         await_deployments(env, [web_watch, worker_watch], required=[worker_watch])
     env.report.state = "the scheduler is stopped; the worker is redeployed and web is rolling"
     env.report.alternatives = []
-    started, running_since = _start_stopped_scheduler(env, target.scheduler, True, True, also=(web_watch,))
+    started, running_since = _start_stopped_scheduler(env, scheduler, True, True, also=(web_watch,))
     env.report.state = "the scheduler runs on the new workers; web is rolling"
     rolled = await_deployments(env, [web_watch, worker_watch], required=[web_watch])
     draining = web_watch.draining()
@@ -169,9 +229,45 @@ def initialize(env: Env, target: Target, command: list[str], container: str | No
     return run_one_off(env, env.ecs.service(target.worker), command, container, wait)
 
 
-def _deploy(env: Env, name: str, desired_count: int | None = None, **watch_options) -> DeploymentWatch:
+def _start_deployment(env: Env, service: Service) -> DeploymentWatch:
+    """Ask once for the scheduler's new deployment; after an ambiguous failure, look before asking again.
+
+    Repeating a start whose answer was lost would make a second deployment, and a second task.
+    """
+    config = _one_at_a_time(service)
+    try:
+        return _deploy(env, service.name, desired_count=1, deployment_configuration=config, desired=1, once=True)
+    except Transient as error:
+        env.report.line(f"the start request may or may not have been applied ({error}); looking before asking again")
+    now = env.ecs.service(service.name)
+    before = service.primary.id if service.primary else None
+    if now.desired == 1 and now.primary and now.primary.id != before:
+        env.report.line(f"it was applied: deployment {now.primary.id} starts the scheduler")
+        watch = DeploymentWatch(env, service.name, now.primary.id, desired=1)
+        watch.latest = now
+        return watch
+    return _deploy(env, service.name, desired_count=1, deployment_configuration=config, desired=1)
+
+
+def _one_at_a_time(service: Service) -> dict:
+    """The service's deployment configuration (circuit breaker and alarms kept) with SCHEDULER_DEPLOYMENT."""
+    return {**service.deployment_configuration, **SCHEDULER_DEPLOYMENT}
+
+
+def _deploy(
+    env: Env,
+    name: str,
+    desired_count: int | None = None,
+    deployment_configuration: dict | None = None,
+    once: bool = False,
+    **watch_options,
+) -> DeploymentWatch:
     """Force a new deployment of `name` and watch the very deployment UpdateService created."""
-    service = env.ecs.update_service(name, desired_count=desired_count, force_new_deployment=True)
+    env.before_change()
+    service = env.ecs.update_service(
+        name, desired_count=desired_count, force_new_deployment=True,
+        deployment_configuration=deployment_configuration, once=once,
+    )
     if service.primary is None:
         raise OperationFailed(f"UpdateService of {name} answered without a PRIMARY deployment")
     watch = DeploymentWatch(env, name, service.primary.id, **watch_options)
@@ -184,19 +280,40 @@ def _live_tasks(env: Env, service: str, known_stopped: set[str] | None = None) -
 
 
 def _await_scheduler_stopped(env: Env, scheduler: str) -> Service:
+    """Wait until no scheduler task runs a process, spending about one read call per poll.
+
+    Tasks are listed (two ListTasks, one DescribeTasks) at the start and every RELIST_SECONDS, so a
+    scheduler somebody else starts meanwhile is seen; between listings only the known live tasks are
+    described. Once none is alive, the service must show desired, running and pending all 0.
+    """
     stopped: set[str] = set()
     alive: list[Task] = []
-    latest: Service | None = None
+    listed_at: float | None = None
+    all_told_to_stop = False
 
     def check():
-        nonlocal alive, latest
-        latest = env.ecs.service(scheduler)
-        env.report.service(latest)
-        alive = _live_tasks(env, scheduler, stopped)
+        nonlocal alive, listed_at, all_told_to_stop
+        now = env.poller.clock()
+        if listed_at is None or not alive or now - listed_at >= RELIST_SECONDS:
+            alive, listed_at = _live_tasks(env, scheduler, stopped), now
+            wanted = [t for t in alive if t.desired_status == "RUNNING"]
+            if wanted and all_told_to_stop:  # seen all stopping once: this one was started since
+                raise OperationFailed(
+                    f"another operation started scheduler task {wanted[0].id} while {scheduler} was stopping"
+                )
+            all_told_to_stop = all_told_to_stop or not wanted
+        else:
+            current = env.ecs.tasks([t.arn for t in alive])
+            stopped.update(t.arn for t in current if t.is_stopped)
+            alive = [t for t in current if not t.is_stopped]
         for task in alive:
             env.report.task(scheduler, task)
+        if alive:
+            return None
+        service = env.ecs.service(scheduler)
+        env.report.service(service)
         # desired 0 must be visible too: right after UpdateService, DescribeServices may still show the old view.
-        return not alive and latest.desired == latest.running == latest.pending == 0 and latest
+        return service.desired == service.running == service.pending == 0 and service
 
     def pending():
         tasks = ", ".join(f"{t.id} ({t.last_status})" for t in alive) or "none listed"

@@ -62,8 +62,8 @@ aws_options = stack(
 )
 
 wait_tuning_options = stack(
-    option("--poll-interval", env="POLL_INTERVAL", type=Seconds(min=0.1), default=2.0,
-           help="Seconds between polls while waiting."),
+    option("--poll-interval", env="POLL_INTERVAL", type=Seconds(min=0.1), default=1.0,
+           help="Seconds between polls while waiting (about one read call each)."),
     option("--timeout", env="TIMEOUT", type=Seconds(min=1), default=900.0,
            help="Seconds each wait may take before giving up."),
     option("--stability-window", env="STABILITY_WINDOW", type=Seconds(min=0), default=30.0,
@@ -73,6 +73,8 @@ wait_tuning_options = stack(
            help="Failed task launches or health checks after which a deployment counts as failed."),
 )
 
+lease_option = option("--break-lease", env="BREAK_LEASE", is_flag=True, default=False,
+                      help="First remove other operators' leases on the cluster (their commands must have ended).")
 yes_option = option("--yes", "-y", env="YES", is_flag=True, default=False, help="Do not ask for confirmation.")
 wait_option = option("--wait/--no-wait", env="WAIT", default=True, help="Wait until the cluster has settled.")
 output_option = option("--output", "-o", env="OUTPUT", type=click.Choice(["text", "json"]), default="text",

@@ -32,6 +32,7 @@ DOWNLOAD_ATTEMPTS = len(RETRY_DELAYS) + 1
 # A pre-signed layer URL answers 403 once it has expired or when an S3 endpoint policy blocks it;
 # a fresh URL may work. 408, 429 and 5xx are transient.
 RETRY_STATUSES = {403, 408, 429, 500, 502, 503, 504}
+FORBIDDEN_HINT = "\n  hint: fresh URLs were refused too: does an S3 VPC endpoint policy or a proxy block ECR's layer storage?"
 DOWNLOAD_ERRORS = (http.client.HTTPException, OSError)  # OSError covers URLError, HTTPError and socket errors
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 STAMP = re.compile(r"\d{8}T\d{6}Z")
@@ -199,9 +200,10 @@ class _Copier:
             except DOWNLOAD_ERRORS as error:
                 reason = _reason(error)
                 if delay is None or not _retryable(error):
+                    hint = FORBIDDEN_HINT if isinstance(error, HTTPError) and error.code == 403 else ""
                     raise OperationFailed(
                         f"could not download blob {blob.digest} from {self.source}: {reason} "
-                        f"(attempt {attempt} of {DOWNLOAD_ATTEMPTS}); nothing was tagged"
+                        f"(attempt {attempt} of {DOWNLOAD_ATTEMPTS}); nothing was tagged{hint}"
                     ) from None
                 self.report.line(f"download of {blob.digest} failed ({reason}); retrying in {delay}s with a fresh URL")
                 self.sleep(delay)

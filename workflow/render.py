@@ -33,6 +33,7 @@ class Reporter:
         self._write = write or (lambda text: click.echo(text, err=True))
         self.state: str | None = None  # the cluster's state in words, shown when a command stops early
         self.alternatives: list[str] = []  # commands that also get the cluster out of that state
+        self.resumable = True  # False while re-running the command would repeat something still under way
         self._last: dict[str, tuple] = {}
         self._seen_events: dict[str, set[str]] = {}
 

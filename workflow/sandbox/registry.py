@@ -113,8 +113,9 @@ class Registry:
         with self._lock:
             if self._download_faults.get(digest):
                 self._url_faults[token] = self._download_faults[digest].pop(0)
-        self.download_urls.append(token)
-        return f"{self.url}/blobs/{repository.replace('/', '%2F')}/{digest}?X-Amz-Signature={token}"
+        url = f"{self.url}/blobs/{repository.replace('/', '%2F')}/{digest}?X-Amz-Signature={token}"
+        self.download_urls.append(url)
+        return url
 
     def serve(self) -> None:
         registry = self

@@ -6,6 +6,11 @@ the clock's. Besides the happy path it plays what ECS does to operators: crash l
 load balancer health check failures, interrupted one-off tasks, eventual consistency (MISSING tasks,
 stale DescribeServices), delayed and empty log pages, and failing API calls (`faults.py`).
 
+Image tags resolve to digests as ECS resolves them: once per service deployment when it starts (its
+tasks keep that digest when the tag moves; a rollback returns to the digests it rolls back to) and at
+launch for RunTask, through moto's ECR backend; DescribeTasks shows `containers[].imageDigest` from
+RUNNING on. A tag missing from its repository fails the task's start with CannotPullContainerError.
+
 Every setting applies to tasks and deployments created after it is set; None or 0 turns it off.
 """
 

@@ -1,0 +1,112 @@
+"""Never two schedulers around a command: retried requests, other operators, and changes made meanwhile."""
+
+import boto3
+import pytest
+from click.testing import CliRunner
+from conftest import CLUSTER, NAMES, REGION, SCHEDULER, WEB, WORKER
+
+from workflow.cli import Runtime, main
+
+
+def describe(ecs, name):
+    return ecs.describe_services(cluster=CLUSTER, services=[name])["services"][0]
+
+
+@pytest.fixture
+def schedulers_alive(sim):
+    most = [0]
+
+    def check(simulation):
+        most[0] = max(most[0], sum(t.is_live for t in simulation.service(SCHEDULER).tasks))
+
+    sim.observers.append(check)
+    return most
+
+
+def invoke_with(clock, meanwhile, *args):
+    """Run the command; `meanwhile(poll)` runs at each of its sleeps, as another operator would act."""
+    polls = []
+
+    def sleep(seconds):
+        polls.append(seconds)
+        meanwhile(len(polls))
+        clock.sleep(seconds)
+
+    return CliRunner().invoke(main, [*NAMES, *args], obj=Runtime(clock=clock.now, sleep=sleep))
+
+
+def test_start_and_stop_make_ecs_stop_a_scheduler_before_starting_another(empty_cluster, run, ecs):
+    assert run(*NAMES, "start-scheduler").exit_code == 0
+    config = describe(ecs, SCHEDULER)["deploymentConfiguration"]
+    assert (config["maximumPercent"], config["minimumHealthyPercent"]) == (100, 0)
+
+
+def test_a_start_request_whose_answer_is_lost_and_retried_runs_one_scheduler(empty_cluster, run, ecs, sim,
+                                                                              schedulers_alive):
+    sim.faults.inject("UpdateService", "server", times=1, after=True)  # applied, then the answer is lost
+    result = run(*NAMES, "start-scheduler")
+    assert result.exit_code == 0, result.output
+    assert schedulers_alive[0] == 1
+    scheduler = describe(ecs, SCHEDULER)
+    assert scheduler["desiredCount"] == scheduler["runningCount"] == 1
+
+
+def test_status_warns_while_the_scheduler_may_run_twice_and_stops_warning_once_fixed(cluster, run):
+    result = run(*NAMES, "status")
+    assert "maximumPercent 200" in result.stdout and "deployment_maximum_percent = 100" in result.stdout
+    assert run(*NAMES, "stop-scheduler", "--yes").exit_code == 0
+    assert run(*NAMES, "start-scheduler").exit_code == 0
+    assert "maximumPercent" not in run(*NAMES, "status").stdout
+
+
+def test_someone_scaling_the_scheduler_to_zero_during_a_start_is_not_success(empty_cluster, ecs, clock):
+    def scale_in(poll):
+        if poll == 3:
+            ecs.update_service(cluster=CLUSTER, service=SCHEDULER, desiredCount=0)
+
+    result = invoke_with(clock, scale_in, "start-scheduler")
+    assert result.exit_code == 1, result.output
+    assert "another operation set airflow-prod-scheduler's desired count to 0" in result.stderr
+
+
+def test_a_stop_that_sees_the_scheduler_started_again_stops_and_says_so(cluster, ecs, clock):
+    def start_again(poll):
+        if poll == 2:
+            ecs.update_service(cluster=CLUSTER, service=SCHEDULER, desiredCount=1)
+
+    result = invoke_with(clock, start_again, "--timeout", "120", "stop-scheduler", "--yes")
+    assert result.exit_code == 1, result.output
+    assert "another operation started scheduler task" in result.stderr
+    assert clock.now() < 60 + 120  # long before the timeout
+
+
+def test_a_redeploy_superseded_by_another_deployment_says_so(cluster, ecs, clock):
+    def deploy_web(poll):
+        if poll == 12:
+            ecs.update_service(cluster=CLUSTER, service=WEB, forceNewDeployment=True)
+
+    result = invoke_with(clock, deploy_web, "redeploy", "--yes")
+    assert result.exit_code == 1, result.output
+    assert "superseded by another deployment" in result.stderr and "rolled back" not in result.stderr
+
+
+def test_a_missing_list_tasks_permission_fails_redeploy_before_anything_changes(cluster, clock):
+    from botocore.exceptions import ClientError
+
+    def clients(config):
+        def build(name, region=None):
+            client = boto3.client(name, region_name=REGION)
+            if name == "ecs":
+                def deny(params, **_):
+                    raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no ecs:ListTasks"},
+                                       "ResponseMetadata": {"HTTPStatusCode": 400}}, "ListTasks")
+                client.meta.events.register("before-call.ecs.ListTasks", deny)
+            return client
+        return build
+
+    result = CliRunner().invoke(main, [*NAMES, "redeploy", "--yes"],
+                                obj=Runtime(clock=clock.now, sleep=clock.sleep, clients=clients))
+    assert result.exit_code == 2 and "access denied to ListTasks" in result.stderr
+    ecs = boto3.client("ecs", region_name=REGION)
+    assert describe(ecs, SCHEDULER)["desiredCount"] == 1
+    assert len(describe(ecs, WORKER)["deployments"]) == 1

@@ -1,0 +1,118 @@
+"""The operator lease: another operator's live command is named and nothing is changed."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from conftest import CLUSTER, NAMES, SCHEDULER
+
+from workflow.ecs import Ecs
+from workflow.lease import TAG_PREFIX, Holder, Lease, LeaseHeld
+from workflow.render import Reporter
+
+
+def cluster_arn(ecs):
+    return ecs.describe_clusters(clusters=[CLUSTER])["clusters"][0]["clusterArn"]
+
+
+def tags(ecs):
+    return {t["key"]: t["value"] for t in ecs.list_tags_for_resource(resourceArn=cluster_arn(ecs))["tags"]}
+
+
+def hold(ecs, owner="alice@bastion", command="redeploy", minutes=30):
+    now = datetime.now(UTC).replace(microsecond=0)
+    holder = Holder("other", owner, command, now - timedelta(minutes=1), now + timedelta(minutes=minutes))
+    ecs.tag_resource(resourceArn=cluster_arn(ecs), tags=[holder.tag])
+
+
+def desired(ecs):
+    return ecs.describe_services(cluster=CLUSTER, services=[SCHEDULER])["services"][0]["desiredCount"]
+
+
+def lease(ecs, clock, owner):
+    return Lease(Ecs(ecs, CLUSTER), owner, "redeploy", 600, lambda: datetime.now(UTC), Reporter(clock.now, write=print))
+
+
+def test_a_live_lease_of_another_operator_refuses_naming_it_and_changes_nothing(cluster, run, ecs):
+    hold(ecs)
+    result = run(*NAMES, "stop-scheduler", "--yes")
+    assert result.exit_code == 4, result.output
+    assert "held by alice@bastion (redeploy) since" in result.stderr and "--break-lease" in result.stderr
+    assert desired(ecs) == 1
+
+
+def test_break_lease_removes_a_crashed_holder_and_proceeds(cluster, run, ecs):
+    hold(ecs)
+    result = run(*NAMES, "--break-lease", "stop-scheduler", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "broke the lease of alice@bastion" in result.stderr
+    assert desired(ecs) == 0 and tags(ecs) == {}
+
+
+def test_an_expired_lease_does_not_block(cluster, run, ecs):
+    hold(ecs, minutes=-1)
+    assert run(*NAMES, "stop-scheduler", "--yes").exit_code == 0
+
+
+def test_the_lease_is_visible_while_the_command_runs_and_gone_after(cluster, ecs, clock, sim):
+    from click.testing import CliRunner
+
+    from workflow.cli import Runtime, main
+
+    seen = []
+
+    def sleep(seconds):
+        seen.append(dict(tags(ecs)))
+        clock.sleep(seconds)
+
+    result = CliRunner().invoke(main, [*NAMES, "stop-scheduler", "--yes"], obj=Runtime(clock=clock.now, sleep=sleep))
+    assert result.exit_code == 0, result.output
+    (value,) = seen[0].values()
+    assert "command=stop-scheduler" in value and "owner=" in value
+    assert tags(ecs) == {}
+
+
+def test_a_lease_broken_mid_command_stops_it_before_its_next_change(cluster, ecs, clock, sim):
+    from click.testing import CliRunner
+
+    from workflow.cli import Runtime, main
+
+    def sleep(seconds):
+        for key in tags(ecs):  # another operator's --break-lease
+            ecs.untag_resource(resourceArn=cluster_arn(ecs), tagKeys=[key])
+        clock.sleep(seconds)
+
+    result = CliRunner().invoke(main, [*NAMES, "redeploy", "--yes"], obj=Runtime(clock=clock.now, sleep=sleep))
+    assert result.exit_code == 4, result.output
+    assert "lease on the cluster was broken" in result.stderr
+    services = ecs.describe_services(cluster=CLUSTER, services=[f"{CLUSTER}-web"])["services"]
+    assert len(services[0]["deployments"]) == 1  # web was never force-deployed
+
+
+def test_two_operators_taking_the_lease_at_once_leave_exactly_one_holder(cluster, ecs, clock):
+    first, second = lease(ecs, clock, "alice"), lease(ecs, clock, "bob")
+    # Both write before either reads: the later `since` (then id) withdraws.
+    for each in (first, second):
+        each.ecs.tag_cluster([each.me.tag])
+        each.held = True
+    outcomes = []
+    for each in (first, second):
+        try:
+            each.check()
+            outcomes.append("holds")
+        except LeaseHeld:
+            outcomes.append("refused")
+    assert sorted(outcomes) == ["holds", "refused"]
+    assert len([k for k in tags(ecs) if k.startswith(TAG_PREFIX)]) == 1
+
+
+def test_a_tag_that_is_not_a_lease_is_ignored():
+    assert Holder.parse(TAG_PREFIX + "x", "something else") is None
+
+
+@pytest.mark.parametrize("owner", ["root@host.example", "me|you@host", "a b"])
+def test_lease_tags_are_valid_ecs_tag_values(cluster, ecs, owner):
+    now = datetime.now(UTC).replace(microsecond=0)
+    holder = Holder("id1", owner, "redeploy", now, now + timedelta(minutes=5))
+    ecs.tag_resource(resourceArn=cluster_arn(ecs), tags=[holder.tag])
+    parsed = Holder.parse(TAG_PREFIX + "id1", tags(ecs)[TAG_PREFIX + "id1"])
+    assert parsed.since == now and parsed.command == "redeploy"

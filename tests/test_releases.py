@@ -1,0 +1,365 @@
+"""releases lists the production repository's stamp-tagged images; rollback points latest back at one and redeploys."""
+
+import json
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from conftest import CLUSTER, NAMES, REGION, SCHEDULER, WEB, WORKER
+from moto import mock_aws
+
+from workflow.ecr import Ecr
+from workflow.ecs import Ecs
+from workflow.releases import SCHEMA_NOTE, parse_ecr_image, running_images, short, tags_for_digests
+from workflow.sandbox.images import push_image, random_layers
+from workflow.sandbox.registry import Registry, simulated_ecr
+
+REPO = "airflow-prod"
+STAMPS = ["20261101T080000Z", "20261110T080000Z", "20261120T080000Z"]  # releases 1, 2 and 3, oldest first
+URI = f"123456789012.dkr.ecr.{REGION}.amazonaws.com/{REPO}"
+
+
+def push_releases(ecr, count: int = 3) -> list[str]:
+    """Releases 1..count, each as promote leaves it (a stamp tag; latest on the newest); returns their digests."""
+    ecr.create_repository(repositoryName=REPO)
+    digests = []
+    for n, stamp in enumerate(STAMPS[:count], start=1):
+        image = push_image(ecr, REPO, random_layers(2, 2048 * n, seed=n), stamp)
+        ecr.put_image(repositoryName=REPO, imageManifest=image["manifest"], imageManifestMediaType=image["media_type"],
+                      imageTag="latest")
+        digests.append(image["digest"])
+    return digests
+
+
+@pytest.fixture
+def registry():
+    """ECR alone (no cluster): enough for releases without --cluster and for rollback --no-redeploy."""
+    with mock_aws(), simulated_ecr(Registry()) as simulated:
+        simulated.ecr = boto3.client("ecr", region_name=REGION)
+        yield simulated
+
+
+@pytest.fixture
+def released(registry):
+    registry.digests = push_releases(registry.ecr)
+    return registry
+
+
+@pytest.fixture
+def cluster_registry(sim):
+    """ECR in the simulated cluster's moto, with three releases; request it before `cluster` so that the
+    cluster's tasks resolve latest to release 3 as they start."""
+    with simulated_ecr(Registry()) as simulated:
+        simulated.ecr = boto3.client("ecr", region_name=REGION)
+        simulated.digests = push_releases(simulated.ecr)
+        yield simulated
+
+
+def latest(ecr) -> dict:
+    return ecr.batch_get_image(repositoryName=REPO, imageIds=[{"imageTag": "latest"}])["images"][0]
+
+
+def tags(ecr) -> dict[str, str]:
+    return {tag: image["imageDigest"] for image in ecr.describe_images(repositoryName=REPO)["imageDetails"]
+            for tag in image.get("imageTags", [])}
+
+
+def failed_cleanly(result, code: int) -> bool:
+    return result.exit_code == code and isinstance(result.exception, SystemExit) and "Traceback" not in result.output
+
+
+def describe(ecs, *names):
+    return {s["serviceName"]: s for s in ecs.describe_services(cluster=CLUSTER, services=list(names))["services"]}
+
+
+def primaries(ecs) -> dict[str, str]:
+    return {name: next(d["id"] for d in s["deployments"] if d["status"] == "PRIMARY")
+            for name, s in describe(ecs, SCHEDULER, WORKER, WEB).items()}
+
+
+def running_digests(ecs, service: str) -> set[str]:
+    arns = ecs.list_tasks(cluster=CLUSTER, serviceName=service, desiredStatus="RUNNING")["taskArns"]
+    return {c["imageDigest"] for t in ecs.describe_tasks(cluster=CLUSTER, tasks=arns)["tasks"]
+            for c in t["containers"] if c["image"].startswith(URI) and t["lastStatus"] == "RUNNING"}
+
+
+# releases ------------------------------------------------------------------------------------------------
+
+
+def test_releases_lists_newest_first_with_latest_marked(released, run):
+    push_image(released.ecr, REPO, random_layers(1, 512, seed=9), "nightly")  # no stamp tag: not a release
+    result = run("releases")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"3 release(s) in {REPO}; latest is {STAMPS[2]} ({short(released.digests[2])})"
+    rows = [line for line in lines if line[:8].isdigit()]
+    assert [row.split()[0] for row in rows] == STAMPS[::-1]
+    assert [row.split()[1] for row in rows] == [short(d) for d in released.digests[::-1]]
+    assert rows[0].rstrip().endswith("latest") and "latest" not in rows[1] + rows[2]
+    assert "running on" not in result.stdout  # no --cluster: no column
+
+
+def test_releases_as_json_with_a_limit(released, run):
+    result = run("releases", "--limit", "2", "--output", "json")
+    assert result.exit_code == 0, result.output
+    outcome = json.loads(result.stdout)
+    assert outcome["total"] == 3 and outcome["latest"] == released.digests[2]
+    assert [(r["stamp"], r["digest"], r["latest"]) for r in outcome["releases"]] == [
+        (STAMPS[2], released.digests[2], True), (STAMPS[1], released.digests[1], False)]
+    newest = outcome["releases"][0]
+    assert newest["tags"] == ["latest", STAMPS[2]] and newest["size"] > 0 and newest["pushed_at"]
+    assert outcome["running"] is None
+
+
+def test_releases_of_a_missing_repository_is_exit_2(registry, run):
+    result = run("releases", "--repository", "nowhere")
+    assert failed_cleanly(result, 2) and "repository nowhere not found" in result.stderr
+
+
+# rollback without a cluster --------------------------------------------------------------------------------
+
+
+def test_rollback_moves_latest_to_the_previous_release_with_its_digest(released, run):
+    before = tags(released.ecr)
+    released.uploads.clear()
+    result = run("rollback", "--no-redeploy", "--yes")
+    assert result.exit_code == 0, result.output
+    image = latest(released.ecr)
+    assert image["imageId"]["imageDigest"] == released.digests[1]
+    assert image["imageManifest"] == released.ecr.batch_get_image(
+        repositoryName=REPO, imageIds=[{"imageTag": STAMPS[1]}])["images"][0]["imageManifest"]
+    assert released.uploads == []  # no blob copied
+    assert tags(released.ecr) == {**before, "latest": released.digests[1]}  # only latest moved
+    assert f"rolled back latest in {REPO} from {STAMPS[2]}" in result.stdout
+    assert f"to {STAMPS[1]} ({short(released.digests[1])})" in result.stdout
+    assert "the cluster was not redeployed" in result.stdout
+    assert f"warning: {SCHEMA_NOTE}" in result.stdout
+
+
+def test_rollback_with_no_earlier_release_is_refused(released, run):
+    assert run("rollback", "--no-redeploy", "--yes").exit_code == 0  # 3 -> 2
+    assert run("rollback", "--no-redeploy", "--yes").exit_code == 0  # 2 -> 1
+    result = run("rollback", "--no-redeploy", "--yes")
+    assert failed_cleanly(result, 2), result.output
+    assert f"no release in {REPO} is older than {STAMPS[0]}" in result.stderr
+    assert "nothing to roll back to" in result.stderr
+    assert latest(released.ecr)["imageId"]["imageDigest"] == released.digests[0]
+
+
+def test_rollback_to_a_tag_that_does_not_exist_is_not_found(released, run):
+    result = run("rollback", "--no-redeploy", "--yes", "--to", "20990101T000000Z")
+    assert failed_cleanly(result, 2), result.output
+    assert f"no image tagged 20990101T000000Z in {REPO}" in result.stderr
+    assert f"its newest releases: {STAMPS[2]}, {STAMPS[1]}, {STAMPS[0]}" in result.stderr
+    assert latest(released.ecr)["imageId"]["imageDigest"] == released.digests[2]
+
+
+def test_rollback_to_a_named_release(released, run):
+    result = run("rollback", "--no-redeploy", "--yes", "--to", STAMPS[0])
+    assert result.exit_code == 0, result.output
+    assert latest(released.ecr)["imageId"]["imageDigest"] == released.digests[0]
+
+
+def test_rollback_to_what_latest_already_names_without_a_cluster_is_refused(released, run):
+    result = run("rollback", "--no-redeploy", "--yes", "--to", STAMPS[2])
+    assert failed_cleanly(result, 2), result.output
+    assert f"latest in {REPO} already names {STAMPS[2]}" in result.stderr
+
+
+def test_rollback_dry_run_changes_nothing(released, run):
+    before = tags(released.ecr)
+    result = run("rollback", "--no-redeploy", "--dry-run")  # no --yes: a dry run asks nothing
+    assert result.exit_code == 0, result.output
+    assert f"would move latest in {REPO} from {STAMPS[2]}" in result.stdout and "nothing was changed" in result.stdout
+    assert tags(released.ecr) == before
+
+
+def test_declining_the_confirmation_changes_nothing_and_it_names_from_and_to(released, run):
+    result = run("rollback", "--no-redeploy", input="n\n")
+    assert result.exit_code == 1
+    assert SCHEMA_NOTE in result.stderr
+    assert (f"Roll back latest in {REPO} from {STAMPS[2]} ({short(released.digests[2])}) "
+            f"to {STAMPS[1]} ({short(released.digests[1])})?") in result.stderr
+    assert latest(released.ecr)["imageId"]["imageDigest"] == released.digests[2]
+
+
+def test_rollback_needs_a_cluster_to_redeploy(released, run):
+    result = run("rollback", "--yes")
+    assert result.exit_code == 2 and "--cluster" in result.stderr
+    assert latest(released.ecr)["imageId"]["imageDigest"] == released.digests[2]
+
+
+def test_help_says_a_rollback_does_not_downgrade_the_schema(run):
+    text = " ".join(run("rollback", "--help").output.split())
+    assert "A rollback does not downgrade the database schema:" in text
+
+
+# rollback with the simulated cluster --------------------------------------------------------------------
+
+
+def test_rollback_redeploys_the_cluster_onto_the_previous_release(cluster_registry, cluster, run, ecs):
+    ecr, (_, v2, v3) = cluster_registry.ecr, cluster_registry.digests
+    assert {name: running_digests(ecs, name) for name in (SCHEDULER, WORKER, WEB)} == dict.fromkeys(
+        (SCHEDULER, WORKER, WEB), {v3})
+    before = primaries(ecs)
+    listed = run(*NAMES, "releases", "--output", "json")
+    assert listed.exit_code == 0, listed.output
+    outcome = json.loads(listed.stdout)
+    assert outcome["releases"][0]["running_on"] == {"scheduler": 1, "worker": 3, "web": 1}
+    assert outcome["running"]["worker"] == {v3: 3} and outcome["warnings"] == []
+
+    dry = run(*NAMES, "rollback", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert f"would redeploy cluster {CLUSTER}" in dry.stdout
+    assert primaries(ecs) == before and latest(ecr)["imageId"]["imageDigest"] == v3
+
+    result = run(*NAMES, "rollback", "--yes")
+    assert result.exit_code == 0, result.output
+    assert latest(ecr)["imageId"]["imageDigest"] == v2
+    after = primaries(ecs)
+    assert after[WEB] != before[WEB] and after[WORKER] != before[WORKER] and after[SCHEDULER] != before[SCHEDULER]
+    services = describe(ecs, SCHEDULER, WORKER, WEB)
+    assert services[SCHEDULER]["runningCount"] == services[SCHEDULER]["desiredCount"] == 1
+    assert services[WORKER]["runningCount"] == 3
+    for name in (SCHEDULER, WORKER, WEB):
+        assert running_digests(ecs, name) == {v2}, name
+    assert f"cluster {CLUSTER} redeployed" in result.stdout
+
+    listed = run(*NAMES, "releases")
+    assert listed.exit_code == 0, listed.output
+    row = next(line for line in listed.stdout.splitlines() if line.startswith(STAMPS[1]))
+    assert "latest" in row and "scheduler, worker, web" in row
+
+    again = run(*NAMES, "rollback", "--yes", "--to", STAMPS[1])
+    assert failed_cleanly(again, 2), again.output
+    assert f"cluster {CLUSTER} already runs {STAMPS[1]} ({short(v2)})" in again.stderr
+    assert primaries(ecs) == after
+
+
+def test_rollback_no_redeploy_only_moves_the_tag(cluster_registry, cluster, run, ecs):
+    before = primaries(ecs)
+    result = run(*NAMES, "rollback", "--yes", "--no-redeploy")
+    assert result.exit_code == 0, result.output
+    assert latest(cluster_registry.ecr)["imageId"]["imageDigest"] == cluster_registry.digests[1]
+    assert primaries(ecs) == before
+    assert running_digests(ecs, WORKER) == {cluster_registry.digests[2]}
+
+
+def test_another_operators_lease_stops_the_rollback_before_the_tag_moves(cluster_registry, cluster, run, ecs):
+    from datetime import UTC, datetime, timedelta
+
+    from workflow.lease import Holder
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    holder = Holder("other", "alice@bastion", "redeploy", now - timedelta(minutes=1), now + timedelta(minutes=30))
+    arn = ecs.describe_clusters(clusters=[CLUSTER])["clusters"][0]["clusterArn"]
+    ecs.tag_resource(resourceArn=arn, tags=[holder.tag])
+    before = primaries(ecs)
+    result = run(*NAMES, "rollback", "--yes")
+    assert failed_cleanly(result, 4), result.output
+    assert "held by alice@bastion (redeploy)" in result.stderr
+    assert latest(cluster_registry.ecr)["imageId"]["imageDigest"] == cluster_registry.digests[2]
+    assert primaries(ecs) == before
+
+
+# Building blocks ------------------------------------------------------------------------------------------
+
+
+DIGEST = "sha256:" + "a" * 64
+OTHER = "sha256:" + "b" * 64
+
+
+@pytest.mark.parametrize(
+    "uri, expected",
+    [
+        (f"{URI}:latest", ("123456789012", REGION, REPO, "latest", None)),
+        (f"{URI}@{DIGEST}", ("123456789012", REGION, REPO, None, DIGEST)),
+        (f"{URI}:v1@{DIGEST}", ("123456789012", REGION, REPO, "v1", DIGEST)),
+        ("210987654321.dkr.ecr.eu-west-1.amazonaws.com/team/airflow", ("210987654321", "eu-west-1", "team/airflow",
+                                                                        None, None)),
+        ("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/airflow:7", ("123456789012", "cn-north-1", "airflow", "7",
+                                                                         None)),
+        ("apache/airflow:2.10.3", None),
+        ("fluent-bit:latest", None),
+        ("ghcr.io/apache/airflow:latest", None),
+    ],
+)
+def test_parse_ecr_image(uri, expected):
+    found = parse_ecr_image(uri)
+    assert (found and (found.account, found.region, found.repository, found.tag, found.digest)) == expected
+
+
+def stubbed(service: str, region: str = REGION):
+    client = boto3.client(service, region_name=region)
+    return client, Stubber(client)
+
+
+def test_tags_for_digests_is_one_describe_images_call_in_the_images_own_registry():
+    client, stub = stubbed("ecr", "eu-west-1")
+    stub.add_response(
+        "describe_images",
+        {"imageDetails": [{"imageDigest": DIGEST, "imageTags": ["20261120T080000Z", "latest", "20261125T101500Z"]},
+                          {"imageDigest": OTHER}]},
+        {"repositoryName": "airflow", "registryId": "210987654321",
+         "imageIds": [{"imageDigest": DIGEST}, {"imageDigest": OTHER}]},
+    )
+    regions = []
+    with stub:
+        found = tags_for_digests(lambda region: regions.append(region) or client,
+                                 "210987654321.dkr.ecr.eu-west-1.amazonaws.com/airflow:latest", {OTHER, DIGEST})
+        stub.assert_no_pending_responses()
+    assert found == {DIGEST: ["latest", "20261125T101500Z", "20261120T080000Z"], OTHER: []}
+    assert regions == ["eu-west-1"]
+
+
+def test_tags_for_digests_leaves_out_a_digest_the_repository_lacks():
+    client, stub = stubbed("ecr")
+    both = {"repositoryName": REPO, "imageIds": [{"imageDigest": DIGEST}, {"imageDigest": OTHER}]}
+    stub.add_client_error("describe_images", "ImageNotFoundException", "The image with imageId ... does not exist",
+                          expected_params=both)
+    stub.add_response("describe_images", {"imageDetails": [{"imageDigest": DIGEST, "imageTags": ["latest"]}]},
+                      {"repositoryName": REPO, "imageIds": [{"imageDigest": DIGEST}]})
+    stub.add_client_error("describe_images", "ImageNotFoundException", "does not exist",
+                          expected_params={"repositoryName": REPO, "imageIds": [{"imageDigest": OTHER}]})
+    with stub:
+        assert tags_for_digests(Ecr(client), f"{URI}:latest", {DIGEST, OTHER}) == {DIGEST: ["latest"], OTHER: []}
+        stub.assert_no_pending_responses()
+
+
+def test_tags_for_digests_of_an_image_outside_ecr_asks_nothing():
+    assert tags_for_digests(lambda region: pytest.fail("no client for another registry"), "apache/airflow:2", {DIGEST}) == {}
+
+
+def test_tags_for_digests_says_access_denied_with_the_action():
+    from workflow.errors import AccessDenied
+
+    client, stub = stubbed("ecr")
+    stub.add_client_error("describe_images", "AccessDeniedException", "not authorized to perform ecr:DescribeImages")
+    with stub, pytest.raises(AccessDenied, match="access denied to DescribeImages"):
+        tags_for_digests(Ecr(client), f"{URI}:latest", {DIGEST})
+
+
+def test_running_images_describes_every_services_tasks_in_one_call():
+    client, stub = stubbed("ecs")
+    arns = {role: [f"arn:aws:ecs:{REGION}:123456789012:task/{CLUSTER}/{role}{n}" for n in range(2)]
+            for role in ("scheduler", "worker", "web")}
+    for role, listed in arns.items():
+        stub.add_response("list_tasks", {"taskArns": listed},
+                          {"cluster": CLUSTER, "serviceName": f"{CLUSTER}-{role}", "desiredStatus": "RUNNING"})
+
+    def task(arn, digest, status="RUNNING"):
+        containers = [{"name": "app", "image": f"{URI}:latest", "imageDigest": digest},
+                      {"name": "log-router", "image": "fluent-bit:latest", "imageDigest": OTHER}]
+        return {"taskArn": arn, "lastStatus": status, "containers": containers}
+
+    every = [a for listed in arns.values() for a in listed]
+    described = [task(arns["scheduler"][0], DIGEST), task(arns["scheduler"][1], OTHER, "PENDING"),
+                 task(arns["worker"][0], DIGEST), task(arns["worker"][1], OTHER),
+                 task(arns["web"][0], DIGEST), task(arns["web"][1], DIGEST)]
+    stub.add_response("describe_tasks", {"tasks": described}, {"cluster": CLUSTER, "tasks": every})
+    with stub:
+        running = running_images(Ecs(client, CLUSTER), {role: f"{CLUSTER}-{role}" for role in arns}, REPO)
+        stub.assert_no_pending_responses()
+    assert running.by_role() == {"scheduler": {DIGEST: 1}, "worker": {DIGEST: 1, OTHER: 1}, "web": {DIGEST: 2}}
+    assert running.roles_running(DIGEST) == {"scheduler": 1, "worker": 1, "web": 2}
+    assert not running.all_run(DIGEST)  # one worker runs another image (the PENDING scheduler does not count)

@@ -1,0 +1,1 @@
+"""Commands that live outside cli.py."""

@@ -1,0 +1,170 @@
+"""`workflow logs`: a service's awslogs streams interleaved by time, each line naming its task and container."""
+
+import math
+import os
+import re
+import sys
+from datetime import datetime, timedelta
+
+import click
+
+from ..cli import App, CommandFailed, Terminated, signals_as_interrupts
+from ..errors import INTERRUPTED, NotFound, WorkflowError
+from ..options import option
+from .run import complete_role, service_name
+
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# CloudWatch Logs allows few FilterLogEvents calls a second per account and Region, shared with every other reader.
+FOLLOW_POLL_SECONDS = 2.0
+RELIST_SECONDS = 10.0  # how often a follower lists the service's tasks again, to pick up new ones
+
+
+class Duration(click.ParamType):
+    """How far back: a whole number and a unit, s, m, h or d (30s, 10m, 2h, 1d)."""
+
+    name = "duration"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, timedelta):
+            return value
+        match = re.fullmatch(r"(\d+)([smhd])", str(value).strip().lower())
+        if not match:
+            self.fail(f"{value!r} is not a duration such as 30s, 10m, 2h or 1d", param, ctx)
+        return timedelta(seconds=int(match[1]) * UNITS[match[2]])
+
+
+class _ReaderGone(Exception):
+    """Whoever read stdout has gone (`| head`): stop quietly."""
+
+
+def _echo(text: str) -> None:
+    try:
+        click.echo(text)
+    except BrokenPipeError:
+        raise _ReaderGone from None
+
+
+def line(event) -> str:
+    from ..render import short_task
+
+    return f"{event.at:%H:%M:%S}Z {short_task(event.task_id)} {event.container} | {event.message.rstrip(chr(10))}"
+
+
+def as_json(event) -> dict:
+    return {
+        "time": event.at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+        "task": event.task_id,
+        "container": event.container,
+        "message": event.message.rstrip("\n"),
+        "stream": event.stream,
+        "id": event.id,
+    }
+
+
+def read_logs(env, name: str, since: datetime, task: str | None, container: str | None, output: str) -> None:
+    """Print the lines the service's tasks logged since `since`, oldest first."""
+    from .. import render
+    from ..logs import ServiceLogs
+
+    reader = ServiceLogs(env, env.ecs.service(name), since, container, task)
+    reader.refresh()
+    if task and not reader.tasks:
+        raise NotFound(f"no task of {name} has an id starting with {task} (ECS lists stopped tasks for about an hour)")
+    events = reader.read()
+    if output == "json":
+        _echo(render.to_json([as_json(e) for e in events]))
+        return
+    for event in events:
+        _echo(line(event))
+    if not events:
+        env.report.line(f"no log lines from {len(reader.tasks)} task(s) of {name} since {since:%Y-%m-%d %H:%M:%S}Z")
+
+
+def follow_logs(env, name: str, since: datetime, task: str | None, container: str | None) -> None:
+    """Print the lines since `since`, then new ones as they arrive, each once, until interrupted."""
+    from ..logs import ServiceLogs
+    from ..poller import Poller
+    from ..render import short_task
+
+    reader = ServiceLogs(env, env.ecs.service(name), since, container, task)
+    report = env.report
+
+    def notice(text: str) -> None:
+        if not text.startswith("waiting for "):  # a heartbeat: following has no deadline to report
+            report.line(text)
+
+    clock = env.poller.clock
+    poller = Poller(clock, env.poller.sleep, max(env.poller.interval, FOLLOW_POLL_SECONDS), math.inf, notice=notice)
+    listed_at: float | None = None
+
+    def check():
+        nonlocal listed_at
+        if listed_at is None:
+            report.line(f"following {len(reader.refresh())} task(s) of {name}; Ctrl-C stops")
+            listed_at = clock()
+        elif clock() - listed_at >= RELIST_SECONDS:
+            for started in reader.refresh():
+                report.line(f"following task {short_task(started.id)} of {name} ({started.last_status})")
+            listed_at = clock()
+        for event in reader.read():
+            _echo(line(event))
+        return None  # never done: following ends with Ctrl-C
+
+    try:
+        poller.until(check, lambda: f"new log lines of {name}")
+    except KeyboardInterrupt as interrupt:
+        if isinstance(interrupt, Terminated):
+            raise
+        # Ctrl-C is how following ends: exit 0.
+
+
+def _run(app: App, operation) -> None:
+    """Like App.run, for a command whose result is the lines it printed: errors become one message."""
+    from ..render import Reporter, use_color
+
+    report = Reporter(app.runtime.clock, color=use_color(sys.stderr), now=app.runtime.utcnow)
+    try:
+        with signals_as_interrupts():
+            operation(app.env(report))
+    except _ReaderGone:
+        try:  # nothing may be flushed to the closed pipe at exit either
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+    except WorkflowError as error:
+        raise CommandFailed(str(error), error.exit_code) from None
+    except KeyboardInterrupt as interrupt:
+        raise CommandFailed(getattr(interrupt, "name", "interrupted"), getattr(interrupt, "exit_code", INTERRUPTED)) from None
+
+
+@click.command("logs")
+@click.argument("service", shell_complete=complete_role)
+@option("--since", env="SINCE", type=Duration(), default="10m", help="How far back to start: 30s, 10m, 2h, 1d.")
+@option("--follow", "-f", env="FOLLOW", is_flag=True, default=False,
+        help="Keep printing new lines, each once, until interrupted (Ctrl-C, which exits 0).")
+@option("--task", env="TASK", default=None, show_default="every task", help="Only tasks whose id starts with this.")
+@option("--container", env="LOGS_CONTAINER", default=None, show_default="every container that logs",
+        help="Only this container, when several log.")
+@click.pass_obj
+def logs(app: App, service, since, follow, task, container):
+    """Print a service's CloudWatch Logs lines, interleaved by time.
+
+    SERVICE is scheduler, worker, web or a service name. Reads the awslogs streams
+    (<prefix>/<container>/<task id>) of the service's tasks: those running and those ECS still lists
+    as stopped (about an hour). Each line on stdout: time (UTC), short task id, container, message.
+    --output json prints one JSON list of events (not with --follow).
+
+    \b
+    Example:
+      workflow --cluster airflow-prod logs worker --since 30m
+      workflow --cluster airflow-prod logs scheduler --follow
+    """
+    output = app.options.get("output") or "text"
+    if follow and output == "json":
+        raise click.UsageError("--output json prints one document once everything is read: it cannot --follow")
+    name = service_name(app, service)
+    start = app.runtime.utcnow() - since
+    if follow:
+        _run(app, lambda env: follow_logs(env, name, start, task, container))
+    else:
+        _run(app, lambda env: read_logs(env, name, start, task, container, output))

@@ -1,0 +1,100 @@
+"""`workflow releases` and `workflow rollback`: the production repository's releases, and `latest` moved back."""
+
+import click
+
+from ..cli import App, confirm
+from ..options import option, yes_option
+
+repository_option = option("--repository", env="REPOSITORY", default="airflow-prod",
+                           help="Production repository: the one promote writes `latest` and the stamp tags to.")
+registry_option = option("--registry-id", env="REGISTRY_ID", default=None, show_default="the caller's account",
+                         help="Registry holding the repository.")
+
+
+def _services(app: App) -> dict[str, str]:
+    target = app.target()
+    return {"scheduler": target.scheduler, "worker": target.worker, "web": target.web}
+
+
+@click.command("releases")
+@repository_option
+@option("--limit", env="LIMIT", type=click.IntRange(min=1), default=20, help="Show at most this many, newest first.")
+@registry_option
+@click.pass_obj
+def releases(app: App, repository, limit, registry_id):
+    """List the releases in the production repository, newest first.
+
+    A release is an image carrying a UTC stamp tag (YYYYMMDDTHHMMSSZ, written by promote). For each: the
+    stamp, the digest, when it was pushed, its size, whether `latest` names it, and, with --cluster, which
+    services' RUNNING tasks run it now. Changes nothing.
+
+    \b
+    Example:
+      workflow --cluster airflow-prod releases --limit 5
+      workflow releases --repository airflow-prod --output json
+    """
+
+    def operation(report):
+        from ..ecr import Ecr
+        from ..releases import list_releases, running_images
+
+        running = None
+        if app.cluster:
+            running = running_images(app.env(report).ecs, _services(app), repository)
+        return list_releases(Ecr(app.clients()("ecr"), registry_id), repository, limit, running)
+
+    if app.cluster:
+        app.target()  # a usage error before any call
+    app.run(None, operation)
+
+
+@click.command("rollback")
+@option("--to", "to", env="ROLLBACK_TO", default=None,
+        show_default="the newest release older than the one latest names",
+        help="Tag (e.g. a stamp 20261120T080000Z) or digest of the image to point latest at.")
+@repository_option
+@option("--redeploy/--no-redeploy", env="REDEPLOY", default=True,
+        help="Redeploy the cluster onto the image afterwards; --no-redeploy only moves the tag (no --cluster needed).")
+@option("--dry-run", env="DRY_RUN", is_flag=True, default=False, help="Say what would happen, and change nothing.")
+@registry_option
+@yes_option
+@click.pass_obj
+def rollback(app: App, to, repository, redeploy, dry_run, registry_id, yes):
+    """Point latest back at the previous release, then redeploy the cluster onto it.
+
+    The previous release is the newest stamp-tagged image older than the one latest names now (or --to).
+    latest moves by PutImage of that image's exact manifest: no blob is copied and the digest is unchanged.
+    Then the safe redeploy runs: the scheduler is drained, web and worker are rolled and watched, and one
+    scheduler starts. Refused, with nothing changed, when there is no earlier release, when --to names no
+    image, or when the cluster already runs the target and latest names it. Should the redeploy fail, resume
+    with `workflow redeploy`: another rollback would go one release further back.
+
+    A rollback does not downgrade the database schema: the earlier image runs against the schema the later
+    one migrated to. Roll back only to a release that works with that schema, or restore the database first.
+
+    \b
+    Example:
+      workflow --cluster airflow-prod rollback --dry-run
+      workflow --cluster airflow-prod rollback
+      workflow --cluster airflow-prod rollback --to 20261120T080000Z
+      workflow rollback --no-redeploy --repository airflow-prod
+    """
+    services = _services(app) if redeploy or app.cluster else None  # redeploying needs --cluster
+    target = app.target() if services else None
+
+    def operation(report):
+        from ..ecr import Ecr
+        from ..releases import plan_rollback, running_images
+        from ..releases import rollback as run_rollback
+
+        ecr = Ecr(app.clients()("ecr"), registry_id)
+        env = running = None
+        if services:
+            env = app.env(report, holds="rollback" if redeploy and not dry_run else None)
+            running = running_images(env.ecs, services, repository)
+        plan = plan_rollback(ecr, repository, to, redeploy, running)
+        if not dry_run:
+            confirm(yes, plan.question())
+        return run_rollback(ecr, report, plan, dry_run, env, target)
+
+    app.run("redeploy --yes" if redeploy else None, operation)

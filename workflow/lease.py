@@ -1,0 +1,121 @@
+"""Who is changing the cluster now: a lease every operator can see, kept as tags on the ECS cluster.
+
+Each holder writes its own tag, `workflow-lease-<id>` = `owner=… command=… since=… expires=…`, then
+reads all lease tags: when another live lease exists, the later one (by `since`, then id) withdraws. A
+holder re-reads before each change it makes, so a lease broken by `--break-lease` stops the old holder
+at its next change. A crashed holder's lease expires on its own; `--break-lease` removes it sooner.
+"""
+
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from .errors import BUSY, WorkflowError
+
+TAG_PREFIX = "workflow-lease-"
+STAMP = "%Y-%m-%dT%H:%M:%SZ"
+
+
+class LeaseHeld(WorkflowError):
+    """Another operator's command holds the cluster: nothing was changed by this one."""
+
+    exit_code = BUSY
+
+
+@dataclass(frozen=True)
+class Holder:
+    id: str
+    owner: str
+    command: str
+    since: datetime
+    expires: datetime
+
+    @property
+    def tag(self) -> dict:
+        # ECS tag values allow only letters, digits, spaces and _ . : / = + - @
+        owner = re.sub(r"[^\w.:/=+@-]", "-", self.owner)
+        value = f"owner={owner} command={self.command} since={self.since:{STAMP}} expires={self.expires:{STAMP}}"
+        return {"key": TAG_PREFIX + self.id, "value": value[:256]}
+
+    @classmethod
+    def parse(cls, key: str, value: str) -> "Holder | None":
+        fields = dict(part.partition("=")[::2] for part in value.split())
+        try:
+            since, expires = (datetime.strptime(fields[name], STAMP).replace(tzinfo=UTC) for name in ("since", "expires"))
+            return cls(key[len(TAG_PREFIX):], fields["owner"], fields["command"], since, expires)
+        except (KeyError, ValueError):
+            return None  # not ours to understand: never block on it
+
+    def describe(self) -> str:
+        return f"{self.owner} ({self.command}) since {self.since:%Y-%m-%d %H:%M:%SZ}, until {self.expires:%H:%M:%SZ}"
+
+
+class Lease:
+    def __init__(self, ecs, owner: str, command: str, ttl: float, now: Callable[[], datetime], report,
+                 break_others: bool = False):
+        self.ecs, self.now, self.report = ecs, now, report
+        self.break_others = break_others
+        self.ttl = timedelta(seconds=ttl)
+        started = now().replace(microsecond=0)
+        self.me = Holder(uuid.uuid4().hex[:12], owner, command, started, started + self.ttl)
+        self.held = False
+
+    def before_change(self) -> None:
+        """Taken at the first change (reads need no lease), re-checked before every later one."""
+        if self.held:
+            self.check()
+        else:
+            self.acquire()
+
+    def acquire(self) -> None:
+        others = self._others()
+        if self.break_others and others:
+            self.ecs.untag_cluster([TAG_PREFIX + h.id for h in others])
+            for holder in others:
+                self.report.line(f"broke the lease of {holder.describe()}")
+            others = []
+        live = [h for h in others if h.expires > self.now()]
+        if live:
+            raise self._held(live[0])
+        self.ecs.tag_cluster([self.me.tag])
+        self.held = True
+        self.check()  # two operators who wrote at once both see both: the later one withdraws
+
+    def check(self) -> None:
+        """Before each change: still ours, and no earlier live lease beside it."""
+        tags = self.ecs.cluster_tags()
+        if TAG_PREFIX + self.me.id not in tags:
+            self.held = False
+            raise LeaseHeld("this command's lease on the cluster was broken by another operator; it changed nothing more")
+        first = min(self._live(tags), key=lambda h: (h.since, h.id), default=self.me)
+        if first.id != self.me.id:
+            self.release()
+            raise self._held(first)
+        if self.me.expires - self.now() < self.ttl / 2:
+            renewed = self.now().replace(microsecond=0) + self.ttl
+            self.me = Holder(self.me.id, self.me.owner, self.me.command, self.me.since, renewed)
+            self.ecs.tag_cluster([self.me.tag])
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.ecs.untag_cluster([TAG_PREFIX + self.me.id])
+
+    def _others(self) -> list[Holder]:
+        return [h for h in self._all(self.ecs.cluster_tags()) if h.id != self.me.id]
+
+    def _live(self, tags: dict) -> list[Holder]:
+        return [h for h in self._all(tags) if h.expires > self.now() or h.id == self.me.id]
+
+    @staticmethod
+    def _all(tags: dict) -> list[Holder]:
+        holders = (Holder.parse(k, v) for k, v in tags.items() if k.startswith(TAG_PREFIX))
+        return [h for h in holders if h is not None]
+
+    def _held(self, holder: Holder) -> LeaseHeld:
+        return LeaseHeld(
+            f"cluster {self.ecs.cluster} is held by {holder.describe()}; nothing was changed. "
+            "Wait for it, or, if that command is no longer running, pass --break-lease"
+        )
