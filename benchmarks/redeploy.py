@@ -155,8 +155,8 @@ def invoke(clock: RealClock, *args: str) -> Run:
     def clients(config):
         build = Clients(config)
 
-        def client(name, region=None):
-            built = build(name, region)
+        def client(name, *args, **kwargs):  # whatever the CLI asks of its factory (a Region, attempts)
+            built = build(name, *args, **kwargs)
             if id(built) not in hooked:
                 hooked.add(id(built))
                 built.meta.events.register("before-call", count)

@@ -21,6 +21,7 @@ sed -n 's/^sandbox: services run/# services run/p' "$workdir/sandbox.log"
 # shellcheck disable=SC1091
 source "$workdir/env"
 export WORKFLOW_POLL_INTERVAL=1
+export WORKFLOW_STABILITY_WINDOW=5  # the sandbox's tasks start in seconds; production keeps the 30 s default
 
 step() {
   echo

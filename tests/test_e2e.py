@@ -30,7 +30,8 @@ def start_sandbox():
             assert line, f"sandbox exited: {process.stderr.read()}"
             name, _, value = line.removeprefix("export ").strip().partition("=")
             env[name] = value
-        return {**_clean_env(), **env, "WORKFLOW_POLL_INTERVAL": "0.2"}
+        # A short stability window: the sandbox's tasks crash within a second when told to.
+        return {**_clean_env(), **env, "WORKFLOW_POLL_INTERVAL": "0.2", "WORKFLOW_STABILITY_WINDOW": "1"}
 
     start.processes = started
     yield start

@@ -1,5 +1,7 @@
 """Each command against the simulated cluster: the state it leaves, the invariants it keeps."""
 
+import json
+
 import boto3
 import pytest
 from conftest import CLUSTER, NAMES, REGION, SCHEDULER, WEB, WORKER
@@ -99,7 +101,7 @@ def test_hanging_deployment_times_out_saying_what_is_pending(cluster, run, sim):
     sim.fail_deployments(WEB, "hang")
     result = run(*NAMES, "--timeout", "120", "redeploy", "--yes")
     assert result.exit_code == 3
-    assert "timed out after 120s" in result.stderr and f"{WEB} deployment" in result.stderr
+    assert "timed out after 120s" in result.stderr and f"{WEB} deploy " in result.stderr
     assert "0/1 running, 1 pending" in result.stderr
 
 
@@ -384,3 +386,29 @@ def test_a_failed_migration_stops_the_redeploy_before_web_and_worker(cluster, ru
     assert "start-scheduler" in result.stderr
     assert {name: primary_id(describe(ecs, name)[name]) for name in (WEB, WORKER)} == before
     assert describe(ecs, SCHEDULER)[SCHEDULER]["desiredCount"] == 0
+
+
+def test_status_shows_the_digest_each_service_runs_and_its_tags(sim, clock, run, ecs):
+    from workflow.sandbox.images import push_image, random_layers
+    from workflow.sandbox.registry import Registry, simulated_ecr
+
+    with simulated_ecr(Registry()):
+        ecr = boto3.client("ecr", region_name=REGION)
+        ecr.create_repository(repositoryName="airflow-prod")
+        v1 = push_image(ecr, "airflow-prod", random_layers(2, 1024, seed=1), "latest")["digest"]
+        ecr.put_image(repositoryName="airflow-prod", imageManifest=ecr.batch_get_image(
+            repositoryName="airflow-prod", imageIds=[{"imageTag": "latest"}])["images"][0]["imageManifest"],
+            imageTag="20261101T000000Z")
+        from workflow.sandbox.provision import DEFAULT_COUNTS, provision_cluster
+
+        provision_cluster(lambda name: boto3.client(name, region_name=REGION), counts=DEFAULT_COUNTS)
+        clock.sleep(60)
+        result = run(*NAMES, "status")
+        assert result.exit_code == 0, result.output
+        rows = [line for line in result.stdout.splitlines() if line.startswith(WORKER) and "sha256:" in line]
+        assert rows and "latest, 20261101T000000Z" in rows[0] and v1[:19] in rows[0] and " 3 " in rows[0]
+        as_json = json.loads(run(*NAMES, "--output", "json", "status").stdout)
+        worker = [i for i in as_json["images"] if i["service"] == WORKER]
+        assert worker == [{"service": WORKER, "task_definition": "airflow-prod-worker:1",
+                           "image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/airflow-prod:latest",
+                           "digest": v1, "tasks": 3, "tags": ["latest", "20261101T000000Z"]}]

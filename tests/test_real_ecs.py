@@ -52,7 +52,8 @@ def test_a_crash_looping_worker_fleet_fails_the_redeploy_and_the_scheduler_stays
     assert f"{WORKER}: task" in result.stderr and "exited after it was running" in result.stderr
     assert "exited with code 1" in result.stderr and "cannot connect to broker" in result.stderr
     assert "cluster state: the scheduler is stopped" in result.stderr
-    assert "start-scheduler" in result.stderr  # the way to restore scheduling on the old workers
+    # The old workers are gone by the time the new ones crash: going back is the way out, not scheduling here.
+    assert "or, to go back to the previous release:" in result.stderr and "rollback --yes" in result.stderr
     assert "Traceback" not in result.output
     assert_scheduler_stopped_and_counts_kept(ecs, sim)
     assert schedulers_alive[0] == 1
@@ -271,3 +272,13 @@ def test_log_errors_never_fail_a_migration(empty_cluster, run, ecs, sim):
     assert result.exit_code == 0, result.output
     assert result.stderr.count("not following celery-worker's logs") == 1
     assert len(one_off_tasks(ecs)) == 1
+
+
+def test_status_after_a_failed_redeploy_flags_the_failing_deployment_and_the_stopped_scheduler(cluster, run, sim):
+    sim.crash_deployments(WORKER, exit_code=1, after=4)
+    assert run(*NAMES, "redeploy", "--yes").exit_code == 1
+    result = run(*NAMES, "status")
+    assert result.exit_code == 0
+    assert f"warning: {WORKER}:" in result.stdout and "exited recently" in result.stdout
+    assert "exited with code 1" in result.stdout
+    assert f"warning: {SCHEDULER} is stopped (desired 0)" in result.stdout

@@ -244,6 +244,17 @@ def test_rollback_no_redeploy_only_moves_the_tag(cluster_registry, cluster, run,
     assert primaries(ecs) == before
     assert running_digests(ecs, WORKER) == {cluster_registry.digests[2]}
 
+    # latest names release 2, the cluster runs release 3: back to 2 is a redeploy only ...
+    only = run(*NAMES, "rollback", "--to", STAMPS[1], "--dry-run")
+    assert only.exit_code == 0, only.output
+    assert f"latest in {REPO} already names {STAMPS[1]}" in only.stdout and "would redeploy" in only.stdout
+    # ... and to 3, which every service runs, a tag move only.
+    tag_only = run(*NAMES, "rollback", "--to", STAMPS[2], "--dry-run")
+    assert tag_only.exit_code == 0, tag_only.output
+    assert f"would move latest in {REPO} from {STAMPS[1]}" in tag_only.stdout and "would not redeploy" in tag_only.stdout
+    assert f"cluster {CLUSTER} already runs {STAMPS[2]}" in tag_only.stderr and "no redeploy is needed" in tag_only.stderr
+    assert primaries(ecs) == before and latest(cluster_registry.ecr)["imageId"]["imageDigest"] == cluster_registry.digests[1]
+
 
 def test_another_operators_lease_stops_the_rollback_before_the_tag_moves(cluster_registry, cluster, run, ecs):
     from datetime import UTC, datetime, timedelta

@@ -106,7 +106,8 @@ class App:
             return clients("logs") if region in (None, ecs.meta.region_name) else clients("logs", region)
 
         single_attempt = lambda: clients("ecs", attempts=1)  # noqa: E731  (built only when a scheduler starts)
-        env = Env(Ecs(ecs, self.target().cluster, single_attempt), poller, report, logs=logs, policy=self.policy)
+        env = Env(Ecs(ecs, self.target().cluster, single_attempt), poller, report, logs=logs, policy=self.policy,
+                  ecr=lambda region: clients("ecr") if region in (None, ecs.meta.region_name) else clients("ecr", region))
         if holds:
             env.lease = self._lease(env, holds, report)
         return env
@@ -168,8 +169,8 @@ class App:
             message += f"\n  cluster state: {report.state}"
             if resume and report.resumable:
                 message += f"\n  resume with: {self.resume_command(resume)}"
-            for command in report.alternatives:
-                message += f"\n  or, to schedule on the tasks running now: {self.resume_command(command)}"
+            for purpose, command in report.alternatives:
+                message += f"\n  or, {purpose}: {self.resume_command(command)}"
         return message
 
 
@@ -221,6 +222,9 @@ def show(outcome, output: str) -> None:
             click.echo(f"stopped reason: {outcome.task.stopped_reason}")
     elif getattr(outcome, "services", None):
         click.echo(render.services_table(outcome.services))
+        if getattr(outcome, "images", None):
+            click.echo()
+            click.echo(render.images_table(outcome.images))
     for warning in getattr(outcome, "warnings", ()):
         click.echo(f"warning: {warning}")
 
@@ -406,19 +410,13 @@ def status(app: App):
     app.run(None, lambda report: operations.status(app.env(report), target))
 
 
-from .sandbox.command import sandbox  # noqa: E402  (moto loads only when it runs)
-
-main.add_command(sandbox)
+# Commands that live in their own modules; each imports boto3 and moto only when it runs.
 from .commands.iam import iam_policy  # noqa: E402
-
-main.add_command(iam_policy)
 from .commands.logs import logs  # noqa: E402
-from .commands.run import run  # noqa: E402
-
-main.add_command(run)
-main.add_command(logs)
 from .commands.releases import releases, rollback  # noqa: E402
+from .commands.run import run  # noqa: E402
+from .sandbox.command import sandbox  # noqa: E402
 
-main.add_command(releases)
-main.add_command(rollback)
+for _command in (run, logs, releases, rollback, iam_policy, sandbox):
+    main.add_command(_command)
 also_after_the_command(main, lambda ctx, name, value: ctx.find_object(App).options.__setitem__(name, value))

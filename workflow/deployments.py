@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from .ecs import EXITED, FAILED_TO_START, OTHER, UNHEALTHY, Service, Task
 from .errors import OperationFailed
 from .logs import tail
+from .render import short_deployment
 
 RESCAN_SECONDS = 10.0  # stopped tasks are listed when the deployment's counts move, and at least this often
 
@@ -111,15 +112,13 @@ class DeploymentWatch:
     def pending(self) -> str:
         service = self.latest
         deployment = service and service.deployment(self.id)
+        name = f"{self.service} deploy {short_deployment(self.id)}"
         if deployment is None:
-            return f"{self.service} deployment {self.id} (not visible yet)"
+            return f"{name} (not visible yet)"
         if self.stable_since is not None:
-            return f"{self.service} deployment {self.id} (complete; watching for crashes)"
+            return f"{name} (complete; watching for crashes)"
         older = len(service.deployments) - 1
-        return (
-            f"{self.service} deployment {self.id} ({deployment.running}/{deployment.desired} running, "
-            f"{deployment.pending} pending, {older} older draining)"
-        )
+        return f"{name} ({deployment.running}/{deployment.desired} running, {deployment.pending} pending, {older} older draining)"
 
     def _check_stopped_tasks(self, service: Service) -> bool:
         """Fail on a task of ours that ran and exited; note those ECS counts as failed and replaces.
@@ -163,14 +162,15 @@ class DeploymentWatch:
         how = "rolled back" if service.circuit_breaker.get("rollback") else "superseded by another deployment"
         return f"{service.name}: deployment {self.id} is no longer deployed ({how}){now_running}{_last_event(service)}"
 
-    @staticmethod
-    def _aftermath(service: Service) -> str:
+    def _aftermath(self, service: Service) -> str:
         """What ECS does next on its own, so the operator knows whether anything still changes."""
         breaker = service.circuit_breaker
         if breaker.get("enable"):
             then = "rolls back to the last completed deployment" if breaker.get("rollback") else "stops the deployment"
             return f"\n  ECS's circuit breaker {then} once its own threshold is reached"
-        return "\n  ECS keeps trying to deploy in the background; its old tasks keep serving meanwhile"
+        if any(d.id != self.id for d in service.deployments):
+            return "\n  ECS keeps trying to deploy in the background; its old tasks keep serving meanwhile"
+        return "\n  no old task is left: ECS keeps replacing this deployment's tasks with the same image"
 
 
 def await_deployments(env, watches: list, required: list | None = None) -> list[Service]:

@@ -133,6 +133,8 @@ class Container:
     last_status: str
     exit_code: int | None
     reason: str | None
+    image: str = ""
+    image_digest: str | None = None  # what ECS resolved the image's tag to when the task's deployment started
 
 
 @dataclass(frozen=True)
@@ -158,7 +160,8 @@ class Task:
             stop_code=raw.get("stopCode"),
             stopped_reason=raw.get("stoppedReason"),
             containers=tuple(
-                Container(c["name"], c.get("lastStatus", ""), c.get("exitCode"), c.get("reason"))
+                Container(c["name"], c.get("lastStatus", ""), c.get("exitCode"), c.get("reason"), c.get("image", ""),
+                          c.get("imageDigest"))
                 for c in raw.get("containers", [])
             ),
             group=raw.get("group", ""),

@@ -143,9 +143,14 @@ GRANTS = {
         Grant("ReadSourceImage", ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"),
               lambda s, _r: [s.arn("ecr", f"repository/{s.source_repository}")],
               why="the source manifests, and a pre-signed URL for each blob to copy"),
+        Grant("ReadReleases", ("ecr:BatchGetImage", "ecr:DescribeImages"),
+              lambda s, _r: [s.arn("ecr", f"repository/{s.dest_repository}")],
+              why="the production repository's images, manifests and tags (which release runs, which to go back to)"),
+        Grant("TagReleases", ("ecr:PutImage",), lambda s, _r: [s.arn("ecr", f"repository/{s.dest_repository}")],
+              why="promote's tags, and rollback's latest re-pointed at an earlier release's exact manifest"),
         Grant("WriteDestinationImage",
-              ("ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:CompleteLayerUpload", "ecr:DescribeImages",
-               "ecr:InitiateLayerUpload", "ecr:PutImage", "ecr:UploadLayerPart"),
+              ("ecr:BatchCheckLayerAvailability", "ecr:CompleteLayerUpload", "ecr:InitiateLayerUpload",
+               "ecr:UploadLayerPart"),
               lambda s, _r: [s.arn("ecr", f"repository/{s.dest_repository}")],
               why="which blobs and tags the destination has, the blob uploads, and PutImage per tag "
                   "(no GetAuthorizationToken: nothing talks to the registry's Docker endpoint)"),
@@ -154,7 +159,8 @@ GRANTS = {
 
 ALL_SERVICES = ("scheduler", "worker", "web")
 _WATCH = ("DescribeServices", "ListTasks", "DescribeTasks", "ListServicesHint", "ListClustersHint")
-_ONE_OFF = ("DescribeServices", "DescribeTaskDefinitions", "RunTask", "PassTaskRoles", "DescribeTasks", "ReadTaskLogs",
+_ONE_OFF = ("DescribeServices", "DescribeTaskDefinitions", "RunTask", "PassTaskRoles", "ListTasks", "DescribeTasks",
+            "ReadTaskLogs",
             "ReadClusterLease", "WriteClusterLease", "ListServicesHint", "ListClustersHint")
 _DEPLOY = (*_WATCH, "UpdateServices", "DescribeTaskDefinitions", "ReadTaskLogs", "ReadClusterLease",
            "WriteClusterLease")
@@ -169,7 +175,7 @@ class CommandNeeds:
 # What each command needs, in the order `--help` and the README list them. `run` (a one-off task like
 # initialize's) and `logs` are the commands being added alongside; their entries follow what they call.
 COMMANDS: dict[str, CommandNeeds] = {
-    "status": CommandNeeds(_WATCH, ALL_SERVICES),
+    "status": CommandNeeds((*_WATCH, "DescribeTaskDefinitions", "ReadReleases"), ALL_SERVICES),
     "stop-scheduler": CommandNeeds(("DescribeServices", "UpdateServices", "ListTasks", "DescribeTasks", "ReadClusterLease",
                                     "WriteClusterLease", "ListServicesHint", "ListClustersHint"), ("scheduler",)),
     "start-scheduler": CommandNeeds(_DEPLOY, ("scheduler",)),
@@ -177,7 +183,9 @@ COMMANDS: dict[str, CommandNeeds] = {
     "initialize": CommandNeeds(_ONE_OFF, ("worker",)),
     "run": CommandNeeds(_ONE_OFF, ALL_SERVICES),  # --service picks the service, the worker by default
     "logs": CommandNeeds((*_WATCH, "DescribeTaskDefinitions", "SearchLogs"), ALL_SERVICES),
-    "promote": CommandNeeds(("ReadSourceImage", "WriteDestinationImage")),
+    "promote": CommandNeeds(("ReadSourceImage", "ReadReleases", "WriteDestinationImage", "TagReleases")),
+    "releases": CommandNeeds(("ListTasks", "DescribeTasks", "ReadReleases"), ALL_SERVICES),
+    "rollback": CommandNeeds((*_DEPLOY, "ReadReleases", "TagReleases"), ALL_SERVICES),
 }
 
 

@@ -79,8 +79,8 @@ class Lease:
         live = [h for h in others if h.expires > self.now()]
         if live:
             raise self._held(live[0])
+        self.held = True  # before the call: if its answer is lost, the tag may exist, and release must remove it
         self.ecs.tag_cluster([self.me.tag])
-        self.held = True
         self.check()  # two operators who wrote at once both see both: the later one withdraws
 
     def check(self) -> None:

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .deployments import DeploymentWatch, WatchPolicy, await_deployments
-from .ecs import ROLLING_UPDATE, Ecs, Service, Task
-from .errors import OperationFailed, Refused, TaskFailed, Transient
+from .ecs import EXITED, FAILED_TO_START, ROLLING_UPDATE, UNHEALTHY, Ecs, Service, Task
+from .errors import ConfigurationError, OperationFailed, Refused, TaskFailed, Transient, WorkflowError
 from .oneoff import TaskOutcome, run_one_off
 from .poller import Poller
 from .render import Reporter
@@ -20,6 +20,8 @@ RELIST_SECONDS = 10.0
 # Sent with every start and stop of the scheduler, so ECS itself stops a scheduler before it starts another:
 # for a retried call, for two operators at once, and for its own replacement of an unhealthy task.
 SCHEDULER_DEPLOYMENT = {"maximumPercent": 100, "minimumHealthyPercent": 0}
+RESTORE_SCHEDULER = ("to schedule on the old workers ECS keeps running", "start-scheduler")
+ROLL_BACK = ("to go back to the previous release", "rollback --yes")
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class Env:
     logs: Callable[[str | None], object] | None = None  # builds a Logs client for a Region, only when one is read
     policy: WatchPolicy = field(default_factory=WatchPolicy)
     lease: object | None = None  # the operator lease this command holds, re-checked before each change
+    ecr: Callable[[str], object] | None = None  # builds an ECR client for a Region, only when images are looked up
 
     def before_change(self) -> None:
         if self.lease is not None:
@@ -50,16 +53,65 @@ class Outcome:
     services: tuple[Service, ...]
     scheduler_downtime: float | None = None  # seconds from the stop request until the new scheduler ran
     warnings: tuple[str, ...] = ()
+    images: tuple = ()  # Image values, for status
+
+
+@dataclass(frozen=True)
+class Image:
+    """One image a service's RUNNING tasks run: its digest, how many tasks, and its tags in ECR."""
+
+    service: str
+    task_definition: str  # family:revision
+    image: str
+    digest: str | None
+    tasks: int
+    tags: tuple[str, ...] = ()
 
 
 def status(env: Env, target: Target) -> Outcome:
     services = env.ecs.services([target.scheduler, target.worker, target.web])
     alive = _live_tasks(env, target.scheduler)
+    images, notes = running_images(env, services)
     return Outcome(
         f"cluster {target.cluster}: {len(alive)} scheduler task(s) alive",
         tuple(services),
-        warnings=tuple(_warnings(env, services[0], services[1:])),
+        warnings=tuple(_warnings(env, services[0], services[1:]) + notes),
+        images=tuple(images),
     )
+
+
+def running_images(env: Env, services: list[Service]) -> tuple[list[Image], list[str]]:
+    """What each service's RUNNING tasks run, with a few calls whatever the task count: one ListTasks per
+    service, DescribeTasks 100 at a time, one DescribeImages per ECR repository."""
+    from .releases import parse_ecr_image, tags_for_digests
+
+    arns = {s.name: env.ecs.task_arns(s.name, "RUNNING") for s in services}
+    service_of = {arn: name for name, listed in arns.items() for arn in listed}
+    counts: dict[tuple, int] = {}
+    for task in env.ecs.tasks(list(service_of)):
+        if task.last_status != "RUNNING":
+            continue
+        essential = env.ecs.task_definition(task.task_definition).essential
+        for c in task.containers:
+            if c.name in essential:
+                key = (service_of[task.arn], task.task_definition.rsplit("/", 1)[-1], c.image, c.image_digest)
+                counts[key] = counts.get(key, 0) + 1
+    by_repository: dict[tuple, set] = {}
+    for _, _, image, digest in counts:
+        ref = parse_ecr_image(image)
+        if ref and digest:
+            by_repository.setdefault((ref.account, ref.region, ref.repository), set()).add((image, digest))
+    tags: dict[str, list[str]] = {}
+    notes = []
+    for pairs in by_repository.values():
+        image = next(iter(pairs))[0]
+        try:
+            tags.update(tags_for_digests(env.ecr, image, {d for _, d in pairs}) if env.ecr else {})
+        except WorkflowError as error:  # the tags are a courtesy: the digests alone answer "what runs"
+            notes.append(f"cannot read the tags of {image.split('@')[0].split(':')[0]}: {error}")
+    images = [Image(name, revision, image, digest, n, tuple(tags.get(digest, ())))
+              for (name, revision, image, digest), n in counts.items()]
+    return images, notes
 
 
 def _warnings(env: Env, scheduler: Service, others: list[Service]) -> list[str]:
@@ -77,10 +129,20 @@ def _warnings(env: Env, scheduler: Service, others: list[Service]) -> list[str]:
         found.append(f"{scheduler.name} is stopped (desired 0): nothing is scheduling; start-scheduler starts it")
     for service in [scheduler, *others]:
         primary = service.primary
-        if primary and primary.rollout_state == "IN_PROGRESS" and primary.failed_tasks:
-            stopped = [t for t in env.ecs.stopped_tasks(service.name, set()) if t.started_by == primary.id]
-            reason = f"; last stopped reason: {stopped[-1].stopped_reason}" if stopped else ""
-            found.append(f"{service.name}: deployment {primary.id} is failing: {primary.failed_tasks} failed task(s){reason}")
+        if primary is None:
+            continue
+        # failedTasks misses tasks that crash after RUNNING, and COMPLETED never turns back: look at the tasks.
+        failed = [
+            t for t in env.ecs.stopped_tasks(service.name, set())
+            if t.started_by == primary.id and t.stop_cause in (EXITED, FAILED_TO_START, UNHEALTHY)
+        ]
+        if failed:
+            last = failed[-1]
+            why = last.failure(frozenset(c.name for c in last.containers)) or last.stopped_reason
+            found.append(
+                f"{service.name}: {len(failed)} task(s) of deployment {primary.id} ({primary.rollout_state}) "
+                f"{last.stop_cause} recently; last: {why}"
+            )
     return found
 
 
@@ -110,15 +172,17 @@ def stop_scheduler(env: Env, scheduler: str, wait: bool = True, known: Service |
     service = known or env.ecs.service(scheduler)
     if known is None:
         env.report.service(service)
-    if service.desired == 0 and not _live_tasks(env, scheduler):
+    # Listing the tasks first also proves, before any change, that the wait's reads are allowed.
+    if not _live_tasks(env, scheduler) and service.desired == 0:
         env.report.state = "the scheduler is stopped"
         return Outcome(f"scheduler {scheduler} is already stopped", (service,))
     with env.report.phase(f"stop scheduler {scheduler}"):
         if service.desired != 0:
-            # Said before the call: an interrupt during it leaves the outcome unknown, not "running".
             env.before_change()
-            env.report.state = "the scheduler may be stopping: its stop was requested"
-            service = env.ecs.update_service(scheduler, desired_count=0, deployment_configuration=_one_at_a_time(service))
+            service = _change(
+                env, "the scheduler may be stopping: its stop was requested",
+                lambda: env.ecs.update_service(scheduler, desired_count=0, deployment_configuration=_one_at_a_time(service)),
+            )
         env.report.state = "the scheduler is stopping"
         if not wait:
             return Outcome(f"scheduler {scheduler} is stopping", (service,))
@@ -166,7 +230,6 @@ def _start_stopped_scheduler(
         if not alive_checked and _live_tasks(env, scheduler):
             env.report.state = "the scheduler is stopping"
             _await_scheduler_stopped(env, scheduler)
-        env.report.state = "the scheduler may be starting: its start was requested"
         # No scheduler task is alive, so a new deployment starts exactly one, with the current image.
         watch = _start_deployment(env, service)
         env.report.state = "the scheduler is starting"
@@ -194,7 +257,7 @@ def redeploy(env: Env, target: Target, wait_for_drain: bool = False, migrate: li
     down_since = env.poller.clock()
     stop_scheduler(env, target.scheduler, known=scheduler)
     if migrate:
-        env.report.alternatives = ["start-scheduler"]
+        env.report.alternatives = [RESTORE_SCHEDULER]
         try:
             run_one_off(env, worker, migrate, None, wait=True)
         except TaskFailed:
@@ -202,13 +265,21 @@ def redeploy(env: Env, target: Target, wait_for_drain: bool = False, migrate: li
             raise
     with env.report.phase(f"redeploy {target.web} and {target.worker}"):
         env.report.state = "the scheduler is stopped; web and worker are being redeployed"
-        env.report.alternatives = ["start-scheduler"]  # restores scheduling on the workers ECS keeps running
+        env.report.alternatives = [RESTORE_SCHEDULER]
         # forceNewDeployment alone: the desired counts stay whatever operators or autoscaling set.
         web_watch = _deploy(env, target.web, drained=wait_for_drain)
         worker_watch = _deploy(env, target.worker, old_tasks_stopped=True)
-        await_deployments(env, [web_watch, worker_watch], required=[worker_watch])
+        try:
+            await_deployments(env, [web_watch, worker_watch], required=[worker_watch])
+        except OperationFailed:
+            latest = worker_watch.latest
+            if latest is not None and len(latest.deployments) == 1:  # no old worker left: only going back helps
+                env.report.state = "the scheduler is stopped; the new workers are what runs"
+                env.report.alternatives = [ROLL_BACK]
+            raise
     env.report.state = "the scheduler is stopped; the worker is redeployed and web is rolling"
     env.report.alternatives = []
+    _require_still_stopped(env, scheduler)
     started, running_since = _start_stopped_scheduler(env, scheduler, True, True, also=(web_watch,))
     env.report.state = "the scheduler runs on the new workers; web is rolling"
     rolled = await_deployments(env, [web_watch, worker_watch], required=[web_watch])
@@ -226,7 +297,22 @@ def redeploy(env: Env, target: Target, wait_for_drain: bool = False, migrate: li
 
 def initialize(env: Env, target: Target, command: list[str], container: str | None, wait: bool) -> TaskOutcome:
     """Run the Airflow database migration as a one-off task shaped like the worker service's own tasks."""
-    return run_one_off(env, env.ecs.service(target.worker), command, container, wait)
+    worker = env.ecs.service(target.worker)
+    _rehearse_reads(env, [worker])
+    return run_one_off(env, worker, command, container, wait)
+
+
+def _change(env: Env, requested: str, call: Callable):
+    """Make one change, saying `requested` while it is in flight: an interrupt then leaves its outcome unknown.
+
+    A refusal (access denied, bad configuration) changed nothing, so the state said before stays.
+    """
+    before, env.report.state = env.report.state, requested
+    try:
+        return call()
+    except ConfigurationError:
+        env.report.state = before
+        raise
 
 
 def _start_deployment(env: Env, service: Service) -> DeploymentWatch:
@@ -235,8 +321,10 @@ def _start_deployment(env: Env, service: Service) -> DeploymentWatch:
     Repeating a start whose answer was lost would make a second deployment, and a second task.
     """
     config = _one_at_a_time(service)
+    requested = "the scheduler may be starting: its start was requested"
     try:
-        return _deploy(env, service.name, desired_count=1, deployment_configuration=config, desired=1, once=True)
+        return _change(env, requested, lambda: _deploy(
+            env, service.name, desired_count=1, deployment_configuration=config, desired=1, once=True))
     except Transient as error:
         env.report.line(f"the start request may or may not have been applied ({error}); looking before asking again")
     now = env.ecs.service(service.name)
@@ -252,6 +340,17 @@ def _start_deployment(env: Env, service: Service) -> DeploymentWatch:
 def _one_at_a_time(service: Service) -> dict:
     """The service's deployment configuration (circuit breaker and alarms kept) with SCHEDULER_DEPLOYMENT."""
     return {**service.deployment_configuration, **SCHEDULER_DEPLOYMENT}
+
+
+def _require_still_stopped(env: Env, scheduler: Service) -> None:
+    """Nobody started the scheduler while web and worker rolled (a console, Terraform, another tool)."""
+    now = env.ecs.service(scheduler.name)
+    alive = _live_tasks(env, scheduler.name)
+    if now.desired or alive:
+        raise OperationFailed(
+            f"another operation started {scheduler.name} while web and worker were redeployed "
+            f"(desired {now.desired}, {len(alive)} task(s) alive); not starting a second one"
+        )
 
 
 def _deploy(

@@ -115,17 +115,12 @@ def running_images(ecs, services: dict[str, str], repository: str) -> Running:
     role_of = {arn: role for role, listed in arns.items() for arn in listed}
     every = list(role_of)
     tasks: dict[str, list[frozenset]] = {role: [] for role in services}
-    for start in range(0, len(every), DESCRIBE_TASKS_MAX):
-        # Raw DescribeTasks: ecs.Task does not keep the containers' images (yet).
-        answer = ecs._call("describe_tasks", tasks=every[start : start + DESCRIBE_TASKS_MAX])
-        for raw in answer.get("tasks", []):
-            if raw.get("lastStatus") != "RUNNING" or raw["taskArn"] not in role_of:
-                continue
-            digests = frozenset(
-                c.get("imageDigest") for c in raw.get("containers", []) if _in_repository(c.get("image"), repository)
-            )
-            if digests:
-                tasks[role_of[raw["taskArn"]]].append(digests)
+    for task in ecs.tasks(every):  # batched, 100 a call
+        if task.last_status != "RUNNING" or task.arn not in role_of:
+            continue
+        digests = frozenset(c.image_digest for c in task.containers if _in_repository(c.image, repository))
+        if digests:
+            tasks[role_of[task.arn]].append(digests)
     return Running(ecs.cluster, repository, tasks)
 
 

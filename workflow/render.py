@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
@@ -32,7 +33,7 @@ class Reporter:
         self.color = color
         self._write = write or (lambda text: click.echo(text, err=True))
         self.state: str | None = None  # the cluster's state in words, shown when a command stops early
-        self.alternatives: list[str] = []  # commands that also get the cluster out of that state
+        self.alternatives: list[tuple[str, str]] = []  # (what it does, command): other ways out of that state
         self.resumable = True  # False while re-running the command would repeat something still under way
         self._last: dict[str, tuple] = {}
         self._seen_events: dict[str, set[str]] = {}
@@ -61,7 +62,7 @@ class Reporter:
         if seen is not None:
             for event in reversed(service.events):
                 if event.id not in seen:
-                    self.line(f"{service.name}: event: {_strip_service(event.message, service.name)}")
+                    self.line(f"{service.name}: event: {shorten_ids(_strip_service(event.message, service.name))}")
         self._seen_events[service.name] = {e.id for e in service.events}
         if self._last.get(service.name) == key:
             return
@@ -90,6 +91,12 @@ def short_task(task_id: str) -> str:
     return task_id[:8]
 
 
+def shorten_ids(text: str) -> str:
+    """ECS's event text with task UUIDs and deployment ids cut as in our own lines, so lines fit a terminal."""
+    text = re.sub(r"\(task ([0-9a-f]{8})[0-9a-f-]{24,}\)", r"(task \1)", text)
+    return re.sub(r"ecs-svc/\d+(\d{6})\b", r"deploy \1", text)
+
+
 def _strip_service(message: str, name: str) -> str:
     prefix = f"(service {name}) "
     return message[len(prefix):] if message.startswith(prefix) else message
@@ -104,6 +111,15 @@ def services_table(services) -> str:
         rows.append([s.name, s.desired, s.running, s.pending, primary.id if primary else "-",
                      (primary.rollout_state or primary.status) if primary else "-"])
     return tabulate(rows, headers=["service", "desired", "running", "pending", "deployment", "rollout"])
+
+
+def images_table(images) -> str:
+    """What runs: per service, each image digest its RUNNING tasks run (two while a rollout is under way)."""
+    from tabulate import tabulate
+
+    rows = [[i.service, i.task_definition, (i.digest or "unknown")[:19], i.tasks, ", ".join(i.tags) or "-"]
+            for i in sorted(images, key=lambda i: (i.service, -i.tasks))]
+    return tabulate(rows, headers=["service", "task definition", "image digest", "tasks", "tags"])
 
 
 def containers_table(task: Task, essential: frozenset[str]) -> str:

@@ -74,7 +74,7 @@ def sandbox(app, port, task_start_seconds, task_stop_seconds, web_drain_seconds,
     except ImportError as error:
         raise CommandFailed(
             f"the sandbox needs moto with its server extra ({error}); install it with "
-            "`pipenv install --dev` or `pip install 'workflow[sandbox]'`",
+            "`pipenv install --dev` in a checkout (or `pip install '.[sandbox]'` there)",
             USAGE,
         ) from None
 
