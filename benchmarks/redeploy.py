@@ -1,6 +1,6 @@
 """Measure `workflow redeploy` and `workflow stop-scheduler` against the simulated cluster, in real time.
 
-Run: pipenv run python benchmarks/redeploy.py [--cases NAME,...] [--stop-runs 10] [--stop-intervals 2]
+Run: pipenv run python benchmarks/redeploy.py [--cases 1,2,...] [--stop-runs 10] [--stop-intervals 2] [--no-long-stop]
 
 Each case gets a fresh simulated cluster (moto in process, workflow/sandbox's ECS on a real clock; one
 scheduler, three workers, one web task, long steady) whose stages keep Fargate's ratios, scaled down from

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Rehearse the operator sequence against a local sandbox, with the installed `workflow` exactly as typed.
+# Rehearse the operator story against a local sandbox, with the installed `workflow` exactly as typed:
+# promote v2, upgrade with the migration, see v2 run, roll back, see v1 run, then the scheduler commands.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,12 +30,33 @@ step() {
   "$@"
 }
 
+# runs_only DIGEST: every service's tasks run that release, as `status` reports it.
+runs_only() {
+  local out
+  out=$(pipenv run workflow --cluster airflow-prod --output json status)
+  python3 - "$1" "$out" <<'PY'
+import json, sys
+digest, status = sys.argv[1], json.loads(sys.argv[2])
+running = {(i["service"], i["digest"]) for i in status["images"] if i["digest"] and "airflow-prod" in i["image"]}
+assert running and all(d == digest for _, d in running), f"expected every service on {digest[:19]}, got {running}"
+print(f"# every service runs {digest[:19]}")
+PY
+}
+
+v1=$(sed -n 's/^sandbox: services run v1 \(sha256:[0-9a-f]*\).*/\1/p' "$workdir/sandbox.log")
+v2=$(sed -n 's/.*airflow-stage:latest holds v2 \(sha256:[0-9a-f]*\).*/\1/p' "$workdir/sandbox.log")
+
 services=(--cluster airflow-prod --scheduler airflow-prod-scheduler --worker airflow-prod-worker --web airflow-prod-web)
 step pipenv run workflow promote --yes
-step pipenv run workflow "${services[@]}" initialize --yes
-step pipenv run workflow "${services[@]}" redeploy --yes
-step pipenv run workflow --cluster airflow-prod --scheduler airflow-prod-scheduler stop-scheduler --yes
-step pipenv run workflow --cluster airflow-prod --scheduler airflow-prod-scheduler start-scheduler
+step pipenv run workflow "${services[@]}" redeploy --yes --migrate
 step pipenv run workflow "${services[@]}" status
+runs_only "$v2"
+step pipenv run workflow --cluster airflow-prod releases
+step pipenv run workflow --cluster airflow-prod rollback --yes
+step pipenv run workflow "${services[@]}" status
+runs_only "$v1"
+step pipenv run workflow --cluster airflow-prod stop-scheduler --yes
+step pipenv run workflow --cluster airflow-prod start-scheduler
+step pipenv run workflow "${services[@]}" initialize --yes
 echo
 echo "demo: every step succeeded"

@@ -388,27 +388,54 @@ def test_a_failed_migration_stops_the_redeploy_before_web_and_worker(cluster, ru
     assert describe(ecs, SCHEDULER)[SCHEDULER]["desiredCount"] == 0
 
 
-def test_status_shows_the_digest_each_service_runs_and_its_tags(sim, clock, run, ecs):
+@pytest.fixture
+def released_cluster(sim, clock):
+    """A running cluster whose image is release v1 in ECR: `latest` and a stamp tag on one digest."""
     from workflow.sandbox.images import push_image, random_layers
+    from workflow.sandbox.provision import DEFAULT_COUNTS, provision_cluster
     from workflow.sandbox.registry import Registry, simulated_ecr
 
     with simulated_ecr(Registry()):
         ecr = boto3.client("ecr", region_name=REGION)
         ecr.create_repository(repositoryName="airflow-prod")
-        v1 = push_image(ecr, "airflow-prod", random_layers(2, 1024, seed=1), "latest")["digest"]
-        ecr.put_image(repositoryName="airflow-prod", imageManifest=ecr.batch_get_image(
-            repositoryName="airflow-prod", imageIds=[{"imageTag": "latest"}])["images"][0]["imageManifest"],
-            imageTag="20261101T000000Z")
-        from workflow.sandbox.provision import DEFAULT_COUNTS, provision_cluster
-
+        pushed = push_image(ecr, "airflow-prod", random_layers(2, 1024, seed=1), "latest")
+        ecr.put_image(repositoryName="airflow-prod", imageManifest=pushed["manifest"], imageTag="20261101T000000Z")
         provision_cluster(lambda name: boto3.client(name, region_name=REGION), counts=DEFAULT_COUNTS)
         clock.sleep(60)
-        result = run(*NAMES, "status")
-        assert result.exit_code == 0, result.output
-        rows = [line for line in result.stdout.splitlines() if line.startswith(WORKER) and "sha256:" in line]
-        assert rows and "latest, 20261101T000000Z" in rows[0] and v1[:19] in rows[0] and " 3 " in rows[0]
-        as_json = json.loads(run(*NAMES, "--output", "json", "status").stdout)
-        worker = [i for i in as_json["images"] if i["service"] == WORKER]
-        assert worker == [{"service": WORKER, "task_definition": "airflow-prod-worker:1",
-                           "image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/airflow-prod:latest",
-                           "digest": v1, "tasks": 3, "tags": ["latest", "20261101T000000Z"]}]
+        yield pushed["digest"]
+
+
+def test_status_shows_the_digest_each_service_runs_and_its_tags(released_cluster, run):
+    v1 = released_cluster
+    result = run(*NAMES, "status")
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.stdout.splitlines() if line.startswith(WORKER) and "sha256:" in line]
+    assert rows and "latest, 20261101T000000Z" in rows[0] and v1[:19] in rows[0] and " 3 " in rows[0]
+    as_json = json.loads(run(*NAMES, "--output", "json", "status").stdout)
+    worker = [i for i in as_json["images"] if i["service"] == WORKER]
+    assert worker == [{"service": WORKER, "task_definition": "airflow-prod-worker:1",
+                       "image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/airflow-prod:latest",
+                       "digest": v1, "tasks": 3, "tags": ["latest", "20261101T000000Z"]}]
+
+
+def test_a_redeploy_resumed_after_ctrl_c_waits_for_the_rollout_in_flight(released_cluster, sim, clock, ecs,
+                                                                          one_scheduler_at_most):
+    from click.testing import CliRunner
+
+    from workflow.cli import Runtime, main
+
+    def sleep(seconds):
+        worker = sim.service(WORKER)
+        if len(worker.deployments) == 2 and any(t.sim_status == "RUNNING" for t in worker.live(worker.primary)):
+            raise KeyboardInterrupt
+        clock.sleep(seconds)
+
+    runner = CliRunner()
+    first = runner.invoke(main, [*NAMES, "redeploy", "--yes"], obj=Runtime(clock=clock.now, sleep=sleep))
+    assert first.exit_code == 130
+    rolling = primary_id(describe(ecs, WORKER)[WORKER])
+    again = runner.invoke(main, [*NAMES, "redeploy", "--yes"], obj=Runtime(clock=clock.now, sleep=clock.sleep))
+    assert again.exit_code == 0, again.output
+    assert f"{WORKER}: resuming deployment {rolling}" in again.stderr
+    assert primary_id(describe(ecs, WORKER)[WORKER]) == rolling  # not thrown away by a second force
+    assert describe(ecs, SCHEDULER)[SCHEDULER]["runningCount"] == 1 and max(one_scheduler_at_most) == 1

@@ -173,7 +173,8 @@ def stop_scheduler(env: Env, scheduler: str, wait: bool = True, known: Service |
     if known is None:
         env.report.service(service)
     # Listing the tasks first also proves, before any change, that the wait's reads are allowed.
-    if not _live_tasks(env, scheduler) and service.desired == 0:
+    alive = _live_tasks(env, scheduler)
+    if not alive and service.desired == 0:
         env.report.state = "the scheduler is stopped"
         return Outcome(f"scheduler {scheduler} is already stopped", (service,))
     with env.report.phase(f"stop scheduler {scheduler}"):
@@ -186,7 +187,7 @@ def stop_scheduler(env: Env, scheduler: str, wait: bool = True, known: Service |
         env.report.state = "the scheduler is stopping"
         if not wait:
             return Outcome(f"scheduler {scheduler} is stopping", (service,))
-        service = _await_scheduler_stopped(env, scheduler)
+        service = _await_scheduler_stopped(env, scheduler, alive)
     env.report.state = "the scheduler is stopped"
     return Outcome(f"scheduler {scheduler} stopped", (service,))
 
@@ -255,6 +256,8 @@ def redeploy(env: Env, target: Target, wait_for_drain: bool = False, migrate: li
         raise Refused(f"scheduler {scheduler.name} has desired count {scheduler.desired}; only one may run")
     _rehearse_reads(env, [web, worker, scheduler])
     down_since = env.poller.clock()
+    # A scheduler already stopped with web and worker rolling is what an interrupted redeploy leaves behind.
+    resuming = scheduler.desired == 0 and not migrate
     stop_scheduler(env, target.scheduler, known=scheduler)
     if migrate:
         env.report.alternatives = [RESTORE_SCHEDULER]
@@ -267,8 +270,8 @@ def redeploy(env: Env, target: Target, wait_for_drain: bool = False, migrate: li
         env.report.state = "the scheduler is stopped; web and worker are being redeployed"
         env.report.alternatives = [RESTORE_SCHEDULER]
         # forceNewDeployment alone: the desired counts stay whatever operators or autoscaling set.
-        web_watch = _deploy(env, target.web, drained=wait_for_drain)
-        worker_watch = _deploy(env, target.worker, old_tasks_stopped=True)
+        web_watch = _resume_or_deploy(env, web, resuming, drained=wait_for_drain)
+        worker_watch = _resume_or_deploy(env, worker, resuming, old_tasks_stopped=True)
         try:
             await_deployments(env, [web_watch, worker_watch], required=[worker_watch])
         except OperationFailed:
@@ -342,6 +345,39 @@ def _one_at_a_time(service: Service) -> dict:
     return {**service.deployment_configuration, **SCHEDULER_DEPLOYMENT}
 
 
+def _resume_or_deploy(env: Env, service: Service, resuming: bool, **watch_options) -> DeploymentWatch:
+    """Watch the deployment an interrupted redeploy left rolling, when it runs the current image; else force one."""
+    primary = service.primary
+    if resuming and primary and primary.rollout_state == "IN_PROGRESS" and not primary.failed_tasks:
+        if _runs_current_image(env, service, primary.id):
+            env.report.line(f"{service.name}: resuming deployment {primary.id}, already rolling out the current image")
+            watch = DeploymentWatch(env, service.name, primary.id, **watch_options)
+            watch.latest = service
+            return watch
+    return _deploy(env, service.name, **watch_options)
+
+
+def _runs_current_image(env: Env, service: Service, deployment_id: str) -> bool:
+    """The deployment's running tasks run the digest their image tag names now in ECR (known, not assumed)."""
+    from .releases import parse_ecr_image, tags_for_digests
+
+    tasks = [t for t in env.ecs.tasks(env.ecs.task_arns(service.name, "RUNNING")) if t.started_by == deployment_id]
+    essential = env.ecs.task_definition(service.task_definition).essential
+    images = {(c.image, c.image_digest) for t in tasks for c in t.containers if c.name in essential}
+    if not images or env.ecr is None:
+        return False
+    for image, digest in images:
+        ref = parse_ecr_image(image)
+        if ref is None or not digest or not ref.tag:
+            return False
+        try:
+            if ref.tag not in tags_for_digests(env.ecr, image, {digest}).get(digest, []):
+                return False
+        except WorkflowError:  # cannot tell: a fresh deployment is the safe choice
+            return False
+    return True
+
+
 def _require_still_stopped(env: Env, scheduler: Service) -> None:
     """Nobody started the scheduler while web and worker rolled (a console, Terraform, another tool)."""
     now = env.ecs.service(scheduler.name)
@@ -378,7 +414,7 @@ def _live_tasks(env: Env, service: str, known_stopped: set[str] | None = None) -
     return env.ecs.live_tasks(service, known_stopped if known_stopped is not None else set())
 
 
-def _await_scheduler_stopped(env: Env, scheduler: str) -> Service:
+def _await_scheduler_stopped(env: Env, scheduler: str, alive: list[Task] | None = None) -> Service:
     """Wait until no scheduler task runs a process, spending about one read call per poll.
 
     Tasks are listed (two ListTasks, one DescribeTasks) at the start and every RELIST_SECONDS, so a
@@ -386,8 +422,9 @@ def _await_scheduler_stopped(env: Env, scheduler: str) -> Service:
     described. Once none is alive, the service must show desired, running and pending all 0.
     """
     stopped: set[str] = set()
-    alive: list[Task] = []
-    listed_at: float | None = None
+    # Tasks listed just before the stop request need not be listed again: describing them is enough.
+    listed_at: float | None = env.poller.clock() if alive else None
+    alive = alive or []
     all_told_to_stop = False
 
     def check():
@@ -405,6 +442,7 @@ def _await_scheduler_stopped(env: Env, scheduler: str) -> Service:
             current = env.ecs.tasks([t.arn for t in alive])
             stopped.update(t.arn for t in current if t.is_stopped)
             alive = [t for t in current if not t.is_stopped]
+            all_told_to_stop = all_told_to_stop or all(t.desired_status == "STOPPED" for t in current)
         for task in alive:
             env.report.task(scheduler, task)
         if alive:
@@ -418,4 +456,7 @@ def _await_scheduler_stopped(env: Env, scheduler: str) -> Service:
         tasks = ", ".join(f"{t.id} ({t.last_status})" for t in alive) or "none listed"
         return f"scheduler tasks to stop; still alive: {tasks}"
 
-    return env.poller.until(check, pending)
+    def soon():  # a STOPPING task's process is exiting: the last transition is close
+        return bool(alive) and all(t.last_status == "STOPPING" for t in alive)
+
+    return env.poller.until(check, pending, soon)
