@@ -32,7 +32,7 @@ check-clean-install: pipenv
 	scripts/check-clean-install
 
 test: install
-	pipenv run pytest -q
+	pipenv run pytest -q -n auto
 
 lint: install
 	pipenv run ruff check workflow tests benchmarks

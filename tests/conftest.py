@@ -1,5 +1,6 @@
 """Hermetic AWS for every test: fake credentials, no config files, moto, and a simulated cluster on a fake clock."""
 
+import functools
 import os
 
 # moto's EC2 backend loads thousands of default AMIs for every fresh account: a second per test, for nothing.
@@ -58,21 +59,28 @@ def sim(clock):
             yield simulation
 
 
+@functools.cache
+def shared_client(name: str):
+    """Clients cost a fifth of a second each to build (EC2's model is large) and hold no state of their own:
+    moto intercepts their calls wherever a mock is active, so every test can use the same ones."""
+    return boto3.client(name, region_name=REGION)
+
+
 @pytest.fixture
 def ecs(sim):
-    return boto3.client("ecs", region_name=REGION)
+    return shared_client("ecs")
 
 
 @pytest.fixture
 def empty_cluster(sim):
     """As after the first `terraform apply`: services exist, nothing runs."""
-    return provision_cluster(lambda name: boto3.client(name, region_name=REGION))
+    return provision_cluster(shared_client)
 
 
 @pytest.fixture
 def cluster(sim, clock):
     """A running cluster: one scheduler, three workers, one web server, all steady."""
-    provisioned = provision_cluster(lambda name: boto3.client(name, region_name=REGION), counts=DEFAULT_COUNTS)
+    provisioned = provision_cluster(shared_client, counts=DEFAULT_COUNTS)
     clock.sleep(60)
     return provisioned
 

@@ -242,8 +242,8 @@ def test_initialize_fails_when_the_task_was_stopped_even_with_exit_code_0(empty_
 
 
 def test_initialize_reads_the_log_to_its_end_across_empty_pages_and_late_delivery(empty_cluster, run, sim):
-    sim.log_empty_pages = 2
-    sim.log_delay = 4
+    sim.log_empty_pages = 30  # an empty page is not the end of a stream
+    sim.log_delay = 8  # later than the task takes to stop after its last line
     result = run(*NAMES, "initialize", "--yes")
     assert result.exit_code == 0, result.output
     assert "celery-worker | Starting: airflow db migrate" in result.stderr
