@@ -86,6 +86,18 @@ def cluster(sim, clock):
 
 
 @pytest.fixture
+def schedulers_alive(sim):
+    """The most scheduler tasks alive at any simulated instant (a task DEACTIVATING or STOPPING still runs)."""
+    most = [0]
+
+    def check(simulation):
+        most[0] = max(most[0], sum(t.is_live for t in simulation.service(SCHEDULER).tasks))
+
+    sim.observers.append(check)
+    return most
+
+
+@pytest.fixture
 def run(clock):
     """Invoke the CLI in-process with the fake clock; stdout and stderr stay apart."""
 

@@ -1,7 +1,6 @@
 """Never two schedulers around a command: retried requests, other operators, and changes made meanwhile."""
 
 import boto3
-import pytest
 from click.testing import CliRunner
 from conftest import CLUSTER, NAMES, REGION, SCHEDULER, WEB, WORKER
 
@@ -11,16 +10,6 @@ from workflow.cli import Runtime, main
 def describe(ecs, name):
     return ecs.describe_services(cluster=CLUSTER, services=[name])["services"][0]
 
-
-@pytest.fixture
-def schedulers_alive(sim):
-    most = [0]
-
-    def check(simulation):
-        most[0] = max(most[0], sum(t.is_live for t in simulation.service(SCHEDULER).tasks))
-
-    sim.observers.append(check)
-    return most
 
 
 def invoke_with(clock, meanwhile, *args):

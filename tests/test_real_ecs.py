@@ -23,17 +23,6 @@ def one_off_tasks(ecs):
     return [t for t in tasks if t.get("startedBy") == "workflow"]
 
 
-@pytest.fixture
-def schedulers_alive(sim):
-    """The most scheduler tasks alive at any simulated instant."""
-    most = [0]
-
-    def check(simulation):
-        most[0] = max(most[0], sum(t.is_live for t in simulation.service(SCHEDULER).tasks))
-
-    sim.observers.append(check)
-    return most
-
 
 def assert_scheduler_stopped_and_counts_kept(ecs, sim):
     scheduler = describe(ecs, SCHEDULER)
