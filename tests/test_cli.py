@@ -260,3 +260,117 @@ def test_progress_to_a_closed_pipe_does_not_stop_the_operation(cluster, clock, e
     report = Reporter(clock.now, write=closed)
     report.line("one")
     report.line("two")  # no second attempt, no error
+
+
+# --- confirmations, JSON documents and one-off task hints -------------------------------------------------
+
+
+def test_a_confirmation_names_the_account_and_region_after_checking_the_names(cluster, run, ecs):
+    result = run(*NAMES, "stop-scheduler", input="n\n")
+    assert result.exit_code == 1 and "Aborted" in result.stderr
+    assert "(account 123456789012, us-east-1)?" in result.stderr
+    assert ecs.describe_services(cluster=CLUSTER, services=[SCHEDULER])["services"][0]["desiredCount"] == 1
+
+
+def test_a_typo_is_reported_before_the_question(cluster, run):
+    result = run("--cluster", CLUSTER, "--scheduler", "nope", "stop-scheduler", input="y\n")
+    assert result.exit_code == 2 and "services not found" in result.stderr and "[y/N]" not in result.stderr
+
+
+def test_without_a_terminal_and_without_yes_the_command_says_how_to_confirm(cluster, run, ecs):
+    result = run(*NAMES, "stop-scheduler")  # no input at all, as in CI
+    assert result.exit_code == 2 and "pass --yes (or set WORKFLOW_YES=1)" in result.stderr
+    assert ecs.describe_services(cluster=CLUSTER, services=[SCHEDULER])["services"][0]["desiredCount"] == 1
+
+
+@pytest.mark.parametrize("args", [
+    ["status"], ["stop-scheduler", "--yes"], ["start-scheduler"], ["initialize", "--yes"], ["redeploy", "--yes"],
+    ["initialize", "--yes", "--no-wait"],
+])
+def test_every_command_prints_one_json_document(cluster, run, args):
+    import json
+
+    result = run(*NAMES, "--output", "json", *args)
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert "frozenset" not in result.stdout and "datetime" not in result.stdout
+    if args == ["status"]:
+        assert document["scheduler_tasks_alive"] == 1
+    if args[0] == "initialize":
+        assert document["essential"] == ["celery-worker"]
+
+
+def test_a_failure_still_prints_one_json_document_with_the_error(cluster, run, sim):
+    import json
+
+    sim.fail_deployments(WORKER, "pull")
+    result = run(*NAMES, "--output", "json", "redeploy", "--yes")
+    assert result.exit_code == 1
+    document = json.loads(result.stdout)
+    assert document["exit_code"] == 1 and "CannotPullContainerError" in document["error"]
+    assert document["cluster_state"].startswith("the scheduler is stopped")
+    assert document["resume"].endswith("redeploy --yes") and document["alternatives"][0].endswith("start-scheduler")
+
+
+def test_a_failed_initialize_is_not_shown_done_and_says_where_the_whole_log_is(empty_cluster, run, sim):
+    sim.one_off_exit_code = 3
+    result = run(*NAMES, "initialize", "--yes")
+    assert result.exit_code == 1
+    assert ": done in" not in result.stderr and ": stopped after" in result.stderr
+    assert "the whole log: log group /ecs/airflow-prod, stream worker/celery-worker/" in result.stderr
+
+
+def test_initialize_no_wait_and_ctrl_c_say_how_to_follow_or_stop_the_task(empty_cluster, run, clock):
+    result = run(*NAMES, "initialize", "--yes", "--no-wait")
+    assert "follow it: workflow --cluster airflow-prod logs airflow-prod-worker --task" in result.stdout
+    assert "stop it:   aws ecs stop-task --cluster airflow-prod --task" in result.stdout
+
+    def sleep(_):
+        raise KeyboardInterrupt
+
+    interrupted = CliRunner().invoke(main, [*NAMES, "initialize", "--yes"], obj=Runtime(clock=clock.now, sleep=sleep))
+    assert interrupted.exit_code == 130 and "aws ecs stop-task --cluster airflow-prod --task" in interrupted.stderr
+
+
+@pytest.mark.parametrize("error, code, hint", [
+    ("SSOTokenLoadError", 2, "aws sso login"),
+    ("CredentialRetrievalError", 2, "credential_process"),
+    ("SSLError", 2, "AWS_CA_BUNDLE"),
+    ("ProxyConnectionError", 2, "HTTPS_PROXY"),
+    ("ResponseParserError", 1, "AWS answered something unreadable"),
+])
+def test_credential_transport_and_parsing_failures_have_no_traceback(cluster, clock, error, code, hint):
+    from botocore import exceptions, parsers
+
+    kinds = {
+        "SSOTokenLoadError": lambda: exceptions.SSOTokenLoadError(error_msg="the SSO session has expired"),
+        "CredentialRetrievalError": lambda: exceptions.CredentialRetrievalError(provider="process", error_msg="exit 1"),
+        "SSLError": lambda: exceptions.SSLError(endpoint_url="https://ecs", error="certificate verify failed"),
+        "ProxyConnectionError": lambda: exceptions.ProxyConnectionError(proxy_url="http://proxy", error="refused"),
+        "ResponseParserError": lambda: parsers.ResponseParserError("garbled body"),
+    }
+
+    def clients(config):
+        def build(name, region=None, attempts=None):
+            client = boto3.client(name, region_name="us-east-1")
+
+            def fail(**_):
+                raise kinds[error]()
+
+            client.meta.events.register("before-send", fail)
+            return client
+
+        return build
+
+    result = CliRunner().invoke(main, [*NAMES, "--timeout", "5", "status"],
+                                obj=Runtime(clock=clock.now, sleep=clock.sleep, clients=clients))
+    assert result.exit_code == code and hint in result.stderr and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["promote", "--yes", "--source", ":"], "names no image"),
+    (["promote", "--yes", "--dest", " "], "the destination repository is empty"),
+])
+def test_bad_promote_names_are_usage_errors(run, args, message):
+    result = run(*args)
+    assert result.exit_code == 2 and message in result.stderr

@@ -1,5 +1,6 @@
 """The installed `workflow` script, run as an operator runs it, against `workflow sandbox` over HTTP."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -96,8 +97,11 @@ def test_the_operator_sequence(start_sandbox):
     assert task["overrides"]["containerOverrides"][0]["command"] == ["airflow", "db", "migrate"]
     assert task["taskDefinitionArn"] == before["worker"]["taskDefinition"]
 
-    result = workflow(env, *SERVICES, "redeploy", "--yes")
+    result = workflow(env, *SERVICES, "redeploy", "--yes", "--migrate")
     assert result.returncode == 0, result.stderr
+    one_offs = ecs.list_tasks(cluster=CLUSTER, family=f"{CLUSTER}-worker", desiredStatus="STOPPED",
+                              startedBy="workflow")["taskArns"]
+    assert len(one_offs) == 2  # initialize's and exactly one migration
     after = services(ecs)
     for role in ("scheduler", "worker", "web"):
         assert after[role]["deployments"][0]["id"] != before[role]["deployments"][0]["id"]
@@ -116,6 +120,18 @@ def test_the_operator_sequence(start_sandbox):
 
     result = workflow(env, *SERVICES, "status", "--output", "json")
     assert result.returncode == 0 and '"summary": "cluster airflow-prod: 1 scheduler task(s) alive"' in result.stdout
+    assert {i["digest"] for i in json.loads(result.stdout)["images"] if "airflow-prod" in i["image"]} == {v2}
+
+    result = workflow(env, *SERVICES, "rollback", "--yes")
+    assert result.returncode == 0, result.stderr
+    assert digest("airflow-prod") == v1
+    assert running_digests(ecs, "worker", "celery-worker") == running_digests(ecs, "web", "webserver") == {v1}
+    assert services(ecs)["scheduler"]["runningCount"] == 1 and len(scheduler_tasks_alive(ecs)) == 1
+    assert services(ecs)["worker"]["desiredCount"] == 3 and services(ecs)["web"]["desiredCount"] == 1
+
+    declined = subprocess.run([WORKFLOW, *SERVICES, "stop-scheduler"], env=env, input="n\n", capture_output=True,
+                              text=True, timeout=60)
+    assert declined.returncode == 1 and "(account 123456789012, us-east-1, sandbox at http://127.0.0.1:" in declined.stderr
 
 
 def test_rehearsed_failures_are_reported_within_seconds(start_sandbox):

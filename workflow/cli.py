@@ -82,6 +82,23 @@ class App:
             self._clients = (self.runtime.clients or Clients)(self.aws)
         return self._clients
 
+    def where(self, names: list[str]) -> str:
+        """Account, Region and endpoint the command acts in, once the names are known to exist there."""
+        from .ecs import Ecs
+
+        try:
+            clients = self.clients()
+            ecs = clients("ecs")
+            services = Ecs(ecs, self.target().cluster).services(names)
+        except WorkflowError as error:
+            raise CommandFailed(str(error), error.exit_code) from None
+        account = services[0].arn.split(":")[4] if services else "?"
+        text = f"account {account}, {ecs.meta.region_name}"
+        host = ecs.meta.endpoint_url.split("://", 1)[-1].split(":")[0].split("/")[0]
+        if host in ("127.0.0.1", "localhost", "::1", "[::1]"):
+            text += f", sandbox at {ecs.meta.endpoint_url}"
+        return text
+
     def resume_command(self, command: str) -> str:
         """The exact command that picks up where an interrupted or failed one stopped."""
         t = self.target()
@@ -144,15 +161,29 @@ class App:
                 finally:
                     self._release_leases(report)
         except WorkflowError as error:
-            if getattr(error, "result", None) is not None:
-                show(error.result, output)
-            raise CommandFailed(self._explain(str(error), report, resume), error.exit_code) from None
+            self._failed(str(error), error.exit_code, report, resume, output, getattr(error, "result", None))
         except KeyboardInterrupt as interrupt:
             signal_name = getattr(interrupt, "name", "interrupted")
-            code = getattr(interrupt, "exit_code", INTERRUPTED)
-            raise CommandFailed(self._explain(signal_name, report, resume), code) from None
+            self._failed(signal_name, getattr(interrupt, "exit_code", INTERRUPTED), report, resume, output, None)
         show(outcome, output)
         return outcome
+
+    def _failed(self, message: str, code: int, report, resume: str | None, output: str, result) -> None:
+        """Say why on stderr; with JSON output, stdout still gets one document, with the error in it."""
+        from . import render
+
+        if output == "json":
+            click.echo(render.to_json({
+                "error": message,
+                "exit_code": code,
+                "cluster_state": report.state,
+                "resume": self.resume_command(resume) if resume and report.state and report.resumable else None,
+                "alternatives": [self.resume_command(command) for _, command in report.alternatives],
+                "result": result,
+            }))
+        elif result is not None:
+            show(result, output)
+        raise CommandFailed(self._explain(message, report, resume), code) from None
 
     def _release_leases(self, report) -> None:
         from .errors import WorkflowError
@@ -220,6 +251,10 @@ def show(outcome, output: str) -> None:
         click.echo(render.containers_table(outcome.task, outcome.essential))
         if outcome.task.stopped_reason:
             click.echo(f"stopped reason: {outcome.task.stopped_reason}")
+        if outcome.log:
+            click.echo(f"log: {outcome.log}")
+        for step in outcome.next_steps:
+            click.echo(step)
     elif getattr(outcome, "services", None):
         click.echo(render.services_table(outcome.services))
         if getattr(outcome, "images", None):
@@ -229,9 +264,21 @@ def show(outcome, output: str) -> None:
         click.echo(f"warning: {warning}")
 
 
-def confirm(yes: bool, question: str) -> None:
-    if not yes:
-        click.confirm(question, abort=True, err=True)
+def confirm(yes: bool, question: str, where: Callable[[], str] | None = None) -> None:
+    """Ask before a change, naming where it lands; `where` also validates the names first (it may fail)."""
+    if yes:
+        return
+    if where is not None:
+        question = f"{question.rstrip('?')} ({where()})?"
+    try:
+        agreed = click.confirm(question, default=False, err=True)
+    except click.Abort:
+        if sys.stdin.isatty():
+            raise
+        raise click.UsageError("this command asks for confirmation and there is no terminal to ask on: "
+                               "pass --yes (or set WORKFLOW_YES=1)") from None
+    if not agreed:
+        raise click.Abort()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -278,7 +325,8 @@ def initialize(app: App, yes, wait, command, container):
     from . import operations
 
     target = app.target()
-    confirm(yes, f"Run '{shlex.join(command)}' as a one-off task in cluster {target.cluster}?")
+    confirm(yes, f"Run '{shlex.join(command)}' as a one-off task in cluster {target.cluster}?",
+            lambda: app.where([target.worker]))
     app.run(None, lambda report: operations.initialize(app.env(report, holds="initialize"), target, command, container, wait))
 
 
@@ -307,7 +355,8 @@ def redeploy(app: App, yes, wait_for_drain, migrate, migrate_command):
     from . import operations
 
     target = app.target()
-    confirm(yes, f"Redeploy cluster {target.cluster} (the scheduler stops until web and worker are redeployed)?")
+    confirm(yes, f"Redeploy cluster {target.cluster}: the scheduler stops until the new workers are stable?",
+            lambda: app.where([target.scheduler, target.worker, target.web]))
     resume = "redeploy --yes" + (f" --migrate --migrate-command {shlex.quote(shlex.join(migrate_command))}" if migrate else "")
     app.run(resume, lambda report: operations.redeploy(
         app.env(report, holds="redeploy"), target, wait_for_drain, migrate_command if migrate else None))
@@ -327,7 +376,7 @@ def stop_scheduler(app: App, yes, wait):
     from . import operations
 
     target = app.target()
-    confirm(yes, f"Stop scheduler {target.scheduler} in cluster {target.cluster}?")
+    confirm(yes, f"Stop scheduler {target.scheduler} in cluster {target.cluster}?", lambda: app.where([target.scheduler]))
     app.run("stop-scheduler --yes",
             lambda report: operations.stop_scheduler(app.env(report, holds="stop-scheduler"), target.scheduler, wait))
 

@@ -94,6 +94,13 @@ class LogFollower:
         self._open = (lambda: LogStream.for_container(env.logs, log_options, container, task_id)) if env.logs else None
         self._stream: LogStream | None = None
         self.lines: list[str] = []
+        group, prefix = log_options.get("awslogs-group"), log_options.get("awslogs-stream-prefix")
+        region = log_options.get("awslogs-region")
+        # Where the whole log can be read, whether or not this command could follow it.
+        self.location = (
+            f"log group {group}, stream {prefix}/{container}/{task_id}" + (f" ({region})" if region else "")
+            if group and prefix else None
+        )
 
     @property
     def following(self) -> bool:

@@ -29,6 +29,8 @@ class TaskOutcome:
     task: Task
     essential: frozenset[str]
     failure: str | None = None
+    log: str | None = None  # where the container's whole log is
+    next_steps: tuple[str, ...] = ()  # commands that follow or stop a task still running
 
 
 def choose_container(definition: TaskDefinition, container: str | None) -> str:
@@ -61,20 +63,35 @@ def run_one_off(env, service: Service, command: list[str], container: str | None
         env.before_change()
         task = env.ecs.run_task(service, definition.arn, container, command)
         env.report.line(f"started task {task.arn}")
-        if not wait:
-            return TaskOutcome(f"task {task.arn} started", task, essential)
-        env.report.state = f"one-off task {task.id} keeps running; stopping this command does not stop it"
-        env.report.resumable = False  # running the command again would start a second task beside this one
         follow = LogFollower(env, definition.container(container).log_options, container, task.id)
+        steps = _next_steps(env, service, task)
+        if not wait:
+            return TaskOutcome(f"task {task.arn} started", task, essential, log=follow.location, next_steps=steps)
+        env.report.state = (
+            f"one-off task {task.id} keeps running; stopping this command does not stop it\n    "
+            + "\n    ".join(steps)
+        )
+        env.report.resumable = False  # running the command again would start a second task beside this one
         task = _await_stopped(env, task, follow)
         _read_late_lines(env, follow)
-    env.report.state, env.report.resumable = None, True
-    failure = judge(task, container, essential)
-    if failure:
-        if follow.lines:
-            failure += f"\n  last log lines of {container}:\n    " + "\n    ".join(follow.lines[-10:])
-        raise TaskFailed(failure, TaskOutcome(f"task {task.id} failed", task, essential, failure))
-    return TaskOutcome(f"task {task.id} succeeded: {task.stopped_reason or 'stopped'}", task, essential)
+        env.report.state, env.report.resumable = None, True
+        failure = judge(task, container, essential)
+        if failure:
+            if follow.lines:
+                failure += f"\n  last log lines of {container}:\n    " + "\n    ".join(follow.lines[-10:])
+            if follow.location:
+                failure += f"\n  the whole log: {follow.location}"
+            raise TaskFailed(failure, TaskOutcome(f"task {task.id} failed", task, essential, failure, follow.location))
+    return TaskOutcome(f"task {task.id} succeeded: {task.stopped_reason or 'stopped'}", task, essential,
+                       log=follow.location)
+
+
+def _next_steps(env, service: Service, task: Task) -> tuple[str, ...]:
+    cluster = env.ecs.cluster
+    return (
+        f"follow it: workflow --cluster {cluster} logs {service.name} --task {task.id[:8]} --follow",
+        f"stop it:   aws ecs stop-task --cluster {cluster} --task {task.id}",
+    )
 
 
 def judge(task: Task, container: str, essential: frozenset[str]) -> str | None:

@@ -54,6 +54,7 @@ class Outcome:
     scheduler_downtime: float | None = None  # seconds from the stop request until the new scheduler ran
     warnings: tuple[str, ...] = ()
     images: tuple = ()  # Image values, for status
+    scheduler_tasks_alive: int | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ def status(env: Env, target: Target) -> Outcome:
         tuple(services),
         warnings=tuple(_warnings(env, services[0], services[1:]) + notes),
         images=tuple(images),
+        scheduler_tasks_alive=len(alive),
     )
 
 

@@ -50,7 +50,11 @@ class Reporter:
     def phase(self, title: str):
         began = self.clock()
         self.line(f"==> {title}", {"bold": True})
-        yield
+        try:
+            yield
+        except BaseException:
+            self.line(f"<== {title}: stopped after {self.clock() - began:.0f}s", {"fg": "red"})
+            raise
         self.line(f"<== {title}: done in {self.clock() - began:.0f}s", {"fg": "green"})
 
     def service(self, service: Service, deployment_id: str | None = None) -> None:
@@ -145,9 +149,15 @@ def promote_table(outcome) -> str:
 
 
 def to_json(value) -> str:
+    """One JSON document: dataclasses as objects, sets as sorted lists, times in ISO 8601."""
+
     def plain(obj):
         if is_dataclass(obj):
             return asdict(obj)
+        if isinstance(obj, set | frozenset):
+            return sorted(obj)
+        if isinstance(obj, datetime):
+            return obj.isoformat()
         return str(obj)
 
     return json.dumps(value if not is_dataclass(value) else asdict(value), indent=2, default=plain)

@@ -78,5 +78,6 @@ def run(app: App, service, container, yes, wait, command):
     if not words:
         raise click.UsageError("no command to run: put it after --, e.g. workflow run -- airflow dags list")
     name = service_name(app, service)
-    confirm(yes, f"Run '{shlex.join(words)}' as a one-off task of {name} in cluster {app.target().cluster}?")
+    confirm(yes, f"Run '{shlex.join(words)}' as a one-off task of {name} in cluster {app.target().cluster}?",
+            lambda: app.where([name]))
     app.run(None, lambda report: run_command(app.env(report, holds="run"), name, words, container, wait))
