@@ -322,7 +322,7 @@ def test_a_failed_initialize_is_not_shown_done_and_says_where_the_whole_log_is(e
 
 def test_initialize_no_wait_and_ctrl_c_say_how_to_follow_or_stop_the_task(empty_cluster, run, clock):
     result = run(*NAMES, "initialize", "--yes", "--no-wait")
-    assert "follow it: workflow --cluster airflow-prod logs airflow-prod-worker --task" in result.stdout
+    assert "follow it: aws logs tail /ecs/airflow-prod --log-stream-names worker/celery-worker/" in result.stdout
     assert "stop it:   aws ecs stop-task --cluster airflow-prod --task" in result.stdout
 
     def sleep(_):

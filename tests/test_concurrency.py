@@ -99,3 +99,77 @@ def test_a_missing_list_tasks_permission_fails_redeploy_before_anything_changes(
     ecs = boto3.client("ecs", region_name=REGION)
     assert describe(ecs, SCHEDULER)["desiredCount"] == 1
     assert len(describe(ecs, WORKER)["deployments"]) == 1
+
+
+# --- found by review: each was a way to get the wrong answer ---------------------------------------------
+
+
+def test_a_lost_start_answer_behind_a_stale_describe_starts_one_scheduler(cluster, run, sim, clock, schedulers_alive):
+    assert run(*NAMES, "stop-scheduler", "--yes").exit_code == 0
+    clock.sleep(60)
+    launched_before = len(sim.service(SCHEDULER).tasks)
+    schedulers_alive[0] = 0
+    sim.stale_seconds = 5  # right after UpdateService, DescribeServices may show the old view
+    sim.faults.inject("UpdateService", "connection", after=True)  # the start is applied, its answer lost
+    result = run(*NAMES, "start-scheduler")
+    assert result.exit_code == 0, result.output
+    assert "it was applied: deployment" in result.stderr
+    assert len(sim.service(SCHEDULER).tasks) - launched_before == 1 and schedulers_alive[0] == 1
+
+
+def test_a_healthy_task_ecs_replaces_during_the_stability_window_is_not_a_crash(cluster, sim, clock, ecs):
+    worker, first = sim.service(WORKER), sim.service(WORKER).primary
+    stopped = []
+
+    def rebalance(_poll):
+        with sim.lock:
+            sim.advance()
+            new = worker.primary
+            running = [t for t in worker.tasks if t.deployment is new and t.sim_status == "RUNNING"]
+            if not stopped and new is not first and len(running) == 3 and new.rollout_state == "COMPLETED":
+                # AZ rebalancing or a Fargate task retirement: ECS stops a healthy task (exit 143 on SIGTERM)
+                sim._stop(running[0], clock.now(), "AZ Rebalancing", "ServiceSchedulerInitiated")
+                sim._reconcile(worker, clock.now())
+                stopped.append(running[0])
+
+    result = invoke_with(clock, rebalance, "redeploy", "--yes")
+    assert stopped and result.exit_code == 0, result.output
+    assert "replaced by ECS: AZ Rebalancing" in result.stderr
+    assert describe(ecs, SCHEDULER)["runningCount"] == 1
+
+
+def test_a_crash_seen_while_reading_the_task_definition_is_throttled_is_not_forgotten(cluster, run, sim, clock):
+    assert run(*NAMES, "stop-scheduler", "--yes").exit_code == 0
+    sim.crash_deployments(SCHEDULER, exit_code=1, after=4.0)
+    armed = []
+
+    def throttle_after_the_crash(_poll):
+        crashed = [t for t in sim.service(SCHEDULER).tasks if t.stop_code == "EssentialContainerExited"]
+        if crashed and not armed:
+            sim.crash_deployments(SCHEDULER, None)
+            for deployment in sim.service(SCHEDULER).deployments:
+                deployment.crash = None
+            sim.faults.inject("DescribeTaskDefinition", "throttle", times=8)
+            armed.append(True)
+
+    result = invoke_with(clock, throttle_after_the_crash, "start-scheduler")
+    assert armed and result.exit_code == 1 and "exited after it was running" in result.stderr
+
+
+def test_start_scheduler_does_not_judge_a_deployment_by_crashes_from_before_it_looked(cluster, run, sim):
+    assert run(*NAMES, "stop-scheduler", "--yes").exit_code == 0
+    sim.crash_deployments(SCHEDULER, exit_code=1, after=4.0)
+    assert run(*NAMES, "start-scheduler").exit_code == 1
+    sim.crash_deployments(SCHEDULER, None)  # fixed outside the image (a secret, the database)
+    for deployment in sim.service(SCHEDULER).deployments:
+        deployment.crash = None
+    again = run(*NAMES, "start-scheduler")
+    assert again.exit_code == 0, again.output
+
+
+def test_a_lost_run_task_answer_offers_no_second_migration(cluster, run, sim):
+    sim.faults.inject("RunTask", "connection", times=20, after=True)
+    result = run(*NAMES, "redeploy", "--yes", "--migrate")
+    assert result.exit_code == 1
+    assert "RunTask's answer was lost" in result.stderr and "a task may be running" in result.stderr
+    assert "resume with" not in result.stderr

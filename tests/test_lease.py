@@ -88,9 +88,9 @@ def test_a_lease_broken_mid_command_stops_it_before_its_next_change(cluster, ecs
     assert len(services[0]["deployments"]) == 1  # web was never force-deployed
 
 
-def test_two_operators_taking_the_lease_at_once_leave_exactly_one_holder(cluster, ecs, clock):
+def test_two_operators_taking_the_lease_at_once_never_both_hold_it(cluster, ecs, clock):
     first, second = lease(ecs, clock, "alice"), lease(ecs, clock, "bob")
-    # Both write before either reads: the later `since` (then id) withdraws.
+    # Both write before either reads: the first to look withdraws; the other then finds itself alone.
     for each in (first, second):
         each.ecs.tag_cluster([each.me.tag])
         each.held = True
@@ -101,8 +101,18 @@ def test_two_operators_taking_the_lease_at_once_leave_exactly_one_holder(cluster
             outcomes.append("holds")
         except LeaseHeld:
             outcomes.append("refused")
-    assert sorted(outcomes) == ["holds", "refused"]
+    assert outcomes == ["refused", "holds"]
     assert len([k for k in tags(ecs) if k.startswith(TAG_PREFIX)]) == 1
+
+
+def test_a_holder_that_passed_its_check_is_never_pushed_out_by_an_earlier_starter(cluster, ecs, clock):
+    early, late = lease(ecs, clock, "alice"), lease(ecs, clock, "bob")
+    early.me = Holder(early.me.id, "alice", "rollback", early.me.since - timedelta(minutes=1), early.me.expires)
+    late.acquire()  # bob takes the lease completely while alice was still at her prompt
+    with pytest.raises(LeaseHeld, match="held by bob"):
+        early.acquire()
+    late.check()  # bob still holds it
+    assert late.held and not early.held
 
 
 def test_a_tag_that_is_not_a_lease_is_ignored():

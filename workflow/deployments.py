@@ -34,10 +34,11 @@ class DeploymentWatch:
     """One deployment we created, followed poll by poll through what DescribeServices shows of it."""
 
     def __init__(self, env, service: str, deployment_id: str, drained: bool = True, old_tasks_stopped: bool = False,
-                 desired: int | None = None):
+                 desired: int | None = None, adopted: bool = False):
         """`drained`: ready only once older deployments are gone, not merely deregistering behind a load
         balancer; `old_tasks_stopped`: ready only once no task of an older deployment still runs a process;
-        `desired`: the desired count this command set, which nobody else may change meanwhile."""
+        `desired`: the desired count this command set, which nobody else may change meanwhile; `adopted`: a
+        deployment this command did not create, whose tasks that stopped before it looked are history."""
         self.env, self.service, self.id = env, service, deployment_id
         self.drained, self.old_tasks_stopped, self.desired = drained, old_tasks_stopped, desired
         self.policy: WatchPolicy = env.policy
@@ -51,6 +52,7 @@ class DeploymentWatch:
         self._next_scan = self.created
         self._old_gone = not old_tasks_stopped
         self._dead: set[str] = set()
+        self._history_pending = adopted
 
     def observe(self, service: Service) -> bool:
         """True once the deployment is complete and stable; raises OperationFailed when it cannot succeed."""
@@ -126,8 +128,14 @@ class DeploymentWatch:
         True when one of ours is still stopping, to be judged once STOPPED.
         """
         stopping = False
-        for task in self.env.ecs.stopped_tasks(service.name, self.known_stopped):
+        stopped = self.env.ecs.stopped_tasks(service.name, self.known_stopped)
+        if self._history_pending:
+            self._history_pending = False
+            self.known_stopped.update(t.arn for t in stopped if t.is_stopped)
+            stopped = [t for t in stopped if not t.is_stopped]
+        for task in stopped:
             if task.started_by != self.id:
+                self.known_stopped.update([task.arn] if task.is_stopped else [])
                 continue
             if not task.is_stopped:
                 stopping = True
@@ -139,6 +147,7 @@ class DeploymentWatch:
             if task.stop_cause in (FAILED_TO_START, UNHEALTHY):
                 self.last_failure = task
             self.env.report.line(f"{service.name}: task {task.id} {task.stop_cause}: {task.stopped_reason or '-'}")
+            self.known_stopped.add(task.arn)  # only once judged: a call failing above means it is judged again
         return stopping
 
     def _crash(self, service: Service, task: Task, essential: frozenset[str]) -> str:

@@ -122,8 +122,9 @@ class Service:
         )
 
 
-FAILED_TO_START, EXITED, UNHEALTHY, SCALED_IN, INTERRUPTED, USER, OTHER = (
-    "failed to start", "exited", "failed health checks", "scaled in", "interrupted", "stopped by a user", "stopped"
+FAILED_TO_START, EXITED, UNHEALTHY, SCALED_IN, REPLACED, INTERRUPTED, USER, OTHER = (
+    "failed to start", "exited", "failed health checks", "scaled in", "replaced by ECS", "interrupted",
+    "stopped by a user", "stopped",
 )
 
 
@@ -187,6 +188,8 @@ class Task:
             return UNHEALTHY
         if reason.startswith("Scaling activity initiated by"):
             return SCALED_IN
+        if self.stop_code == "ServiceSchedulerInitiated":
+            return REPLACED  # AZ rebalancing, task retirement: ECS stops a healthy task and starts another
         if self.stop_code in ("SpotInterruption", "TerminationNotice"):
             return INTERRUPTED
         if self.stop_code == "UserInitiated":
@@ -378,12 +381,9 @@ class Ecs:
     def stopped_tasks(self, service: str, known: set[str]) -> list[Task]:
         """Tasks of `service` that ECS wants stopped and that are not in `known`, STOPPED or still stopping.
 
-        `known` grows by the STOPPED ones, so each is described once; one still stopping comes again.
+        The caller adds to `known` the ones it has dealt with, so each is judged once.
         """
-        fresh = [arn for arn in self.task_arns(service, "STOPPED") if arn not in known]
-        tasks = self.tasks(fresh)
-        known.update(t.arn for t in tasks if t.is_stopped)
-        return tasks
+        return self.tasks([arn for arn in self.task_arns(service, "STOPPED") if arn not in known])
 
     def task_definition(self, arn: str) -> TaskDefinition:
         if arn not in self._definitions:

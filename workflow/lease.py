@@ -61,6 +61,7 @@ class Lease:
         started = now().replace(microsecond=0)
         self.me = Holder(uuid.uuid4().hex[:12], owner, command, started, started + self.ttl)
         self.held = False
+        self.changed = False
 
     def before_change(self) -> None:
         """Taken at the first change (reads need no lease), re-checked before every later one."""
@@ -68,6 +69,7 @@ class Lease:
             self.check()
         else:
             self.acquire()
+        self.changed = True  # from here on, a refusal comes after this command changed something
 
     def acquire(self) -> None:
         others = self._others()
@@ -84,15 +86,21 @@ class Lease:
         self.check()  # two operators who wrote at once both see both: the later one withdraws
 
     def check(self) -> None:
-        """Before each change: still ours, and no earlier live lease beside it."""
+        """Before each change: still ours, and no other live lease beside it.
+
+        Any other live lease makes this one withdraw, whoever came first: a holder that already passed its
+        check is never pushed out by one that read the tags before it wrote them (if both write at once,
+        both withdraw, and both say so).
+        """
         tags = self.ecs.cluster_tags()
         if TAG_PREFIX + self.me.id not in tags:
             self.held = False
-            raise LeaseHeld("this command's lease on the cluster was broken by another operator; it changed nothing more")
-        first = min(self._live(tags), key=lambda h: (h.since, h.id), default=self.me)
-        if first.id != self.me.id:
+            raise LeaseHeld("this command's lease on the cluster was broken by another operator; "
+                            + ("it stopped before its next change" if self.changed else "nothing was changed"))
+        other = next((h for h in self._live(tags) if h.id != self.me.id), None)
+        if other is not None:
             self.release()
-            raise self._held(first)
+            raise self._held(other)
         if self.me.expires - self.now() < self.ttl / 2:
             renewed = self.now().replace(microsecond=0) + self.ttl
             self.me = Holder(self.me.id, self.me.owner, self.me.command, self.me.since, renewed)
@@ -115,7 +123,8 @@ class Lease:
         return [h for h in holders if h is not None]
 
     def _held(self, holder: Holder) -> LeaseHeld:
+        done = "this command stopped before its next change" if self.changed else "nothing was changed"
         return LeaseHeld(
-            f"cluster {self.ecs.cluster} is held by {holder.describe()}; nothing was changed. "
+            f"cluster {self.ecs.cluster} is held by {holder.describe()}; {done}. "
             "Wait for it, or, if that command is no longer running, pass --break-lease"
         )

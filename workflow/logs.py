@@ -96,9 +96,11 @@ class LogFollower:
         self.lines: list[str] = []
         group, prefix = log_options.get("awslogs-group"), log_options.get("awslogs-stream-prefix")
         region = log_options.get("awslogs-region")
+        stream = f"{prefix}/{container}/{task_id}"
         # Where the whole log can be read, whether or not this command could follow it.
-        self.location = (
-            f"log group {group}, stream {prefix}/{container}/{task_id}" + (f" ({region})" if region else "")
+        self.location = (f"log group {group}, stream {stream}" + (f" ({region})" if region else "")) if group and prefix else None
+        self.tail_command = (
+            f"aws logs tail {group} --log-stream-names {stream} --follow" + (f" --region {region}" if region else "")
             if group and prefix else None
         )
 

@@ -8,7 +8,7 @@ with exit code 0, and is a failure that says so.
 from dataclasses import dataclass
 
 from .ecs import Service, Task, TaskDefinition
-from .errors import OperationFailed, Refused, TaskFailed
+from .errors import OperationFailed, Refused, TaskFailed, Transient
 from .logs import LogFollower
 
 # The awslogs driver sends what it buffered every few seconds: lines may arrive after the task has stopped.
@@ -61,10 +61,21 @@ def run_one_off(env, service: Service, command: list[str], container: str | None
     essential = definition.essential
     with env.report.phase(f"run {' '.join(command)} in {container} ({definition.arn.rsplit('/', 1)[-1]})"):
         env.before_change()
-        task = env.ecs.run_task(service, definition.arn, container, command)
+        # Said before the call: botocore repeats RunTask with the same clientToken, so a lost answer may still
+        # mean one task runs, and running the command again would start a second.
+        env.report.state = "a one-off task may have been started: its request's answer was lost"
+        env.report.resumable = False
+        try:
+            task = env.ecs.run_task(service, definition.arn, container, command)
+        except Transient as error:
+            raise OperationFailed(
+                f"RunTask's answer was lost ({error}); a task may be running: look for it before running this "
+                f"again: aws ecs list-tasks --cluster {env.ecs.cluster} --started-by workflow"
+            ) from None
+        env.report.state, env.report.resumable = None, True
         env.report.line(f"started task {task.arn}")
         follow = LogFollower(env, definition.container(container).log_options, container, task.id)
-        steps = _next_steps(env, service, task)
+        steps = _next_steps(env, task, follow)
         if not wait:
             return TaskOutcome(f"task {task.arn} started", task, essential, log=follow.location, next_steps=steps)
         env.report.state = (
@@ -86,12 +97,10 @@ def run_one_off(env, service: Service, command: list[str], container: str | None
                        log=follow.location)
 
 
-def _next_steps(env, service: Service, task: Task) -> tuple[str, ...]:
+def _next_steps(env, task: Task, follow: LogFollower) -> tuple[str, ...]:
     cluster = env.ecs.cluster
-    return (
-        f"follow it: workflow --cluster {cluster} logs {service.name} --task {task.id[:8]} --follow",
-        f"stop it:   aws ecs stop-task --cluster {cluster} --task {task.id}",
-    )
+    watch = follow.tail_command or f"aws ecs describe-tasks --cluster {cluster} --tasks {task.id}"
+    return (f"follow it: {watch}", f"stop it:   aws ecs stop-task --cluster {cluster} --task {task.id}")
 
 
 def judge(task: Task, container: str, essential: frozenset[str]) -> str | None:

@@ -197,6 +197,7 @@ def stop_scheduler(env: Env, scheduler: str, wait: bool = True, known: Service |
 def start_scheduler(env: Env, scheduler: str, wait: bool = True) -> Outcome:
     """Start exactly one scheduler, and only once no other scheduler task is alive."""
     (service,) = preflight(env, [scheduler])
+    _rehearse_reads(env, [service])
     if service.desired > 1:
         raise OperationFailed(
             f"scheduler {scheduler} has desired count {service.desired}, but only one scheduler may run; "
@@ -211,7 +212,7 @@ def start_scheduler(env: Env, scheduler: str, wait: bool = True) -> Outcome:
             return Outcome(f"scheduler {scheduler} is already starting", (service,))
         with env.report.phase(f"wait for scheduler {scheduler} already starting"):
             env.report.state = "the scheduler is starting"
-            service = await_deployments(env, [DeploymentWatch(env, scheduler, primary.id)])[0]
+            service = await_deployments(env, [DeploymentWatch(env, scheduler, primary.id, adopted=True)])[0]
         env.report.state = "the scheduler is running"
         return Outcome(f"scheduler {scheduler} started", (service,))
     return _start_stopped_scheduler(env, service, wait, alive_checked=False)[0]
@@ -323,23 +324,45 @@ def _change(env: Env, requested: str, call: Callable):
 def _start_deployment(env: Env, service: Service) -> DeploymentWatch:
     """Ask once for the scheduler's new deployment; after an ambiguous failure, look before asking again.
 
-    Repeating a start whose answer was lost would make a second deployment, and a second task.
+    Repeating a start whose answer was lost would make a second deployment, and a second task. Right after
+    UpdateService, DescribeServices may still show the old view, so the look lasts the visibility grace:
+    a new PRIMARY deployment at desired 1, or a scheduler task wanted RUNNING, shows the start was applied.
     """
     config = _one_at_a_time(service)
     requested = "the scheduler may be starting: its start was requested"
+    ask = lambda: _deploy(env, service.name, desired_count=1, deployment_configuration=config, desired=1, once=True)  # noqa: E731
     try:
-        return _change(env, requested, lambda: _deploy(
-            env, service.name, desired_count=1, deployment_configuration=config, desired=1, once=True))
+        return _change(env, requested, ask)
     except Transient as error:
         env.report.line(f"the start request may or may not have been applied ({error}); looking before asking again")
-    now = env.ecs.service(service.name)
+    applied = _find_start(env, service)
+    if applied:
+        env.report.line(f"it was applied: deployment {applied} starts the scheduler")
+        return DeploymentWatch(env, service.name, applied, desired=1)
+    try:
+        return _change(env, requested, ask)
+    except Transient as error:
+        raise OperationFailed(
+            f"cannot tell whether {service.name}'s start was applied ({error}); check with `status` before "
+            "starting it again"
+        ) from None
+
+
+def _find_start(env: Env, service: Service) -> str | None:
+    """The deployment a start request whose answer was lost created, if it shows within the grace."""
     before = service.primary.id if service.primary else None
-    if now.desired == 1 and now.primary and now.primary.id != before:
-        env.report.line(f"it was applied: deployment {now.primary.id} starts the scheduler")
-        watch = DeploymentWatch(env, service.name, now.primary.id, desired=1)
-        watch.latest = now
-        return watch
-    return _deploy(env, service.name, desired_count=1, deployment_configuration=config, desired=1)
+    deadline = env.poller.clock() + env.policy.visibility_grace
+
+    def look():  # (deployment id or None) once decided; None to keep looking
+        now = env.ecs.service(service.name)
+        if now.desired == 1 and now.primary and now.primary.id != before:
+            return (now.primary.id,)
+        wanted = [t for t in _live_tasks(env, service.name) if t.desired_status == "RUNNING" and t.started_by]
+        if wanted:
+            return (wanted[0].started_by,)  # a service task's startedBy is its deployment's id
+        return (None,) if env.poller.clock() >= deadline else None
+
+    return env.poller.until(look, lambda: f"{service.name}'s start request to show")[0]
 
 
 def _one_at_a_time(service: Service) -> dict:
@@ -353,7 +376,7 @@ def _resume_or_deploy(env: Env, service: Service, resuming: bool, **watch_option
     if resuming and primary and primary.rollout_state == "IN_PROGRESS" and not primary.failed_tasks:
         if _runs_current_image(env, service, primary.id):
             env.report.line(f"{service.name}: resuming deployment {primary.id}, already rolling out the current image")
-            watch = DeploymentWatch(env, service.name, primary.id, **watch_options)
+            watch = DeploymentWatch(env, service.name, primary.id, adopted=True, **watch_options)
             watch.latest = service
             return watch
     return _deploy(env, service.name, **watch_options)

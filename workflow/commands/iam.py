@@ -82,10 +82,10 @@ def iam_policy(app, commands, account, lookup_account, partition, source_reposit
 
 def _caller_account(app) -> str:
     from ..cli import CommandFailed
-    from ..errors import WorkflowError, translated
+    from ..errors import WorkflowError
+    from ..identity import caller_account
 
     try:
-        with translated():
-            return app.clients()("sts").get_caller_identity()["Account"]
+        return caller_account(app.clients()("sts"))
     except WorkflowError as error:
         raise CommandFailed(str(error), error.exit_code) from None
