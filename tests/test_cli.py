@@ -374,3 +374,29 @@ def test_credential_transport_and_parsing_failures_have_no_traceback(cluster, cl
 def test_bad_promote_names_are_usage_errors(run, args, message):
     result = run(*args)
     assert result.exit_code == 2 and message in result.stderr
+
+
+def test_a_reader_that_stops_reading_stdout_does_not_turn_success_into_failure(cluster, run, monkeypatch):
+    import workflow.cli
+
+    def closed_pipe(*_args):
+        raise BrokenPipeError
+
+    monkeypatch.setattr(workflow.cli, "show", closed_pipe)
+    assert run(*NAMES, "status").exit_code == 0
+
+
+def test_status_names_another_command_changing_the_cluster(cluster, run, ecs):
+    from datetime import UTC, datetime, timedelta
+
+    from workflow.lease import Holder
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    arn = ecs.describe_clusters(clusters=[CLUSTER])["clusters"][0]["clusterArn"]
+    ecs.tag_resource(resourceArn=arn, tags=[Holder("x", "alice@bastion", "redeploy", now, now + timedelta(hours=1)).tag])
+    result = run(*NAMES, "status")
+    assert "warning: another command is changing the cluster: alice@bastion (redeploy)" in result.stdout
+
+
+def test_start_scheduler_accepts_yes_for_scripts_that_pass_it_everywhere(cluster, run):
+    assert run(*NAMES, "start-scheduler", "--yes").exit_code == 0

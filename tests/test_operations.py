@@ -69,7 +69,7 @@ def test_failed_deployment_fails_fast_with_the_reason_and_how_to_resume(cluster,
     assert clock.now() - started < 30
     assert f"{WORKER}: task" in result.stderr and "CannotPullContainerError" in result.stderr
     assert "cluster state: the scheduler is stopped" in result.stderr
-    assert f"resume with: workflow --cluster {CLUSTER}" in result.stderr and "redeploy --yes" in result.stderr
+    assert f"once the cause is fixed, resume with: workflow --cluster {CLUSTER} redeploy --yes" in result.stderr
     assert "Traceback" not in result.output
     assert describe(ecs, SCHEDULER)[SCHEDULER]["desiredCount"] == 0
     assert describe(ecs, WORKER)[WORKER]["runningCount"] == 3  # the old workers still serve

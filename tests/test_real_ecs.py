@@ -42,7 +42,7 @@ def test_a_crash_looping_worker_fleet_fails_the_redeploy_and_the_scheduler_stays
     assert "exited with code 1" in result.stderr and "cannot connect to broker" in result.stderr
     assert "cluster state: the scheduler is stopped" in result.stderr
     # The old workers are gone by the time the new ones crash: going back is the way out, not scheduling here.
-    assert "or, to go back to the previous release:" in result.stderr and "rollback --yes" in result.stderr
+    assert "or, to go back to the previous release, if there is one:" in result.stderr and "rollback --yes" in result.stderr
     assert "Traceback" not in result.output
     assert_scheduler_stopped_and_counts_kept(ecs, sim)
     assert schedulers_alive[0] == 1

@@ -70,10 +70,8 @@ class App:
 
         if not self.cluster:
             raise click.UsageError("Missing option '--cluster' (or WORKFLOW_CLUSTER).")
-        o = self.options
-        name = self.cluster.rsplit("/", 1)[-1]  # an ARN names the cluster too; defaults use its name
-        return Target(self.cluster, o["scheduler"] or f"{name}-scheduler", o["worker"] or f"{name}-worker",
-                      o["web"] or f"{name}-web")
+        o, defaults = self.options, default_services(self.cluster)
+        return Target(self.cluster, o["scheduler"] or defaults[0], o["worker"] or defaults[1], o["web"] or defaults[2])
 
     def clients(self):
         if self._clients is None:
@@ -102,7 +100,12 @@ class App:
     def resume_command(self, command: str) -> str:
         """The exact command that picks up where an interrupted or failed one stopped."""
         t = self.target()
-        words = ["workflow", "--cluster", t.cluster, "--scheduler", t.scheduler, "--worker", t.worker, "--web", t.web]
+        words = ["workflow", "--cluster", t.cluster]
+        defaults = default_services(t.cluster)
+        for flag, name, default in (("--scheduler", t.scheduler, defaults[0]), ("--worker", t.worker, defaults[1]),
+                                    ("--web", t.web, defaults[2])):
+            if name != default:  # only what the operator had to type
+                words += [flag, name]
         return shlex.join(words + shlex.split(command))
 
     def env(self, report, holds: str | None = None):
@@ -165,7 +168,17 @@ class App:
         except KeyboardInterrupt as interrupt:
             signal_name = getattr(interrupt, "name", "interrupted")
             self._failed(signal_name, getattr(interrupt, "exit_code", INTERRUPTED), report, resume, output, None)
-        show(outcome, output)
+        try:
+            show(outcome, output)
+        except BrokenPipeError:
+            # Whoever reads stdout has gone (`| head`): the operation succeeded, and that is the exit status.
+            import io
+            import os
+
+            try:  # and Python's own flush at exit must not complain about it either
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            except (OSError, ValueError, io.UnsupportedOperation):
+                pass
         return outcome
 
     def _failed(self, message: str, code: int, report, resume: str | None, output: str, result) -> None:
@@ -183,7 +196,8 @@ class App:
             }))
         elif result is not None:
             show(result, output)
-        raise CommandFailed(self._explain(message, report, resume), code) from None
+        raise CommandFailed(self._explain(message, report, resume, failed=code != INTERRUPTED and code < 128),
+                            code) from None
 
     def _release_leases(self, report) -> None:
         from .errors import WorkflowError
@@ -195,14 +209,21 @@ class App:
             except WorkflowError as error:  # it expires on its own; say so rather than hide the outcome
                 report.line(f"could not release the lease on the cluster ({error}); it expires on its own")
 
-    def _explain(self, message: str, report, resume: str | None) -> str:
+    def _explain(self, message: str, report, resume: str | None, failed: bool = True) -> str:
         if report.state is not None:
             message += f"\n  cluster state: {report.state}"
             if resume and report.resumable:
-                message += f"\n  resume with: {self.resume_command(resume)}"
+                when = "once the cause is fixed, resume with" if failed else "resume with"
+                message += f"\n  {when}: {self.resume_command(resume)}"
             for purpose, command in report.alternatives:
                 message += f"\n  or, {purpose}: {self.resume_command(command)}"
         return message
+
+
+def default_services(cluster: str) -> tuple[str, str, str]:
+    """<cluster>-scheduler, -worker and -web, from the cluster's name even when it is given as an ARN."""
+    name = cluster.rsplit("/", 1)[-1]
+    return f"{name}-scheduler", f"{name}-worker", f"{name}-web"
 
 
 class Terminated(KeyboardInterrupt):
@@ -382,9 +403,11 @@ def stop_scheduler(app: App, yes, wait):
 
 
 @main.command("start-scheduler")
+@option("--yes", "-y", env="YES", is_flag=True, default=False, hidden=True,
+        help="Accepted for scripts that pass it to every command; starting asks nothing.")
 @wait_option
 @click.pass_obj
-def start_scheduler(app: App, wait):
+def start_scheduler(app: App, yes, wait):
     """Start exactly one scheduler, once no other scheduler task is alive.
 
     With --no-wait it still waits for old scheduler tasks to stop, but not for the new one to run.

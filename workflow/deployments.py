@@ -118,7 +118,8 @@ class DeploymentWatch:
         if deployment is None:
             return f"{name} (not visible yet)"
         if self.stable_since is not None:
-            return f"{name} (complete; watching for crashes)"
+            watched = self.env.poller.clock() - self.stable_since
+            return f"{name} (complete; stable for {watched:.0f} of {self.policy.stability_window:g}s)"
         older = len(service.deployments) - 1
         return f"{name} ({deployment.running}/{deployment.desired} running, {deployment.pending} pending, {older} older draining)"
 

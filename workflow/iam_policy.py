@@ -175,7 +175,7 @@ class CommandNeeds:
 # What each command needs, in the order `--help` and the README list them. `run` (a one-off task like
 # initialize's) and `logs` are the commands being added alongside; their entries follow what they call.
 COMMANDS: dict[str, CommandNeeds] = {
-    "status": CommandNeeds((*_WATCH, "DescribeTaskDefinitions", "ReadReleases"), ALL_SERVICES),
+    "status": CommandNeeds((*_WATCH, "DescribeTaskDefinitions", "ReadReleases", "ReadClusterLease"), ALL_SERVICES),
     "stop-scheduler": CommandNeeds(("DescribeServices", "UpdateServices", "ListTasks", "DescribeTasks", "ReadClusterLease",
                                     "WriteClusterLease", "ListServicesHint", "ListClustersHint"), ("scheduler",)),
     "start-scheduler": CommandNeeds(_DEPLOY, ("scheduler",)),

@@ -52,6 +52,12 @@ class Holder:
         return f"{self.owner} ({self.command}) since {self.since:%Y-%m-%d %H:%M:%SZ}, until {self.expires:%H:%M:%SZ}"
 
 
+def live_holders(ecs, now: datetime) -> list[Holder]:
+    """The leases on the cluster that have not expired, oldest first."""
+    holders = (Holder.parse(k, v) for k, v in ecs.cluster_tags().items() if k.startswith(TAG_PREFIX))
+    return sorted((h for h in holders if h is not None and h.expires > now), key=lambda h: h.since)
+
+
 class Lease:
     def __init__(self, ecs, owner: str, command: str, ttl: float, now: Callable[[], datetime], report,
                  break_others: bool = False):

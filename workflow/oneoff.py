@@ -5,6 +5,7 @@ because an essential container exited. A Spot interruption or a StopTask ends th
 with exit code 0, and is a failure that says so.
 """
 
+import shlex
 from dataclasses import dataclass
 
 from .ecs import Service, Task, TaskDefinition
@@ -59,7 +60,7 @@ def run_one_off(env, service: Service, command: list[str], container: str | None
     definition = env.ecs.task_definition(service.task_definition)
     container = choose_container(definition, container)
     essential = definition.essential
-    with env.report.phase(f"run {' '.join(command)} in {container} ({definition.arn.rsplit('/', 1)[-1]})"):
+    with env.report.phase(f"run {shlex.join(command)} in {container} ({definition.arn.rsplit('/', 1)[-1]})"):
         env.before_change()
         # Said before the call: botocore repeats RunTask with the same clientToken, so a lost answer may still
         # mean one task runs, and running the command again would start a second.
@@ -145,6 +146,7 @@ def _read_late_lines(env, follow: LogFollower) -> None:
     if not follow.following:
         return
     settle = env.poller.clock() + LOG_SETTLE_SECONDS
+    env.report.line(f"reading the log for {LOG_SETTLE_SECONDS:g}s more: the awslogs driver sends its last lines late")
 
     def settled():
         follow.poll()

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from .deployments import DeploymentWatch, WatchPolicy, await_deployments
 from .ecs import EXITED, FAILED_TO_START, ROLLING_UPDATE, UNHEALTHY, Ecs, Service, Task
 from .errors import ConfigurationError, OperationFailed, Refused, TaskFailed, Transient, WorkflowError
+from .lease import LeaseHeld
 from .oneoff import TaskOutcome, run_one_off
 from .poller import Poller
 from .render import Reporter
@@ -21,7 +22,7 @@ RELIST_SECONDS = 10.0
 # for a retried call, for two operators at once, and for its own replacement of an unhealthy task.
 SCHEDULER_DEPLOYMENT = {"maximumPercent": 100, "minimumHealthyPercent": 0}
 RESTORE_SCHEDULER = ("to schedule on the old workers ECS keeps running", "start-scheduler")
-ROLL_BACK = ("to go back to the previous release", "rollback --yes")
+ROLL_BACK = ("to go back to the previous release, if there is one", "rollback --yes")
 
 
 @dataclass(frozen=True)
@@ -127,8 +128,12 @@ def _warnings(env: Env, scheduler: Service, others: list[Service]) -> list[str]:
             "deployment_maximum_percent = 100 and deployment_minimum_healthy_percent = 0 in Terraform "
             "(start-scheduler and stop-scheduler set them too)"
         )
+    holder = _lease_holder(env)
+    if holder:
+        found.append(f"another command is changing the cluster: {holder}")
     if scheduler.desired == 0:
-        found.append(f"{scheduler.name} is stopped (desired 0): nothing is scheduling; start-scheduler starts it")
+        found.append(f"{scheduler.name} is stopped (desired 0): nothing is scheduling; start-scheduler starts it"
+                     + (", once that command has ended" if holder else ""))
     for service in [scheduler, *others]:
         primary = service.primary
         if primary is None:
@@ -146,6 +151,16 @@ def _warnings(env: Env, scheduler: Service, others: list[Service]) -> list[str]:
                 f"{last.stop_cause} recently; last: {why}"
             )
     return found
+
+
+def _lease_holder(env: Env) -> str | None:
+    from .lease import live_holders
+
+    try:
+        holders = live_holders(env.ecs, env.report.now())
+    except WorkflowError:  # reading the lease is a courtesy here
+        return None
+    return holders[0].describe() if holders else None
 
 
 def preflight(env: Env, names: list[str]) -> list[Service]:
@@ -277,9 +292,9 @@ def redeploy(env: Env, target: Target, wait_for_drain: bool = False, migrate: li
         worker_watch = _resume_or_deploy(env, worker, resuming, old_tasks_stopped=True)
         try:
             await_deployments(env, [web_watch, worker_watch], required=[worker_watch])
-        except OperationFailed:
+        except (OperationFailed, KeyboardInterrupt):
             latest = worker_watch.latest
-            if latest is not None and len(latest.deployments) == 1:  # no old worker left: only going back helps
+            if latest is not None and len(latest.deployments) == 1:  # no old worker left to schedule on
                 env.report.state = "the scheduler is stopped; the new workers are what runs"
                 env.report.alternatives = [ROLL_BACK]
             raise
@@ -311,12 +326,13 @@ def initialize(env: Env, target: Target, command: list[str], container: str | No
 def _change(env: Env, requested: str, call: Callable):
     """Make one change, saying `requested` while it is in flight: an interrupt then leaves its outcome unknown.
 
-    A refusal (access denied, bad configuration) changed nothing, so the state said before stays.
+    A refusal (access denied, bad configuration, another operator's lease) changed nothing, so the state
+    said before stays.
     """
     before, env.report.state = env.report.state, requested
     try:
         return call()
-    except ConfigurationError:
+    except (ConfigurationError, LeaseHeld):
         env.report.state = before
         raise
 

@@ -55,7 +55,8 @@ cluster_options = stack(
 )
 
 aws_options = stack(
-    option("--region", env="REGION", help="AWS region.", show_default="AWS_REGION, then the profile's region"),
+    option("--region", env="REGION", help="AWS region.",
+           show_default="AWS_REGION, AWS_DEFAULT_REGION, then the profile's region"),
     option("--profile", env="PROFILE", help="AWS profile.", show_default="AWS_PROFILE, then the default chain"),
     option("--endpoint-url", env="ENDPOINT_URL", help="AWS endpoint, e.g. a local sandbox.",
            show_default="AWS_ENDPOINT_URL, then AWS"),
@@ -69,7 +70,7 @@ wait_tuning_options = stack(
     option("--stability-window", env="STABILITY_WINDOW", type=Seconds(min=0), default=30.0,
            help="Seconds a completed deployment's tasks must keep running before it counts as done."),
     option("--max-failed-tasks", env="MAX_FAILED_TASKS", type=click.IntRange(min=1), default=None,
-           show_default="ECS's circuit breaker threshold, max(3, desired/2)",
+           show_default="ECS's circuit breaker threshold, max(3, ceil(desired/2)), at most 200",
            help="Failed task launches or health checks after which a deployment counts as failed."),
 )
 

@@ -77,7 +77,7 @@ class Reporter:
             text += f" | deploy {short_deployment(deployment.id)} {deployment.rollout_state or deployment.status}"
             text += f" {deployment.running}/{deployment.desired}"
         old = len(service.deployments) - 1
-        self.line(text + (f" | {old} old draining" if old > 0 else ""))
+        self.line(text + (f" | {old} old deployment{'s' if old > 1 else ''} draining" if old > 0 else ""))
 
     def task(self, label: str, task: Task) -> None:
         key = (task.last_status, task.desired_status)

@@ -40,4 +40,5 @@ class RealClock:
         time.sleep(max(seconds, 0.0))
 
     def wall(self, at: float) -> datetime:
-        return self._epoch + timedelta(seconds=at)
+        # The skipped time lies in the past: "now" is the real wall clock, not ten minutes ahead of it.
+        return self._epoch + timedelta(seconds=at - self._skipped)
