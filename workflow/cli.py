@@ -476,10 +476,10 @@ def status(app: App):
       workflow --cluster airflow-prod --scheduler airflow-prod-scheduler \\
         --worker airflow-prod-worker --web airflow-prod-web status
     """
-    from . import operations
+    from .status import status as cluster_status
 
     target = app.target()
-    app.run(None, lambda report: operations.status(app.env(report), target))
+    app.run(None, lambda report: cluster_status(app.env(report), target))
 
 
 # Commands that live in their own modules; each imports boto3 and moto only when it runs.

@@ -1,4 +1,4 @@
-"""The operator's operations on an Airflow cluster: initialize, stop/start the scheduler, redeploy, status.
+"""The operator's operations that change an Airflow cluster: initialize, stop/start the scheduler, redeploy.
 
 The rules that keep production safe live here, each in one place: never two schedulers
 (`_start_stopped_scheduler`), never a changed worker count (`redeploy` only forces new deployments),
@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .deployments import DeploymentWatch, WatchPolicy, await_deployments
-from .ecs import EXITED, FAILED_TO_START, ROLLING_UPDATE, UNHEALTHY, Ecs, Service, Task
+from .ecs import ROLLING_UPDATE, Ecs, Service, Task
 from .errors import ConfigurationError, OperationFailed, Refused, TaskFailed, Transient, WorkflowError
 from .lease import LeaseHeld
 from .oneoff import TaskOutcome, run_one_off
@@ -54,113 +54,8 @@ class Outcome:
     services: tuple[Service, ...]
     scheduler_downtime: float | None = None  # seconds from the stop request until the new scheduler ran
     warnings: tuple[str, ...] = ()
-    images: tuple = ()  # Image values, for status
+    images: tuple = ()  # status.Image values
     scheduler_tasks_alive: int | None = None
-
-
-@dataclass(frozen=True)
-class Image:
-    """One image a service's RUNNING tasks run: its digest, how many tasks, and its tags in ECR."""
-
-    service: str
-    task_definition: str  # family:revision
-    image: str
-    digest: str | None
-    tasks: int
-    tags: tuple[str, ...] = ()
-
-
-def status(env: Env, target: Target) -> Outcome:
-    services = env.ecs.services([target.scheduler, target.worker, target.web])
-    alive = _live_tasks(env, target.scheduler)
-    images, notes = running_images(env, services)
-    return Outcome(
-        f"cluster {target.cluster}: {len(alive)} scheduler task(s) alive",
-        tuple(services),
-        warnings=tuple(_warnings(env, services[0], services[1:]) + notes),
-        images=tuple(images),
-        scheduler_tasks_alive=len(alive),
-    )
-
-
-def running_images(env: Env, services: list[Service]) -> tuple[list[Image], list[str]]:
-    """What each service's RUNNING tasks run, with a few calls whatever the task count: one ListTasks per
-    service, DescribeTasks 100 at a time, one DescribeImages per ECR repository."""
-    from .releases import parse_ecr_image, tags_for_digests
-
-    arns = {s.name: env.ecs.task_arns(s.name, "RUNNING") for s in services}
-    service_of = {arn: name for name, listed in arns.items() for arn in listed}
-    counts: dict[tuple, int] = {}
-    for task in env.ecs.tasks(list(service_of)):
-        if task.last_status != "RUNNING":
-            continue
-        essential = env.ecs.task_definition(task.task_definition).essential
-        for c in task.containers:
-            if c.name in essential:
-                key = (service_of[task.arn], task.task_definition.rsplit("/", 1)[-1], c.image, c.image_digest)
-                counts[key] = counts.get(key, 0) + 1
-    by_repository: dict[tuple, set] = {}
-    for _, _, image, digest in counts:
-        ref = parse_ecr_image(image)
-        if ref and digest:
-            by_repository.setdefault((ref.account, ref.region, ref.repository), set()).add((image, digest))
-    tags: dict[str, list[str]] = {}
-    notes = []
-    for pairs in by_repository.values():
-        image = next(iter(pairs))[0]
-        try:
-            tags.update(tags_for_digests(env.ecr, image, {d for _, d in pairs}) if env.ecr else {})
-        except WorkflowError as error:  # the tags are a courtesy: the digests alone answer "what runs"
-            notes.append(f"cannot read the tags of {image.split('@')[0].split(':')[0]}: {error}")
-    images = [Image(name, revision, image, digest, n, tuple(tags.get(digest, ())))
-              for (name, revision, image, digest), n in counts.items()]
-    return images, notes
-
-
-def _warnings(env: Env, scheduler: Service, others: list[Service]) -> list[str]:
-    """What an operator should know before the next command: nothing here changes the cluster."""
-    found = []
-    config = scheduler.deployment_configuration
-    if any(config.get(key) != value for key, value in SCHEDULER_DEPLOYMENT.items()):
-        found.append(
-            f"{scheduler.name} has maximumPercent {config.get('maximumPercent')}, minimumHealthyPercent "
-            f"{config.get('minimumHealthyPercent')}: ECS may run two schedulers while it replaces one. Set "
-            "deployment_maximum_percent = 100 and deployment_minimum_healthy_percent = 0 in Terraform "
-            "(start-scheduler and stop-scheduler set them too)"
-        )
-    holder = _lease_holder(env)
-    if holder:
-        found.append(f"another command is changing the cluster: {holder}")
-    if scheduler.desired == 0:
-        found.append(f"{scheduler.name} is stopped (desired 0): nothing is scheduling; start-scheduler starts it"
-                     + (", once that command has ended" if holder else ""))
-    for service in [scheduler, *others]:
-        primary = service.primary
-        if primary is None:
-            continue
-        # failedTasks misses tasks that crash after RUNNING, and COMPLETED never turns back: look at the tasks.
-        failed = [
-            t for t in env.ecs.stopped_tasks(service.name, set())
-            if t.started_by == primary.id and t.stop_cause in (EXITED, FAILED_TO_START, UNHEALTHY)
-        ]
-        if failed:
-            last = failed[-1]
-            why = last.failure(frozenset(c.name for c in last.containers)) or last.stopped_reason
-            found.append(
-                f"{service.name}: {len(failed)} task(s) of deployment {primary.id} ({primary.rollout_state}) "
-                f"{last.stop_cause} recently; last: {why}"
-            )
-    return found
-
-
-def _lease_holder(env: Env) -> str | None:
-    from .lease import live_holders
-
-    try:
-        holders = live_holders(env.ecs, env.report.now())
-    except WorkflowError:  # reading the lease is a courtesy here
-        return None
-    return holders[0].describe() if holders else None
 
 
 def preflight(env: Env, names: list[str]) -> list[Service]:
