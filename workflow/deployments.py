@@ -76,9 +76,9 @@ class DeploymentWatch:
             )
         counts = (deployment.running, deployment.pending, deployment.failed_tasks, deployment.desired)
         if counts != self._counts or now >= self._next_scan:
-            self._counts, self._next_scan = counts, now + RESCAN_SECONDS
-            if self._check_stopped_tasks(service):
-                self._counts = None  # one of ours is still stopping: look again next poll
+            stopping = self._check_stopped_tasks(service)  # a failing call leaves the scan due at the next poll
+            # One of ours still stopping is looked at again at the next poll.
+            self._counts, self._next_scan = (None if stopping else counts), now + RESCAN_SECONDS
         threshold = self.policy.max_failed_tasks or circuit_breaker_threshold(deployment.desired)
         if deployment.failed_tasks >= threshold:
             last = self.last_failure
@@ -136,7 +136,8 @@ class DeploymentWatch:
             stopped = [t for t in stopped if not t.is_stopped]
         for task in stopped:
             if task.started_by != self.id:
-                self.known_stopped.update([task.arn] if task.is_stopped else [])
+                if task.is_stopped:
+                    self.known_stopped.add(task.arn)
                 continue
             if not task.is_stopped:
                 stopping = True

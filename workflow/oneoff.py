@@ -20,7 +20,6 @@ STOP_CODES = {
     "TerminationNotice": "was stopped by a termination notice",
     "UserInitiated": "was stopped by a user (StopTask)",
     "ServiceSchedulerInitiated": "was stopped by the service scheduler",
-    "TaskFailedToStart": "failed to start",
 }
 
 
