@@ -400,3 +400,15 @@ def test_status_names_another_command_changing_the_cluster(cluster, run, ecs):
 
 def test_start_scheduler_accepts_yes_for_scripts_that_pass_it_everywhere(cluster, run):
     assert run(*NAMES, "start-scheduler", "--yes").exit_code == 0
+
+
+def test_progress_lines_carry_utc_wall_clock_time_and_short_ids(cluster, run):
+    import re
+
+    result = run(*NAMES, "redeploy", "--yes", "--poll-interval", "1")
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert all(re.match(r"\[\d\d:\d\d:\d\dZ +\+\d+s\] ", line) for line in lines)
+    assert not any(re.search(r"[0-9a-f]{8}-[0-9a-f]{4}-", line) or re.search(r"ecs-svc/\d{19}", line) for line in lines)
+    assert any(re.search(r"total \d/\d running, \d pending \| deploy \d{6} ", line) for line in lines)
+    assert max(len(line) for line in lines if "waiting for" not in line) <= 130

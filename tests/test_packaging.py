@@ -30,3 +30,13 @@ def test_pipfile_lock_names_no_index():
     assert lock["default"][DISTRIBUTION] == {"editable": True, "path": "."}
     indexed = [name for section, packages in lock.items() if section != "_meta" for name, p in packages.items() if "index" in p]
     assert indexed == []
+
+
+def test_make_promote_installs_only_the_runtime_packages_and_only_when_needed():
+    import subprocess
+
+    planned = subprocess.run(["make", "-n", "promote"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert "scripts/install-runtime" in planned and "--dev" not in planned
+    script = (ROOT / "scripts" / "install-runtime").read_text()
+    assert "pipenv install --deploy" in script and "--dev" not in script.replace("no --dev", "")
+    assert "workflow\" --version" in script  # an installed environment is used as it is
