@@ -469,7 +469,12 @@ def promote(app: App, source, dest, tags, registry_id, dry_run, yes):
 @main.command()
 @click.pass_obj
 def status(app: App):
-    """Show each service's counts and deployment, and how many scheduler tasks are alive.
+    """Show what runs: each service's counts, deployment and image digests, and what needs attention.
+
+    For each service: desired, running and pending counts, the primary deployment and its rollout state,
+    and the task definition revision, image digest and ECR tags its RUNNING tasks run. Warns about a
+    stopped scheduler, failing or crashing deployments, another command changing the cluster, and a
+    scheduler deployment configuration that lets ECS run two. Changes nothing.
 
     \b
     Example:
