@@ -109,7 +109,7 @@ class DeploymentWatch:
         """Tasks of older deployments not stopped yet (DEACTIVATING ones count in no deployment's counts)."""
         if self.latest is None or len(self.latest.deployments) < 2:
             return 0
-        return sum(t.started_by != self.id for t in self.env.ecs.live_tasks(self.service, set()))
+        return sum(t.started_by != self.id for t in self.env.ecs.live_tasks(self.service))
 
     def pending(self) -> str:
         service = self.latest

@@ -242,6 +242,7 @@ class Ecs:
         self.client, self.cluster = client, cluster
         self._single_attempt = single_attempt
         self._definitions: dict[str, TaskDefinition] = {}
+        self._cluster_arn: str | None = None
 
     def _translated(self):
         return translated({"ClusterNotFoundException": ClusterNotFound(self.cluster)})
@@ -274,7 +275,7 @@ class Ecs:
         return ClusterNotFound(self.cluster, self.where(), hint)
 
     def cluster_arn(self) -> str:
-        if not getattr(self, "_cluster_arn", None):
+        if self._cluster_arn is None:
             answer = self._call_plain("describe_clusters", clusters=[self.cluster])
             found = [c for c in answer.get("clusters", []) if c.get("status") != "INACTIVE"]
             if not found:
@@ -370,13 +371,23 @@ class Ecs:
         found = self.tasks([arn])
         return found[0] if found else None
 
-    def live_tasks(self, service: str, known_stopped: set[str]) -> list[Task]:
+    def live_tasks(self, service: str, known_stopped: set[str] | None = None) -> list[Task]:
         """Tasks of `service` not yet STOPPED (one DEACTIVATING or STOPPING still runs its process);
         `known_stopped` grows by those seen STOPPED, which are not described again."""
+        known_stopped = set() if known_stopped is None else known_stopped
         arns = self.task_arns(service, "RUNNING") + self.task_arns(service, "STOPPED")
         tasks = self.tasks([a for a in arns if a not in known_stopped])
         known_stopped.update(t.arn for t in tasks if t.is_stopped)
         return [t for t in tasks if not t.is_stopped]
+
+    def running_tasks(self, services: list[str]) -> dict[str, list[Task]]:
+        """Each service's RUNNING tasks: one ListTasks per service, then DescribeTasks 100 at a time for all."""
+        service_of = {arn: name for name in services for arn in self.task_arns(name, "RUNNING")}
+        running: dict[str, list[Task]] = {name: [] for name in services}
+        for task in self.tasks(list(service_of)):
+            if task.last_status == "RUNNING":
+                running[service_of[task.arn]].append(task)
+        return running
 
     def stopped_tasks(self, service: str, known: set[str]) -> list[Task]:
         """Tasks of `service` that ECS wants stopped and that are not in `known`, STOPPED or still stopping.

@@ -85,7 +85,7 @@ def stop_scheduler(env: Env, scheduler: str, wait: bool = True, known: Service |
     if known is None:
         env.report.service(service)
     # Listing the tasks first also proves, before any change, that the wait's reads are allowed.
-    alive = _live_tasks(env, scheduler)
+    alive = env.ecs.live_tasks(scheduler)
     if not alive and service.desired == 0:
         env.report.state = "the scheduler is stopped"
         return Outcome(f"scheduler {scheduler} is already stopped", (service,))
@@ -141,7 +141,7 @@ def _start_stopped_scheduler(
     """
     scheduler = service.name
     with env.report.phase(f"start scheduler {scheduler}"):
-        if not alive_checked and _live_tasks(env, scheduler):
+        if not alive_checked and env.ecs.live_tasks(scheduler):
             env.report.state = "the scheduler is stopping"
             _await_scheduler_stopped(env, scheduler)
         # No scheduler task is alive, so a new deployment starts exactly one, with the current image.
@@ -268,7 +268,7 @@ def _find_start(env: Env, service: Service) -> str | None:
         now = env.ecs.service(service.name)
         if now.desired == 1 and now.primary and now.primary.id != before:
             return (now.primary.id,)
-        wanted = [t for t in _live_tasks(env, service.name) if t.desired_status == "RUNNING" and t.started_by]
+        wanted = [t for t in env.ecs.live_tasks(service.name) if t.desired_status == "RUNNING" and t.started_by]
         if wanted:
             return (wanted[0].started_by,)  # a service task's startedBy is its deployment's id
         return (None,) if env.poller.clock() >= deadline else None
@@ -297,7 +297,7 @@ def _runs_current_image(env: Env, service: Service, deployment_id: str) -> bool:
     """The deployment's running tasks run the digest their image tag names now in ECR (known, not assumed)."""
     from .releases import parse_ecr_image, tags_for_digests
 
-    tasks = [t for t in env.ecs.tasks(env.ecs.task_arns(service.name, "RUNNING")) if t.started_by == deployment_id]
+    tasks = [t for t in env.ecs.running_tasks([service.name])[service.name] if t.started_by == deployment_id]
     essential = env.ecs.task_definition(service.task_definition).essential
     images = {(c.image, c.image_digest) for t in tasks for c in t.containers if c.name in essential}
     if not images or env.ecr is None:
@@ -317,7 +317,7 @@ def _runs_current_image(env: Env, service: Service, deployment_id: str) -> bool:
 def _require_still_stopped(env: Env, scheduler: Service) -> None:
     """Nobody started the scheduler while web and worker rolled (a console, Terraform, another tool)."""
     now = env.ecs.service(scheduler.name)
-    alive = _live_tasks(env, scheduler.name)
+    alive = env.ecs.live_tasks(scheduler.name)
     if now.desired or alive:
         raise OperationFailed(
             f"another operation started {scheduler.name} while web and worker were redeployed "
@@ -346,10 +346,6 @@ def _deploy(
     return watch
 
 
-def _live_tasks(env: Env, service: str, known_stopped: set[str] | None = None) -> list[Task]:
-    return env.ecs.live_tasks(service, known_stopped if known_stopped is not None else set())
-
-
 def _await_scheduler_stopped(env: Env, scheduler: str, alive: list[Task] | None = None) -> Service:
     """Wait until no scheduler task runs a process, spending about one read call per poll.
 
@@ -367,7 +363,7 @@ def _await_scheduler_stopped(env: Env, scheduler: str, alive: list[Task] | None 
         nonlocal alive, listed_at, all_told_to_stop
         now = env.poller.clock()
         if listed_at is None or not alive or now - listed_at >= RELIST_SECONDS:
-            alive, listed_at = _live_tasks(env, scheduler, stopped), now
+            alive, listed_at = env.ecs.live_tasks(scheduler, stopped), now
             wanted = [t for t in alive if t.desired_status == "RUNNING"]
             if wanted and all_told_to_stop:  # seen all stopping once: this one was started since
                 raise OperationFailed(

@@ -111,16 +111,13 @@ def running_images(ecs, services: dict[str, str], repository: str) -> Running:
 
     One ListTasks per service and one DescribeTasks per 100 tasks, whatever the services' sizes.
     """
-    arns = {role: ecs.task_arns(name, "RUNNING") for role, name in services.items()}
-    role_of = {arn: role for role, listed in arns.items() for arn in listed}
-    every = list(role_of)
+    running = ecs.running_tasks(list(services.values()))
     tasks: dict[str, list[frozenset]] = {role: [] for role in services}
-    for task in ecs.tasks(every):  # batched, 100 a call
-        if task.last_status != "RUNNING" or task.arn not in role_of:
-            continue
-        digests = frozenset(c.image_digest for c in task.containers if _in_repository(c.image, repository))
-        if digests:
-            tasks[role_of[task.arn]].append(digests)
+    for role, name in services.items():
+        for task in running[name]:
+            digests = frozenset(c.image_digest for c in task.containers if _in_repository(c.image, repository))
+            if digests:
+                tasks[role].append(digests)
     return Running(ecs.cluster, repository, tasks)
 
 

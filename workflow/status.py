@@ -21,7 +21,7 @@ class Image:
 
 def status(env: Env, target: Target) -> Outcome:
     services = env.ecs.services([target.scheduler, target.worker, target.web])
-    alive = env.ecs.live_tasks(target.scheduler, set())
+    alive = env.ecs.live_tasks(target.scheduler)
     images, notes = running_images(env, services)
     return Outcome(
         f"cluster {target.cluster}: {len(alive)} scheduler task(s) alive",
@@ -37,17 +37,14 @@ def running_images(env: Env, services: list[Service]) -> tuple[list[Image], list
     service, DescribeTasks 100 at a time, one DescribeImages per ECR repository."""
     from .releases import parse_ecr_image, tags_for_digests
 
-    arns = {s.name: env.ecs.task_arns(s.name, "RUNNING") for s in services}
-    service_of = {arn: name for name, listed in arns.items() for arn in listed}
     counts: dict[tuple, int] = {}
-    for task in env.ecs.tasks(list(service_of)):
-        if task.last_status != "RUNNING":
-            continue
-        essential = env.ecs.task_definition(task.task_definition).essential
-        for c in task.containers:
-            if c.name in essential:
-                key = (service_of[task.arn], task.task_definition.rsplit("/", 1)[-1], c.image, c.image_digest)
-                counts[key] = counts.get(key, 0) + 1
+    for name, tasks in env.ecs.running_tasks([s.name for s in services]).items():
+        for task in tasks:
+            essential = env.ecs.task_definition(task.task_definition).essential
+            for c in task.containers:
+                if c.name in essential:
+                    key = (name, task.task_definition.rsplit("/", 1)[-1], c.image, c.image_digest)
+                    counts[key] = counts.get(key, 0) + 1
     by_repository: dict[tuple, set] = {}
     for _, _, image, digest in counts:
         ref = parse_ecr_image(image)
