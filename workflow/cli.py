@@ -122,12 +122,13 @@ class App:
         clients = self.clients()
         ecs = clients("ecs")
 
-        def logs(region: str | None):
-            return clients("logs") if region in (None, ecs.meta.region_name) else clients("logs", region)
+        def in_region(service: str):
+            """Builds `service`'s client for a Region (a task's logs, an image's registry), the default one's when same."""
+            return lambda region: clients(service) if region in (None, ecs.meta.region_name) else clients(service, region)
 
         single_attempt = lambda: clients("ecs", attempts=1)  # noqa: E731  (built only when a scheduler starts)
-        env = Env(Ecs(ecs, self.target().cluster, single_attempt), poller, report, logs=logs, policy=self.policy,
-                  ecr=lambda region: clients("ecr") if region in (None, ecs.meta.region_name) else clients("ecr", region))
+        env = Env(Ecs(ecs, self.target().cluster, single_attempt), poller, report, logs=in_region("logs"),
+                  policy=self.policy, ecr=in_region("ecr"))
         if holds:
             env.lease = self._lease(env, holds, report)
         return env
@@ -200,8 +201,6 @@ class App:
                             code) from None
 
     def _release_leases(self, report) -> None:
-        from .errors import WorkflowError
-
         while self._leases:
             lease = self._leases.pop()
             try:

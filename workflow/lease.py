@@ -52,10 +52,15 @@ class Holder:
         return f"{self.owner} ({self.command}) since {self.since:%Y-%m-%d %H:%M:%SZ}, until {self.expires:%H:%M:%SZ}"
 
 
+def holders(tags: dict) -> list[Holder]:
+    """The leases among a cluster's tags; a tag that only looks like one is ignored."""
+    found = (Holder.parse(k, v) for k, v in tags.items() if k.startswith(TAG_PREFIX))
+    return [h for h in found if h is not None]
+
+
 def live_holders(ecs, now: datetime) -> list[Holder]:
     """The leases on the cluster that have not expired, oldest first."""
-    holders = (Holder.parse(k, v) for k, v in ecs.cluster_tags().items() if k.startswith(TAG_PREFIX))
-    return sorted((h for h in holders if h is not None and h.expires > now), key=lambda h: h.since)
+    return sorted((h for h in holders(ecs.cluster_tags()) if h.expires > now), key=lambda h: h.since)
 
 
 class Lease:
@@ -118,15 +123,10 @@ class Lease:
             self.ecs.untag_cluster([TAG_PREFIX + self.me.id])
 
     def _others(self) -> list[Holder]:
-        return [h for h in self._all(self.ecs.cluster_tags()) if h.id != self.me.id]
+        return [h for h in holders(self.ecs.cluster_tags()) if h.id != self.me.id]
 
     def _live(self, tags: dict) -> list[Holder]:
-        return [h for h in self._all(tags) if h.expires > self.now() or h.id == self.me.id]
-
-    @staticmethod
-    def _all(tags: dict) -> list[Holder]:
-        holders = (Holder.parse(k, v) for k, v in tags.items() if k.startswith(TAG_PREFIX))
-        return [h for h in holders if h is not None]
+        return [h for h in holders(tags) if h.expires > self.now() or h.id == self.me.id]
 
     def _held(self, holder: Holder) -> LeaseHeld:
         done = "this command stopped before its next change" if self.changed else "nothing was changed"

@@ -94,15 +94,14 @@ class LogFollower:
         self._open = (lambda: LogStream.for_container(env.logs, log_options, container, task_id)) if env.logs else None
         self._stream: LogStream | None = None
         self.lines: list[str] = []
-        group, prefix = log_options.get("awslogs-group"), log_options.get("awslogs-stream-prefix")
-        region = log_options.get("awslogs-region")
-        stream = f"{prefix}/{container}/{task_id}"
         # Where the whole log can be read, whether or not this command could follow it.
-        self.location = (f"log group {group}, stream {stream}" + (f" ({region})" if region else "")) if group and prefix else None
-        self.tail_command = (
-            f"aws logs tail {group} --log-stream-names {stream} --follow" + (f" --region {region}" if region else "")
-            if group and prefix else None
-        )
+        self.location = self.tail_command = None
+        source = LogSource.of(container, log_options)
+        if source is not None:
+            stream, region = source.stream(task_id), source.region
+            self.location = f"log group {source.group}, stream {stream}" + (f" ({region})" if region else "")
+            self.tail_command = f"aws logs tail {source.group} --log-stream-names {stream} --follow" + (
+                f" --region {region}" if region else "")
 
     @property
     def following(self) -> bool:
