@@ -11,6 +11,7 @@ from moto.ecs.exceptions import ServiceNotFoundException
 from moto.logs.models import LogsBackend
 
 from .simulator import SimTask, Simulation
+from .speedups import faster_moto
 
 
 def _synced(sim: Simulation, original):
@@ -146,6 +147,7 @@ def simulated_ecs(sim: Simulation):
         "list_tags_for_resource": list_tags_for_resource,
     }
     with ExitStack() as stack:
+        stack.enter_context(faster_moto())
         stack.enter_context(mock.patch.object(models, "Task", SimTask))
         stack.enter_context(mock.patch.object(response_cls, "create_service", create_service_response))
         stack.enter_context(mock.patch.object(response_cls, "describe_tasks", describe_tasks_response))
