@@ -3,11 +3,10 @@
 import subprocess
 import sys
 
-import boto3
 import pytest
 from botocore.stub import Stubber
 from click.testing import CliRunner
-from conftest import CLUSTER, NAMES, SCHEDULER, WEB, WORKER
+from conftest import CLUSTER, NAMES, SCHEDULER, WEB, WORKER, new_client, shared_client
 
 from workflow.cli import Runtime, main
 
@@ -96,7 +95,7 @@ def test_unknown_profile(run):
 
 
 def test_access_denied_names_the_action(clock):
-    client = boto3.client("ecs", region_name="us-east-1")
+    client = new_client("ecs")
     stubber = Stubber(client)
     stubber.add_client_error("describe_services", "AccessDeniedException", "not allowed to ecs:DescribeServices")
     stubber.activate()
@@ -158,7 +157,7 @@ def test_cluster_commands_build_only_the_clients_they_use(cluster, clock):
     def clients(config):
         def build(name):
             built.append(name)
-            return boto3.client(name, region_name="us-east-1")
+            return shared_client(name)
 
         return build
 
@@ -352,7 +351,7 @@ def test_credential_transport_and_parsing_failures_have_no_traceback(cluster, cl
 
     def clients(config):
         def build(name, region=None, attempts=None):
-            client = boto3.client(name, region_name="us-east-1")
+            client = new_client(name)
 
             def fail(**_):
                 raise kinds[error]()

@@ -4,11 +4,10 @@ interleaved by time), against the simulated cluster on a fake clock; and the she
 import json
 from datetime import UTC, datetime, timedelta
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 from click.testing import CliRunner
-from conftest import CLUSTER, NAMES, REGION, SCHEDULER, WORKER
+from conftest import CLUSTER, NAMES, REGION, SCHEDULER, WORKER, shared_client
 
 from workflow.cli import Runtime, main
 from workflow.errors import NotFound
@@ -101,7 +100,7 @@ def logs_run(clock, wall):
 @pytest.fixture
 def put(sim, wall):
     """Write a line as the awslogs driver would: stream <prefix>/<container>/<task id>, `ago` seconds back."""
-    logs = boto3.client("logs", region_name=REGION)
+    logs = shared_client("logs")
 
     def write(task_id, message, ago=0.0, container="celery-worker", prefix="worker"):
         stream = f"{prefix}/{container}/{task_id}"

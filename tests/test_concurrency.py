@@ -1,8 +1,7 @@
 """Never two schedulers around a command: retried requests, other operators, and changes made meanwhile."""
 
-import boto3
 from click.testing import CliRunner
-from conftest import CLUSTER, NAMES, REGION, SCHEDULER, WEB, WORKER
+from conftest import CLUSTER, NAMES, SCHEDULER, WEB, WORKER, new_client, shared_client
 
 from workflow.cli import Runtime, main
 
@@ -84,7 +83,7 @@ def test_a_missing_list_tasks_permission_fails_redeploy_before_anything_changes(
 
     def clients(config):
         def build(name, region=None):
-            client = boto3.client(name, region_name=REGION)
+            client = new_client(name)
             if name == "ecs":
                 def deny(params, **_):
                     raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no ecs:ListTasks"},
@@ -96,7 +95,7 @@ def test_a_missing_list_tasks_permission_fails_redeploy_before_anything_changes(
     result = CliRunner().invoke(main, [*NAMES, "redeploy", "--yes"],
                                 obj=Runtime(clock=clock.now, sleep=clock.sleep, clients=clients))
     assert result.exit_code == 2 and "access denied to ListTasks" in result.stderr
-    ecs = boto3.client("ecs", region_name=REGION)
+    ecs = shared_client("ecs")
     assert describe(ecs, SCHEDULER)["desiredCount"] == 1
     assert len(describe(ecs, WORKER)["deployments"]) == 1
 

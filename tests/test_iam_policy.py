@@ -14,11 +14,10 @@ from contextlib import contextmanager
 from itertools import count
 from unittest import mock
 
-import boto3
 import pytest
 from botocore.client import BaseClient
 from click.testing import CliRunner
-from conftest import CLUSTER, NAMES, REGION, SCHEDULER, WEB, WORKER
+from conftest import CLUSTER, NAMES, SCHEDULER, WEB, WORKER, shared_client
 from moto.core import enable_iam_authentication
 
 from workflow.cli import main
@@ -234,7 +233,7 @@ _users = count()
 @contextmanager
 def operator(monkeypatch, document: dict):
     """Run as an IAM user with `document`, under enforcement; yields the actions each call asked for, in order."""
-    iam = boto3.client("iam", region_name=REGION)
+    iam = shared_client("iam")
     name = f"operator{next(_users)}"
     iam.create_user(UserName=name)
     iam.put_user_policy(UserName=name, PolicyName="workflow", PolicyDocument=json.dumps(document))
@@ -324,7 +323,7 @@ def registry(sim):
     from workflow.sandbox.registry import Registry, simulated_ecr
 
     with simulated_ecr(Registry()) as simulated:
-        ecr = boto3.client("ecr", region_name=REGION)
+        ecr = shared_client("ecr")
         for name in ("airflow-stage", "airflow-prod"):
             ecr.create_repository(repositoryName=name)
         push_image(ecr, "airflow-stage", random_layers(2, 1024, seed=3), "latest")

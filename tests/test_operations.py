@@ -2,9 +2,8 @@
 
 import json
 
-import boto3
 import pytest
-from conftest import CLUSTER, NAMES, REGION, SCHEDULER, WEB, WORKER
+from conftest import CLUSTER, NAMES, SCHEDULER, WEB, WORKER, new_client, shared_client
 
 
 def describe(ecs, *names):
@@ -86,7 +85,7 @@ def test_rolled_back_deployment_is_a_failure_not_a_success(sim, clock, run, ecs)
     from workflow.sandbox.provision import DEFAULT_COUNTS, provision_cluster
 
     provision_cluster(
-        lambda name: boto3.client(name, region_name=REGION), counts=DEFAULT_COUNTS,
+        shared_client, counts=DEFAULT_COUNTS,
         deployment_configuration={"maximumPercent": 200, "minimumHealthyPercent": 100,
                                   "deploymentCircuitBreaker": {"enable": True, "rollback": True}},
     )
@@ -285,11 +284,11 @@ def test_initialize_without_permission_to_read_logs_still_succeeds(empty_cluster
 
     from workflow.cli import Runtime, main
 
-    logs = boto3.client("logs", region_name=REGION)
+    logs = new_client("logs")
     stubber = Stubber(logs)
     stubber.add_client_error("get_log_events", "AccessDeniedException", "not authorized to perform logs:GetLogEvents")
     stubber.activate()
-    clients = lambda config: lambda name: logs if name == "logs" else boto3.client(name, region_name=REGION)  # noqa: E731
+    clients = lambda config: lambda name: logs if name == "logs" else shared_client(name)  # noqa: E731
     runtime = Runtime(clock=clock.now, sleep=clock.sleep, clients=clients)
     result = CliRunner().invoke(main, [*NAMES, "initialize", "--yes"], obj=runtime)
     assert result.exit_code == 0, result.output
@@ -345,7 +344,7 @@ def test_redeploy_says_how_long_the_scheduler_was_down(cluster, run):
 
 
 def ecs_client():
-    return boto3.client("ecs", region_name=REGION)
+    return shared_client("ecs")
 
 
 def test_redeploy_migrate_runs_one_migration_between_the_drained_scheduler_and_the_rolls(cluster, run, sim, clock,
@@ -396,11 +395,11 @@ def released_cluster(sim, clock):
     from workflow.sandbox.registry import Registry, simulated_ecr
 
     with simulated_ecr(Registry()):
-        ecr = boto3.client("ecr", region_name=REGION)
+        ecr = shared_client("ecr")
         ecr.create_repository(repositoryName="airflow-prod")
         pushed = push_image(ecr, "airflow-prod", random_layers(2, 1024, seed=1), "latest")
         ecr.put_image(repositoryName="airflow-prod", imageManifest=pushed["manifest"], imageTag="20261101T000000Z")
-        provision_cluster(lambda name: boto3.client(name, region_name=REGION), counts=DEFAULT_COUNTS)
+        provision_cluster(shared_client, counts=DEFAULT_COUNTS)
         clock.sleep(60)
         yield pushed["digest"]
 

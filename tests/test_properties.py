@@ -25,14 +25,12 @@ CI runs a small, derandomized number of examples. A longer, random run:
     HYPOTHESIS_PROFILE=long HYPOTHESIS_MAX_EXAMPLES=2000 pipenv run pytest tests/test_properties.py -x
 """
 
-import functools
 import os
 import signal
 from dataclasses import dataclass, field
 
-import boto3
 from click.testing import CliRunner
-from conftest import CLUSTER, NAMES, REGION, SCHEDULER, WEB, WORKER
+from conftest import CLUSTER, NAMES, SCHEDULER, WEB, WORKER, shared_client
 from hypothesis import HealthCheck, Phase, example, given, note, settings
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
@@ -105,12 +103,6 @@ steps = st.lists(
 
 
 # --- the world of one example -----------------------------------------------------------------------
-
-
-@functools.cache
-def client(name: str):
-    """boto3 clients cost a fifth of a second each to build; moto intercepts them in whichever mock is active."""
-    return boto3.client(name, region_name=REGION)
 
 
 def say(text: str) -> None:
@@ -253,9 +245,9 @@ def play(scenario: list, finish=None) -> World:
     with mock_aws():
         sim = Simulation(clock, Timings(provision=2, pull=5, drain=3, stop=2, one_off_run=5))
         with simulated_ecs(sim):
-            provision_cluster(client, counts=DEFAULT_COUNTS)
+            provision_cluster(shared_client, counts=DEFAULT_COUNTS)
             clock.sleep(60)
-            world = World(clock, sim, client("ecs"))
+            world = World(clock, sim, shared_client("ecs"))
             world.watch()
             for number, (command, events) in enumerate(scenario, 1):
                 world.results = []

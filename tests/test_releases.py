@@ -2,10 +2,9 @@
 
 import json
 
-import boto3
 import pytest
 from botocore.stub import Stubber
-from conftest import CLUSTER, NAMES, REGION, SCHEDULER, WEB, WORKER
+from conftest import CLUSTER, NAMES, REGION, SCHEDULER, WEB, WORKER, new_client, shared_client
 from moto import mock_aws
 
 from workflow.ecr import Ecr
@@ -35,7 +34,7 @@ def push_releases(ecr, count: int = 3) -> list[str]:
 def registry():
     """ECR alone (no cluster): enough for releases without --cluster and for rollback --no-redeploy."""
     with mock_aws(), simulated_ecr(Registry()) as simulated:
-        simulated.ecr = boto3.client("ecr", region_name=REGION)
+        simulated.ecr = shared_client("ecr")
         yield simulated
 
 
@@ -50,7 +49,7 @@ def cluster_registry(sim):
     """ECR in the simulated cluster's moto, with three releases; request it before `cluster` so that the
     cluster's tasks resolve latest to release 3 as they start."""
     with simulated_ecr(Registry()) as simulated:
-        simulated.ecr = boto3.client("ecr", region_name=REGION)
+        simulated.ecr = shared_client("ecr")
         simulated.digests = push_releases(simulated.ecr)
         yield simulated
 
@@ -301,7 +300,7 @@ def test_parse_ecr_image(uri, expected):
 
 
 def stubbed(service: str, region: str = REGION):
-    client = boto3.client(service, region_name=region)
+    client = new_client(service, region)
     return client, Stubber(client)
 
 

@@ -1,7 +1,7 @@
 """The simulated ECS behaves as ECS does; these pin the behaviours the CLI's rules depend on."""
 
 import pytest
-from conftest import CLUSTER, REGION, SCHEDULER, WEB, WORKER
+from conftest import CLUSTER, REGION, SCHEDULER, WEB, WORKER, new_client, shared_client
 
 from workflow.sandbox.simulator import Timings
 
@@ -92,12 +92,11 @@ def test_a_deployment_that_cannot_pull_its_image_fails_its_tasks(cluster, ecs, c
 
 
 def test_circuit_breaker_rolls_back_to_the_previous_deployment(sim, clock, ecs):
-    import boto3
 
     from workflow.sandbox.provision import DEFAULT_COUNTS, provision_cluster
 
     provision_cluster(
-        lambda name: boto3.client(name), counts=DEFAULT_COUNTS,
+        shared_client, counts=DEFAULT_COUNTS,
         deployment_configuration={"maximumPercent": 200, "minimumHealthyPercent": 100,
                                   "deploymentCircuitBreaker": {"enable": True, "rollback": True}},
     )
@@ -147,11 +146,10 @@ BREAKER = {"maximumPercent": 200, "minimumHealthyPercent": 100,
 
 
 def provision(**kwargs):
-    import boto3
 
     from workflow.sandbox.provision import DEFAULT_COUNTS, provision_cluster
 
-    return provision_cluster(lambda name: boto3.client(name, region_name=REGION), counts=DEFAULT_COUNTS, **kwargs)
+    return provision_cluster(shared_client, counts=DEFAULT_COUNTS, **kwargs)
 
 
 def force(ecs, name):
@@ -173,7 +171,6 @@ def run_one_off(ecs, command=("airflow", "db", "migrate")):
 
 
 def test_crashing_tasks_exit_after_running_without_counting_as_failed_and_loop(cluster, ecs, clock, sim):
-    import boto3
 
     sim.crash_deployments(WORKER, exit_code=1, after=10, lines=("ERROR: cannot connect to broker",))
     new = force(ecs, WORKER)
@@ -192,7 +189,7 @@ def test_crashing_tasks_exit_after_running_without_counting_as_failed_and_loop(c
     assert (task["stopCode"], task["stoppedReason"]) == ("EssentialContainerExited", "Essential container in task exited")
     stopped = [t for t in crashed if t["lastStatus"] == "STOPPED"][0]
     assert {c["name"]: c.get("exitCode") for c in stopped["containers"]} == {"celery-worker": 1, "log-router": 143}
-    logs = boto3.client("logs", region_name=REGION)
+    logs = shared_client("logs")
     stream = f"worker/celery-worker/{stopped['taskArn'].rsplit('/', 1)[-1]}"
     events = logs.get_log_events(logGroupName=f"/ecs/{CLUSTER}", logStreamName=stream, startFromHead=True)["events"]
     assert [e["message"] for e in events] == ["ERROR: cannot connect to broker"]
@@ -321,9 +318,8 @@ def test_code_deploy_and_external_services_show_task_sets_and_refuse_force_new_d
 
 
 def test_logs_arrive_late_and_empty_pages_do_not_end_the_stream(cluster, ecs, clock, sim):
-    import boto3
 
-    logs = boto3.client("logs", region_name=REGION)
+    logs = shared_client("logs")
     sim.log_delay = 5
     task_id = run_one_off(ecs)["taskArn"].rsplit("/", 1)[-1]
     stream = {"logGroupName": f"/ecs/{CLUSTER}", "logStreamName": f"worker/celery-worker/{task_id}"}
@@ -378,11 +374,10 @@ def test_scaling_in_says_which_deployment_stopped_the_task(cluster, ecs, clock):
 
 
 def standard_client(name="ecs", attempts=None):
-    import boto3
     from botocore.config import Config
 
     retries = {"mode": "standard", **({"total_max_attempts": attempts} if attempts else {})}
-    return boto3.client(name, region_name=REGION, config=Config(retries=retries))
+    return new_client(name, config=Config(retries=retries))
 
 
 def test_standard_retries_absorb_one_throttle_but_not_three(sim, no_backoff):
@@ -472,13 +467,12 @@ IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/airflow-prod:latest"
 @pytest.fixture
 def registry(sim):
     """The simulated ECR (SHA-256 digests of the manifest bytes), with release v1 under airflow-prod:latest."""
-    import boto3
 
     from workflow.sandbox.images import push_image, random_layers
     from workflow.sandbox.registry import Registry, simulated_ecr
 
     with simulated_ecr(Registry()):
-        ecr = boto3.client("ecr", region_name=REGION)
+        ecr = shared_client("ecr")
         ecr.create_repository(repositoryName="airflow-prod")
 
         def push(release, tag="latest"):
