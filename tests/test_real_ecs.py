@@ -5,9 +5,8 @@ results right after a change, throttling, retried launches, other deployment con
 the cluster state the command leaves, its exit code and its message.
 """
 
-import boto3
 import pytest
-from conftest import CLUSTER, NAMES, REGION, SCHEDULER, WEB, WORKER
+from conftest import CLUSTER, NAMES, SCHEDULER, WEB, WORKER, shared_client
 
 from workflow.sandbox.provision import DEFAULT_COUNTS, provision_cluster
 
@@ -197,7 +196,7 @@ def test_a_change_that_stays_throttled_fails_cleanly_saying_the_state(cluster, r
 
 @pytest.mark.parametrize("controller", ["CODE_DEPLOY", "EXTERNAL"])
 def test_redeploy_refuses_another_deployment_controller_before_changing_anything(sim, clock, run, ecs, controller):
-    provision_cluster(lambda name: boto3.client(name, region_name=REGION), counts=DEFAULT_COUNTS,
+    provision_cluster(shared_client, counts=DEFAULT_COUNTS,
                       deployment_controllers={"web": controller})
     clock.sleep(60)
     before = describe(ecs, WORKER)["deployments"]
@@ -239,8 +238,24 @@ def test_initialize_reads_the_log_to_its_end_across_empty_pages_and_late_deliver
     assert "celery-worker | Done." in result.stderr
 
 
+def test_log_grace_sets_how_long_a_stopped_tasks_log_is_still_read(empty_cluster, run, sim, clock, monkeypatch):
+    sim.log_delay = 8
+    began = clock.now()
+    result = run(*NAMES, "--log-grace", "0", "initialize", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "reading the log" not in result.stderr and "celery-worker | Done." not in result.stderr
+    without_grace = clock.now() - began
+
+    monkeypatch.setenv("WORKFLOW_LOG_GRACE", "12")
+    began = clock.now()
+    result = run(*NAMES, "initialize", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "reading the log for 12s more" in result.stderr and "celery-worker | Done." in result.stderr
+    assert clock.now() - began >= without_grace + 12
+
+
 def test_initialize_reads_logs_from_the_region_the_driver_sends_to(empty_cluster, run, ecs):
-    boto3.client("logs", region_name="us-west-2").create_log_group(logGroupName="/ecs/west")
+    shared_client("logs", "us-west-2").create_log_group(logGroupName="/ecs/west")
     worker = describe(ecs, WORKER)
     definition = ecs.describe_task_definition(taskDefinition=worker["taskDefinition"])["taskDefinition"]
     containers = definition["containerDefinitions"]

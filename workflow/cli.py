@@ -59,7 +59,8 @@ class App:
     def policy(self):
         from .deployments import WatchPolicy
 
-        return WatchPolicy(self.options["stability_window"], self.options["max_failed_tasks"])
+        options = self.options
+        return WatchPolicy(options["stability_window"], options["max_failed_tasks"], log_grace=options["log_grace"])
 
     @property
     def cluster(self) -> str | None:

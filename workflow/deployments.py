@@ -23,6 +23,7 @@ class WatchPolicy:
     stability_window: float = 30.0
     max_failed_tasks: int | None = None  # None: the circuit breaker's own threshold
     visibility_grace: float = 30.0  # how long a new deployment or task may be invisible to Describe calls
+    log_grace: float = 6.0  # how long a stopped one-off task's log is still read, for lines delivered late
 
 
 def circuit_breaker_threshold(desired: int) -> int:

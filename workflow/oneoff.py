@@ -13,7 +13,6 @@ from .errors import OperationFailed, Refused, TaskFailed, Transient
 from .logs import LogFollower
 
 # The awslogs driver sends what it buffered every few seconds: lines may arrive after the task has stopped.
-LOG_SETTLE_SECONDS = 6.0
 LOG_POLL_SECONDS = 2.0  # CloudWatch Logs read quotas are low, and a log line is never urgent
 STOP_CODES = {
     "SpotInterruption": "was interrupted by Fargate Spot",
@@ -142,10 +141,11 @@ def _await_stopped(env, task: Task, follow: LogFollower) -> Task:
 
 def _read_late_lines(env, follow: LogFollower) -> None:
     """Keep reading for a few seconds after the stop: the awslogs driver's last batch may still be on its way."""
-    if not follow.following:
+    grace = env.policy.log_grace
+    if not follow.following or grace <= 0:
         return
-    settle = env.poller.clock() + LOG_SETTLE_SECONDS
-    env.report.line(f"reading the log for {LOG_SETTLE_SECONDS:g}s more: the awslogs driver sends its last lines late")
+    settle = env.poller.clock() + grace
+    env.report.line(f"reading the log for {grace:g}s more: the awslogs driver sends its last lines late")
 
     def settled():
         follow.poll()

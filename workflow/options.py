@@ -72,6 +72,9 @@ wait_tuning_options = stack(
     option("--max-failed-tasks", env="MAX_FAILED_TASKS", type=click.IntRange(min=1), default=None,
            show_default="ECS's circuit breaker threshold, max(3, ceil(desired/2)), at most 200",
            help="Failed task launches or health checks after which a deployment counts as failed."),
+    option("--log-grace", env="LOG_GRACE", type=Seconds(min=0), default=6.0,
+           help="Seconds a one-off task's log is still read after the task stopped: the awslogs driver may "
+                "deliver its last lines late."),
 )
 
 lease_option = option("--break-lease", env="BREAK_LEASE", is_flag=True, default=False,
