@@ -31,8 +31,9 @@ lock: pipenv
 check-clean-install: pipenv
 	scripts/check-clean-install
 
+# One worker per core; each test is its own unit of work, so the real-time tests (run first) go to different workers.
 test: install
-	pipenv run pytest -q -n auto
+	pipenv run pytest -q -n auto --dist loadgroup
 
 lint: install
 	pipenv run ruff check workflow tests benchmarks

@@ -15,6 +15,7 @@ SERVICES = ["--cluster", CLUSTER, "--scheduler", f"{CLUSTER}-scheduler", "--work
 FAST = ["--task-start-seconds", "0.6", "--task-stop-seconds", "0.4", "--web-drain-seconds", "0.4",
         "--one-off-seconds", "0.4"]
 WORKFLOW = shutil.which("workflow") or "workflow not installed: run the tests with `make test`"
+pytestmark = pytest.mark.realtime
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """A local Airflow cluster to rehearse on: moto's server on loopback with the simulated ECS in real time,
 optionally misbehaving as ECS does (crash loops, failed starts, health checks, throttling, lag)."""
 
+import gc
 import logging
 import os
 import socket
@@ -106,6 +107,10 @@ class Sandbox:
             host, port = server.get_host_and_port()
             self.endpoint = f"http://{host}:{port}"
             self._provision()
+            # moto's catalogues and botocore's models, all loaded by now, live as long as the sandbox: keep
+            # them out of the garbage collections every request's leftovers cause.
+            gc.collect()
+            gc.freeze()
         except BaseException:
             self._stack.close()
             raise

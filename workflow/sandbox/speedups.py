@@ -10,6 +10,10 @@ from unittest import mock
 from moto.core import responses, serialize
 from moto.core.utils import MISSING, get_value
 
+# Values that moto's JSON serializer writes unchanged for these shape types (see _serialize_type_string,
+# _serialize_type_integer and _default_serialize): exactly these Python types, no subclass such as an Enum.
+_UNCHANGED = {"string": str, "boolean": bool, "integer": int, "long": int}
+
 
 class MemoisedPicker(serialize.XFormedAttributePicker):
     """moto's picker, remembering a field's candidate attribute names per (object type, field, shape).
@@ -21,23 +25,34 @@ class MemoisedPicker(serialize.XFormedAttributePicker):
 
     _candidates: dict = {}
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # A field's path can end with a transformer's path only if the field's name ends with its last part.
+        self._transformed = tuple(path.rsplit(".", 1)[-1] for path in self.response_transformers)
+
     def __call__(self, context):
         return self.pick(context.obj, context.key, context.shape, lambda: context.key_path, context)
 
     def pick(self, obj, key, shape, key_path, context=None):
         """The field's value, or None; `key_path()` says where it lies, for moto's response transformers."""
-        memo = (type(obj), key, shape, getattr(shape, "parent", None))
+        kind = type(obj)
+        memo = (kind, key, shape, getattr(shape, "parent", None))
         known = self._candidates.get(memo)
         if known is None:
             context = context or serialize.AttributePickerContext(obj=obj, key=key, shape=shape, key_path=key_path())
-            names = tuple(self.get_possible_keys(context))
-            known = self._candidates[memo] = (names, not any("." in name for name in names))
-        names, plain = known
+            known = self._candidates[memo] = self._lookup(obj, tuple(self.get_possible_keys(context)))
+        names, how = known
         value = None
-        if plain and type(obj) is dict:  # moto reads a dotted name as a path
+        if how == "item":
             for name in names:
                 if name in obj:
                     value = obj[name]
+                    break
+        elif how == "attribute":
+            for name in names:
+                found = getattr(obj, name, MISSING)
+                if found is not MISSING:
+                    value = found
                     break
         else:
             for name in names:
@@ -45,16 +60,26 @@ class MemoisedPicker(serialize.XFormedAttributePicker):
                 if found is not MISSING:
                     value = found
                     break
-        if self.response_transformers:
+        if self._transformed and key.endswith(self._transformed):
             path = f"{key_path()}.{key}"
             for suffix, transform in self.response_transformers.items():
                 if path.endswith(suffix):
                     return transform(value)
         return value
 
+    @staticmethod
+    def _lookup(obj, names: tuple) -> tuple:
+        """How moto's get_value finds each name on this type: a dict's item, a plain attribute, or its own way
+        (a dotted name is a path; other types with __getitem__ are indexed)."""
+        if any("." in name for name in names):
+            return names, "moto"
+        if type(obj) is dict:
+            return names, "item"
+        return names, "moto" if hasattr(obj, "__getitem__") else "attribute"
+
 
 class PlannedJSONSerializer(serialize.JSONSerializer):
-    """moto's JSON serializer, walking each structure's members from a plan made once per shape."""
+    """moto's JSON serializer, walking each structure and list from a plan made once per shape."""
 
     _plans: dict = {}
 
@@ -64,29 +89,54 @@ class PlannedJSONSerializer(serialize.JSONSerializer):
             return
         if value is None:
             return
-        plan = self._plans.get(shape)
-        if plan is None:
-            plan = self._plans[shape] = self._plan(shape)
+        plan = self._plans.get(shape) or self._plans.setdefault(shape, self._plan(shape))
         wrapper = self.MAP_TYPE() if key else serialized
         pick, path = self._value_picker.pick, self.path
         key_path = lambda: ".".join(path)  # noqa: E731  (only moto's response transformers need it)
-        for member_key, member_shape, method in plan:
+        for member_key, member_shape, name, unchanged, method in plan:
             member_value = pick(value, member_key, member_shape, key_path)
-            if member_value is not None:
+            if member_value is None:
+                continue
+            if type(member_value) is unchanged:
+                wrapper[name] = member_value
+            else:
                 path.append(member_key)
                 method(self, wrapper, member_value, member_shape, member_key)
                 path.pop()
         if key:
             self._default_serialize(serialized, wrapper, shape, key)
 
+    def _serialize_type_list(self, serialized, value, shape, key):
+        member = shape.member
+        item_key = member.name
+        _, _, name, unchanged, method = self._step(item_key, member)
+        if name != item_key:
+            unchanged = None  # moto then keeps the item as it was given: leave that to moto's own method
+        items, path = [], self.path
+        for item in value:
+            if type(item) is unchanged:
+                items.append(item)
+                continue
+            wrapper: dict = {}
+            path.append(item_key)
+            method(self, wrapper, item, member, item_key)
+            path.pop()
+            items.append(wrapper[item_key] if item_key in wrapper else item)
+        self._default_serialize(serialized, items, shape, key)
+
     @classmethod
     def _plan(cls, shape) -> tuple:
         plan = []
         for member_key, member_shape in shape.members.items():
             member_shape.parent = shape  # moto's alias rules read it
-            method = getattr(cls, f"_serialize_type_{member_shape.type_name}", cls._default_serialize)
-            plan.append((member_key, member_shape, method))
+            plan.append(cls._step(member_key, member_shape))
         return tuple(plan)
+
+    @classmethod
+    def _step(cls, key: str, shape) -> tuple:
+        kind = shape.type_name
+        method = getattr(cls, f"_serialize_type_{kind}", cls._default_serialize)
+        return key, shape, shape.serialization.get("name", key), _UNCHANGED.get(kind), method
 
 
 @functools.cache
