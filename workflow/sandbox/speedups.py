@@ -94,6 +94,7 @@ class PlannedJSONSerializer(serialize.JSONSerializer):
         pick, path = self._value_picker.pick, self.path
         key_path = lambda: ".".join(path)  # noqa: E731  (only moto's response transformers need it)
         for member_key, member_shape, name, unchanged, method in plan:
+            member_shape.parent = shape  # as moto sets it: its alias rules read it
             member_value = pick(value, member_key, member_shape, key_path)
             if member_value is None:
                 continue
@@ -126,11 +127,7 @@ class PlannedJSONSerializer(serialize.JSONSerializer):
 
     @classmethod
     def _plan(cls, shape) -> tuple:
-        plan = []
-        for member_key, member_shape in shape.members.items():
-            member_shape.parent = shape  # moto's alias rules read it
-            plan.append(cls._step(member_key, member_shape))
-        return tuple(plan)
+        return tuple(cls._step(member_key, member_shape) for member_key, member_shape in shape.members.items())
 
     @classmethod
     def _step(cls, key: str, shape) -> tuple:
