@@ -1,5 +1,5 @@
-"""The simulator's shortcuts through moto change no answer: every JSON response of a whole operator
-session is compared with what moto's own serializer makes of the same result."""
+"""The simulator's shortcuts through moto change no answer: every JSON response of an operator session (ECS
+and ECR, results and errors) is compared with what moto's own serializer makes of the same result."""
 
 import collections
 
@@ -7,6 +7,8 @@ import pytest
 from conftest import NAMES, shared_client
 from moto.core import serialize
 
+from workflow.sandbox.images import push_image, random_layers
+from workflow.sandbox.registry import Registry, simulated_ecr
 from workflow.sandbox.speedups import PlannedJSONSerializer
 
 
@@ -28,9 +30,17 @@ def test_every_answer_is_byte_for_byte_what_moto_itself_would_send(cluster, run,
     assert run(*NAMES, "status", "--output", "json").exit_code == 0
     assert run("--cluster", "nowhere", "status").exit_code == 2  # an error answer
     ecr = shared_client("ecr")
-    ecr.create_repository(repositoryName="airflow-prod", tags=[{"Key": "team", "Value": "data"}])
-    ecr.describe_repositories()
-    with pytest.raises(ecr.exceptions.RepositoryNotFoundException):
-        ecr.describe_images(repositoryName="nowhere")
+    with simulated_ecr(Registry()):
+        ecr.create_repository(repositoryName="airflow-prod", tags=[{"Key": "team", "Value": "data"}])
+        pushed = push_image(ecr, "airflow-prod", random_layers(2, 1024, seed=1), "latest")
+        assert run("releases", "--output", "json").exit_code == 0
+        ecr.batch_get_image(repositoryName="airflow-prod", imageIds=[{"imageTag": "latest"}, {"imageTag": "gone"}])
+        ecr.describe_images(repositoryName="airflow-prod", imageIds=[{"imageDigest": pushed["digest"]}])
+        ecr.get_authorization_token()
+        ecr.describe_repositories()
+        with pytest.raises(ecr.exceptions.RepositoryNotFoundException):
+            ecr.describe_images(repositoryName="nowhere")
     assert {"DescribeServices", "UpdateService", "ListTasks", "DescribeTasks", "RunTask", "DescribeTaskDefinition",
-            "DescribeClusters", "TagResource", "CreateRepository", "DescribeRepositories", "DescribeImages"} <= set(compared)
+            "DescribeClusters", "TagResource", "CreateRepository", "DescribeRepositories", "DescribeImages",
+            "InitiateLayerUpload", "UploadLayerPart", "CompleteLayerUpload", "PutImage", "BatchGetImage",
+            "GetAuthorizationToken"} <= set(compared)
