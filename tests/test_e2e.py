@@ -55,9 +55,9 @@ def workflow(env, *args):
     return result
 
 
-def client(env, name):
+def client(env, name, config=None):
     return boto3.client(name, endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_REGION"],
-                        aws_access_key_id="testing", aws_secret_access_key="testing")
+                        aws_access_key_id="testing", aws_secret_access_key="testing", config=config)
 
 
 def services(ecs):
@@ -165,9 +165,7 @@ def test_the_sandbox_throttles_runs_code_deploy_services_crash_loops_and_checks_
     from botocore.exceptions import ClientError
 
     env = start_sandbox("--throttle", "0.3", "--deployment-controller", "web=CODE_DEPLOY", "--crash-deployments", "worker")
-    bare, patient = (boto3.client("ecs", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_REGION"],
-                                  aws_access_key_id="testing", aws_secret_access_key="testing",
-                                  config=Config(retries={"mode": "standard", "total_max_attempts": attempts}))
+    bare, patient = (client(env, "ecs", Config(retries={"mode": "standard", "total_max_attempts": attempts}))
                      for attempts in (1, 20))
     outcomes = []
     for _ in range(30):

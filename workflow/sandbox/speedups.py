@@ -136,12 +136,7 @@ class PlannedJSONSerializer(serialize.JSONSerializer):
         return key, shape, shape.serialization.get("name", key), _UNCHANGED.get(kind), method
 
 
-@functools.cache
-def _method_names(cls) -> list[str]:
-    return _uncached_method_names(cls)
-
-
-_uncached_method_names = responses.method_names_from_class
+_method_names = functools.cache(responses.method_names_from_class)
 
 
 def _serializer_class(service_name: str, protocol: str):
