@@ -20,6 +20,7 @@ from .options import (
     lease_option,
     option,
     output_option,
+    task_wait_option,
     wait_option,
     wait_tuning_options,
     yes_option,
@@ -40,6 +41,25 @@ class CommandFailed(click.ClickException):
     def __init__(self, message: str, exit_code: int):
         super().__init__(message)
         self.exit_code = exit_code
+
+    @classmethod
+    def of(cls, error: WorkflowError) -> "CommandFailed":
+        return cls(str(error), error.exit_code)
+
+
+def interruption(interrupt: KeyboardInterrupt) -> tuple[str, int]:
+    """What stopped the command and its exit code: Ctrl-C (130), or the signal `signals_as_interrupts` named."""
+    return getattr(interrupt, "name", "interrupted"), getattr(interrupt, "exit_code", INTERRUPTED)
+
+
+def silence_stdout() -> None:
+    """Once stdout's reader has gone (`| head`), point it at /dev/null: Python's flush at exit must not fail."""
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # io.UnsupportedOperation is both
+        pass
 
 
 @dataclass
@@ -90,7 +110,7 @@ class App:
             ecs = clients("ecs")
             services = Ecs(ecs, self.target().cluster).services(names)
         except WorkflowError as error:
-            raise CommandFailed(str(error), error.exit_code) from None
+            raise CommandFailed.of(error) from None
         account = services[0].arn.split(":")[4] if services else "?"
         text = f"account {account}, {ecs.meta.region_name}"
         host = ecs.meta.endpoint_url.split("://", 1)[-1].split(":")[0].split("/")[0]
@@ -150,12 +170,12 @@ class App:
         self._leases.append(lease)
         return lease
 
-    def run(self, resume: str | None, operation: Callable, output: str | None = None):
+    def run(self, resume: str | None, operation: Callable):
         """Run one operation with a progress reporter; expected failures become one clear message.
 
         `resume` names the command that continues safely after a failure, when re-running one does.
         """
-        output = output or self.options["output"]
+        output = self.options["output"]
         from .render import Reporter, use_color
 
         report = Reporter(self.runtime.clock, color=use_color(sys.stderr), now=self.runtime.utcnow)
@@ -168,19 +188,11 @@ class App:
         except WorkflowError as error:
             self._failed(str(error), error.exit_code, report, resume, output, getattr(error, "result", None))
         except KeyboardInterrupt as interrupt:
-            signal_name = getattr(interrupt, "name", "interrupted")
-            self._failed(signal_name, getattr(interrupt, "exit_code", INTERRUPTED), report, resume, output, None)
+            self._failed(*interruption(interrupt), report, resume, output, None)
         try:
             show(outcome, output)
         except BrokenPipeError:
-            # Whoever reads stdout has gone (`| head`): the operation succeeded, and that is the exit status.
-            import io
-            import os
-
-            try:  # and Python's own flush at exit must not complain about it either
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            except (OSError, ValueError, io.UnsupportedOperation):
-                pass
+            silence_stdout()  # whoever reads stdout has gone: the operation succeeded, and that is the exit status
         return outcome
 
     def _failed(self, message: str, code: int, report, resume: str | None, output: str, result) -> None:
@@ -326,7 +338,7 @@ def main(ctx, **options):
 
 @main.command()
 @yes_option
-@wait_option
+@task_wait_option
 @option("--command", env="COMMAND", default="airflow db migrate", callback=command_words,
         help="Command to run in place of the container's own (shell-quoted).")
 @option("--container", env="CONTAINER", default=None, show_default="the task definition's essential container",

@@ -10,9 +10,11 @@ Building the policy makes no AWS call.
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from .lease import TAG_PREFIX
+
 POLICY_VERSION = "2012-10-17"
 ECS_TASKS = "ecs-tasks.amazonaws.com"  # the service principal a task's task role and execution role are passed to
-LEASE_TAG_PREFIX = "workflow-lease-"  # lease.TAG_PREFIX: the only tag keys the commands write on the cluster
+LEASE_TAG_PREFIX = TAG_PREFIX  # the only tag keys the commands write on the cluster
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,11 @@ class Target:
     worker: str
     web: str
 
+    @property
+    def services(self) -> dict[str, str]:
+        """Each role's service name."""
+        return {"scheduler": self.scheduler, "worker": self.worker, "web": self.web}
+
 
 @dataclass
 class Env:

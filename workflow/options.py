@@ -73,14 +73,15 @@ wait_tuning_options = stack(
            show_default="ECS's circuit breaker threshold, max(3, ceil(desired/2)), at most 200",
            help="Failed task launches or health checks after which a deployment counts as failed."),
     option("--log-grace", env="LOG_GRACE", type=Seconds(min=0), default=6.0,
-           help="Seconds a one-off task's log is still read after the task stopped: the awslogs driver may "
-                "deliver its last lines late."),
+           help="Seconds to keep reading a one-off task's log after it stops (initialize, run, redeploy "
+                "--migrate): the awslogs driver may deliver its last lines late."),
 )
 
 lease_option = option("--break-lease", env="BREAK_LEASE", is_flag=True, default=False,
                       help="First remove other operators' leases on the cluster (their commands must have ended).")
 yes_option = option("--yes", "-y", env="YES", is_flag=True, default=False, help="Do not ask for confirmation.")
 wait_option = option("--wait/--no-wait", env="WAIT", default=True, help="Wait until the cluster has settled.")
+task_wait_option = option("--wait/--no-wait", env="WAIT", default=True, help="Wait until the task has stopped.")
 output_option = option("--output", "-o", env="OUTPUT", type=click.Choice(["text", "json"]), default="text",
                        help="Result format on stdout.")
 

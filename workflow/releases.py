@@ -16,9 +16,6 @@ from .errors import NotFound, Refused
 from .promote import STAMP
 
 LATEST = "latest"
-DEFAULT_REPOSITORY = "airflow-prod"
-DESCRIBE_TASKS_MAX = 100
-ROLES = ("scheduler", "worker", "web")
 SCHEMA_NOTE = (
     "A rollback does not downgrade the database schema: the earlier image runs against the schema the later "
     "one migrated to. Roll back only to a release that works with that schema, or restore the database first."

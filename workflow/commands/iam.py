@@ -53,7 +53,7 @@ def iam_policy(app, commands, account, lookup_account, partition, source_reposit
         account = _caller_account(app)
     if any(COMMANDS[c].services for c in chosen):
         target = app.target()  # the cluster and its service names, as every cluster command takes them
-        cluster, names = target.cluster, {"scheduler": target.scheduler, "worker": target.worker, "web": target.web}
+        cluster, names = target.cluster, target.services
     else:
         cluster, names = app.cluster or "*", {}
     name = cluster.rsplit("/", 1)[-1]
@@ -88,4 +88,4 @@ def _caller_account(app) -> str:
     try:
         return caller_account(app.clients()("sts"))
     except WorkflowError as error:
-        raise CommandFailed(str(error), error.exit_code) from None
+        raise CommandFailed.of(error) from None

@@ -1,15 +1,14 @@
 """`workflow logs`: a service's awslogs streams interleaved by time, each line naming its task and container."""
 
 import math
-import os
 import re
 import sys
 from datetime import datetime, timedelta
 
 import click
 
-from ..cli import App, CommandFailed, Terminated, signals_as_interrupts
-from ..errors import INTERRUPTED, NotFound, WorkflowError
+from ..cli import App, CommandFailed, Terminated, interruption, signals_as_interrupts, silence_stdout
+from ..errors import NotFound, WorkflowError
 from ..options import option
 from .run import complete_role, service_name
 
@@ -127,14 +126,11 @@ def _run(app: App, operation) -> None:
         with signals_as_interrupts():
             operation(app.env(report))
     except _ReaderGone:
-        try:  # nothing may be flushed to the closed pipe at exit either
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        except (OSError, ValueError):
-            pass
+        silence_stdout()
     except WorkflowError as error:
-        raise CommandFailed(str(error), error.exit_code) from None
+        raise CommandFailed.of(error) from None
     except KeyboardInterrupt as interrupt:
-        raise CommandFailed(getattr(interrupt, "name", "interrupted"), getattr(interrupt, "exit_code", INTERRUPTED)) from None
+        raise CommandFailed(*interruption(interrupt)) from None
 
 
 @click.command("logs")
@@ -144,7 +140,7 @@ def _run(app: App, operation) -> None:
         help="Keep printing new lines, each once, until interrupted (Ctrl-C, which exits 0).")
 @option("--task", env="TASK", default=None, show_default="every task", help="Only tasks whose id starts with this.")
 @option("--container", env="LOGS_CONTAINER", default=None, show_default="every container that logs",
-        help="Only this container, when several log.")
+        help="Only this container's lines, when several containers log.")
 @click.pass_obj
 def logs(app: App, service, since, follow, task, container):
     """Print a service's CloudWatch Logs lines, interleaved by time.
@@ -159,7 +155,7 @@ def logs(app: App, service, since, follow, task, container):
       workflow --cluster airflow-prod logs worker --since 30m
       workflow --cluster airflow-prod logs scheduler --follow
     """
-    output = app.options.get("output") or "text"
+    output = app.options["output"]
     if follow and output == "json":
         raise click.UsageError("--output json prints one document once everything is read: it cannot --follow")
     name = service_name(app, service)

@@ -11,11 +11,6 @@ registry_option = option("--registry-id", env="REGISTRY_ID", default=None, show_
                          help="Registry holding the repository.")
 
 
-def _services(app: App) -> dict[str, str]:
-    target = app.target()
-    return {"scheduler": target.scheduler, "worker": target.worker, "web": target.web}
-
-
 @click.command("releases")
 @repository_option
 @option("--limit", env="LIMIT", type=click.IntRange(min=1), default=20, help="Show at most this many, newest first.")
@@ -40,7 +35,7 @@ def releases(app: App, repository, limit, registry_id):
 
         running = None
         if app.cluster:
-            running = running_images(app.env(report).ecs, _services(app), repository)
+            running = running_images(app.env(report).ecs, app.target().services, repository)
         return list_releases(Ecr(app.clients()("ecr"), registry_id), repository, limit, running)
 
     if app.cluster:
@@ -79,8 +74,8 @@ def rollback(app: App, to, repository, redeploy, dry_run, registry_id, yes):
       workflow --cluster airflow-prod rollback --to 20261120T080000Z
       workflow rollback --no-redeploy --repository airflow-prod
     """
-    services = _services(app) if redeploy or app.cluster else None  # redeploying needs --cluster
-    target = app.target() if services else None
+    target = app.target() if redeploy or app.cluster else None  # redeploying needs --cluster
+    services = target.services if target else None
 
     def operation(report):
         from ..ecr import Ecr

@@ -6,7 +6,7 @@ import click
 
 from ..cli import App, confirm
 from ..errors import TaskFailed
-from ..options import option, wait_option, yes_option
+from ..options import option, task_wait_option, yes_option
 
 ROLES = ("scheduler", "worker", "web")
 # Exit statuses a shell leaves to the command itself: 126 and 127 mean "cannot execute" and "not found",
@@ -53,7 +53,7 @@ def run_command(env, service: str, command: list[str], container: str | None, wa
 @option("--container", env="CONTAINER", default=None, show_default="the task definition's essential container",
         help="Container whose command to override.")
 @yes_option
-@wait_option
+@task_wait_option
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="-- COMMAND...")
 @click.pass_obj
 def run(app: App, service, container, yes, wait, command):

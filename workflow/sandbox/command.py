@@ -8,6 +8,11 @@ from ..errors import USAGE
 from ..options import option
 
 
+def deployments_option(flag: str, env: str, whose_new_tasks: str):
+    return option(flag, env=env, multiple=True, show_default="none",
+                  help=f"Service (or scheduler, worker, web) whose new tasks {whose_new_tasks}; repeatable.")
+
+
 @click.command()
 @option("--port", env="PORT", type=click.IntRange(0, 65535), default=0, show_default="a free port",
         help="Loopback port for the AWS endpoint.")
@@ -19,15 +24,14 @@ from ..options import option
         help="How long a web task stays DEACTIVATING: the load balancer's deregistration delay.")
 @option("--one-off-seconds", env="ONE_OFF_SECONDS", type=click.FloatRange(min=0.01), default=3.0,
         help="How long a one-off task such as initialize runs.")
-@option("--fail-deployments", env="FAIL_DEPLOYMENTS", multiple=True, show_default="none",
-        help="Service (or scheduler, worker, web) whose new tasks cannot pull their image; repeatable.")
+@deployments_option("--fail-deployments", env="FAIL_DEPLOYMENTS", whose_new_tasks="cannot pull their image")
 @option("--init-exit-code", env="INIT_EXIT_CODE", type=int, default=0, help="Exit code of one-off tasks.")
-@option("--crash-deployments", env="CRASH_DEPLOYMENTS", multiple=True, show_default="none",
-        help="Service (or scheduler, worker, web) whose new tasks exit with code 1 a task start after RUNNING, "
-             "logging the error, and are relaunched for ever; repeatable.")
-@option("--unhealthy-deployments", env="UNHEALTHY_DEPLOYMENTS", multiple=True, show_default="none",
-        help="Service (or scheduler, worker, web) whose new tasks fail their load balancer health check a task "
-             "start after RUNNING; repeatable.")
+@deployments_option("--crash-deployments", env="CRASH_DEPLOYMENTS",
+                    whose_new_tasks="exit with code 1 one task-start time after reaching RUNNING, logging the "
+                                    "error, and are relaunched for ever")
+@deployments_option("--unhealthy-deployments", env="UNHEALTHY_DEPLOYMENTS",
+                    whose_new_tasks="fail their load balancer health check one task-start time after reaching "
+                                    "RUNNING")
 @option("--flaky-starts", env="FLAKY_STARTS", type=click.IntRange(min=0), default=0,
         help="The next N tasks each service launches fail to start (ResourceInitializationError); later ones start.")
 @option("--throttle", env="THROTTLE", type=click.FloatRange(0, 1), default=0.0,
@@ -49,17 +53,24 @@ def sandbox(app, port, task_start_seconds, task_stop_seconds, web_drain_seconds,
             server_errors, missing_seconds, stale_seconds, log_delay, deployment_controller):
     """Run a local cluster to rehearse on, until Ctrl-C.
 
-    Starts an AWS endpoint on 127.0.0.1 with a simulated ECS cluster (scheduler, three workers and
-    web, already steady, running release v1 from airflow-prod:latest) and ECR repositories
-    airflow-prod (v1 under latest and 20261101T000000Z) and airflow-stage (v2 under latest), then
-    prints the environment to use it. When it stops, unset those variables.
+    \b
+    Starts an AWS endpoint on 127.0.0.1 with a simulated ECS cluster (scheduler,
+    three workers and web, already steady, running release v1 from
+    airflow-prod:latest) and ECR repositories airflow-prod (v1 under latest and
+    20261101T000000Z) and airflow-stage (v2 under latest), then prints the
+    environment to use it. When it stops, unset those variables.
 
-    To rehearse failures: new tasks that cannot pull their image (--fail-deployments), that crash
-    after starting (--crash-deployments) or fail health checks (--unhealthy-deployments), launches
-    that fail before ECS retries them (--flaky-starts), throttled or failing API calls (--throttle,
-    --server-errors), ECS's eventual consistency (--missing-seconds, --stale-seconds), late logs
-    (--log-delay), and services deployed by CodeDeploy or an external controller
-    (--deployment-controller).
+    \b
+    To rehearse failures:
+      new tasks that cannot pull their image    --fail-deployments
+      new tasks that crash after starting       --crash-deployments
+      new tasks that fail health checks         --unhealthy-deployments
+      launches that fail before ECS retries     --flaky-starts
+      throttled or failing API calls            --throttle, --server-errors
+      ECS's eventual consistency                --missing-seconds, --stale-seconds
+      late logs                                 --log-delay
+      services deployed by CodeDeploy or
+      an external controller                    --deployment-controller
 
     \b
     Example:
