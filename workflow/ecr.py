@@ -122,16 +122,6 @@ class Ecr:
             raise NotFound(f"image {_name(repository, tag, digest)} not found")
         return found
 
-    def tags(self, repository: str, digest: str) -> list[str]:
-        """The tags on image `digest` in `repository`; none when the repository lacks the image."""
-        try:
-            answer = self._call("describe_images", repository, imageIds=[{"imageDigest": digest}])
-        except AwsError as error:
-            if error.code == "ImageNotFoundException":
-                return []
-            raise
-        return [tag for image in answer.get("imageDetails", []) for tag in image.get("imageTags", [])]
-
     def images(self, repository: str, digests: list[str] | None = None) -> list[ImageDetail]:
         """DescribeImages: every image in `repository` (all pages), or only those with the given digests.
 

@@ -243,7 +243,8 @@ class ServiceLogs:
             arn for arn in ecs.task_arns(name, "RUNNING") + ecs.task_arns(name, "STOPPED")
             if not self.task_prefix or arn.rsplit("/", 1)[-1].startswith(self.task_prefix)
         ]
-        self.tasks = {arn: task for arn, task in self.tasks.items() if arn in set(listed)}
+        still_listed = set(listed)
+        self.tasks = {arn: task for arn, task in self.tasks.items() if arn in still_listed}
         new = []
         for task in ecs.tasks([arn for arn in listed if arn not in self._known_stopped]):
             if task.is_stopped:

@@ -146,9 +146,10 @@ def _start_stopped_scheduler(
     """
     scheduler = service.name
     with env.report.phase(f"start scheduler {scheduler}"):
-        if not alive_checked and env.ecs.live_tasks(scheduler):
+        alive = [] if alive_checked else env.ecs.live_tasks(scheduler)
+        if alive:
             env.report.state = "the scheduler is stopping"
-            _await_scheduler_stopped(env, scheduler)
+            _await_scheduler_stopped(env, scheduler, alive)
         # No scheduler task is alive, so a new deployment starts exactly one, with the current image.
         watch = _start_deployment(env, service)
         env.report.state = "the scheduler is starting"
@@ -268,12 +269,14 @@ def _find_start(env: Env, service: Service) -> str | None:
     """The deployment a start request whose answer was lost created, if it shows within the grace."""
     before = service.primary.id if service.primary else None
     deadline = env.poller.clock() + env.policy.visibility_grace
+    stopped: set[str] = set()  # described once, not on every look
 
     def look():  # (deployment id or None) once decided; None to keep looking
         now = env.ecs.service(service.name)
         if now.desired == 1 and now.primary and now.primary.id != before:
             return (now.primary.id,)
-        wanted = [t for t in env.ecs.live_tasks(service.name) if t.desired_status == "RUNNING" and t.started_by]
+        live = env.ecs.live_tasks(service.name, stopped)
+        wanted = [t for t in live if t.desired_status == "RUNNING" and t.started_by]
         if wanted:
             return (wanted[0].started_by,)  # a service task's startedBy is its deployment's id
         return (None,) if env.poller.clock() >= deadline else None

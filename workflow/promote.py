@@ -72,14 +72,20 @@ class PromoteOutcome:
     released_as: str | None = None
 
 
+def stamp_of(tags) -> str | None:
+    """The image's first release: its earliest stamp tag."""
+    stamps = sorted(tag for tag in tags if STAMP.fullmatch(tag))
+    return stamps[0] if stamps else None
+
+
 def release_tags(existing: list[str], now: datetime) -> tuple[list[str], str | None]:
     """The default tags: `latest` and a new UTC timestamp, unless the image already has a timestamp tag.
 
     Returns the tags to write and the timestamp tag the image was first released as, if any.
     """
-    stamps = sorted(tag for tag in existing if STAMP.fullmatch(tag))
-    if stamps:
-        return ["latest"], stamps[0]
+    released = stamp_of(existing)
+    if released:
+        return ["latest"], released
     return ["latest", now.astimezone(UTC).strftime(STAMP_FORMAT)], None
 
 
@@ -105,7 +111,8 @@ def promote(
     if tags:
         tags = list(tags)
     else:
-        tags, released = release_tags(ecr.tags(destination, top.digest), now or datetime.now(UTC))
+        existing = [tag for image in ecr.images(destination, [top.digest]) for tag in image.tags]
+        tags, released = release_tags(existing, now or datetime.now(UTC))
         if released:
             report.line(f"{destination} already has {top.digest} as {released}: no new timestamp tag")
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from .ecr import Ecr, ImageDetail
 from .errors import NotFound, Refused
-from .promote import STAMP
+from .promote import stamp_of
 
 LATEST = "latest"
 SCHEMA_NOTE = (
@@ -124,12 +124,6 @@ def _in_repository(image: str | None, repository: str) -> bool:
 
 
 # Releases ------------------------------------------------------------------------------------------------
-
-
-def stamp_of(tags) -> str | None:
-    """The image's first release: its earliest stamp tag (as promote's `release_tags` reports it)."""
-    stamps = sorted(tag for tag in tags if STAMP.fullmatch(tag))
-    return stamps[0] if stamps else None
 
 
 def short(digest: str | None) -> str:
