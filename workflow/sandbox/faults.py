@@ -60,16 +60,7 @@ class Faults:
         self._pending: list[_Injection] = []
         self.rates: dict[str, float] = {}
         self.count: dict[str, int] = dict.fromkeys(KINDS, 0)
-        self.seed = seed
-
-    @property
-    def seed(self) -> int:
-        return self._seed
-
-    @seed.setter
-    def seed(self, value: int) -> None:
-        self._seed = value
-        self._random = random.Random(value)
+        self._random = random.Random(seed)
 
     def inject(self, operation: str, kind: str, times: int = 1, after: bool = False) -> None:
         """The next `times` attempts of `operation` ("*" for any) fail with `kind`.

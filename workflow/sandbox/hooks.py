@@ -108,18 +108,15 @@ def simulated_ecs(sim: Simulation):
     def describe_tasks_response(response):
         """ECS names each task it does not know (yet) in `failures` as MISSING; moto leaves them out."""
         result = original_describe_tasks_response(response)
-        found = result.result["tasks"]
+        found = {task.short_id for task in result.result["tasks"]}
         for wanted in response._get_param("tasks", []):
-            task_id = wanted.rsplit("/", 1)[-1]
-            if not any(t.task_arn.rsplit("/", 1)[-1] == task_id for t in found):
+            if wanted.rsplit("/", 1)[-1] not in found:
                 result.result["failures"].append({"arn": wanted, "reason": "MISSING"})
         return result
 
     def get_log_events(backend, *args, **kwargs):
-        with sim.lock:
-            sim.advance()
-            events, backward, forward = original_get_log_events(backend, *args, **kwargs)
-            return sim.log_page(events, backward, forward, kwargs.get("next_token"))
+        events, backward, forward = original_get_log_events(backend, *args, **kwargs)
+        return sim.log_page(events, backward, forward, kwargs.get("next_token"))
 
     def call_action(response):
         """Fail the attempt before moto handles it, or lose moto's answer after it has acted."""
@@ -151,7 +148,7 @@ def simulated_ecs(sim: Simulation):
         stack.enter_context(mock.patch.object(models, "Task", SimTask))
         stack.enter_context(mock.patch.object(response_cls, "create_service", create_service_response))
         stack.enter_context(mock.patch.object(response_cls, "describe_tasks", describe_tasks_response))
-        stack.enter_context(mock.patch.object(LogsBackend, "get_log_events", get_log_events))
+        stack.enter_context(mock.patch.object(LogsBackend, "get_log_events", _synced(sim, get_log_events)))
         stack.enter_context(mock.patch.object(BaseResponse, "call_action", call_action))
         for name, function in replacements.items():
             stack.enter_context(mock.patch.object(backend_cls, name, _synced(sim, function)))

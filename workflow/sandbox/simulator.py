@@ -411,11 +411,7 @@ class Simulation:
         for task in tasks:
             task.visible_at = now + self.missing_seconds
             task.interruption = self.one_off_stop
-            unpulled = self._pin(task, {})  # RunTask resolves image tags at launch
-            if self.one_off_failure or unpulled is None:
-                self._start(task, now, failure=self.one_off_failure)
-            else:
-                self._start(task, now, failure="start", reason=unpulled)
+            self._start_pinned(task, now, {}, self.one_off_failure)  # RunTask resolves image tags at launch
 
     def task_stopped(self, task: SimTask, reason: str) -> None:
         now = self.clock.now()
@@ -699,18 +695,25 @@ class Simulation:
         backend.tasks.setdefault(model.cluster_name, {})[task.task_arn] = task
         svc.tasks.append(task)
         # A deployment's digests are pinned once resolved; an image it could not resolve is tried again.
-        unpulled = self._pin(task, deployment.images)
         flaky = self.flaky.get(svc.name)
         if flaky:
+            self._pin(task, deployment.images)
             flaky[0] -= 1
             if flaky[0] <= 0:
                 del self.flaky[svc.name]
             self._start(task, now, failure="start", reason=flaky[1])
-        elif deployment.failure or unpulled is None:
-            self._start(task, now, failure=deployment.failure)
+        else:
+            self._start_pinned(task, now, deployment.images, deployment.failure)
+        return task
+
+    def _start_pinned(self, task: SimTask, now: float, images: dict, failure: str | None) -> None:
+        """Pin the task's image digests, then start it: a configured failure wins, else an image that does not
+        resolve fails the start."""
+        unpulled = self._pin(task, images)
+        if failure or unpulled is None:
+            self._start(task, now, failure=failure)
         else:
             self._start(task, now, failure="start", reason=unpulled)
-        return task
 
     def _reconcile(self, svc: SimService, now: float) -> None:
         """One pass of ECS's rolling update, within minimumHealthyPercent and maximumPercent."""
