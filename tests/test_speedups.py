@@ -44,3 +44,18 @@ def test_every_answer_is_byte_for_byte_what_moto_itself_would_send(cluster, run,
             "DescribeClusters", "TagResource", "CreateRepository", "DescribeRepositories", "DescribeImages",
             "InitiateLayerUpload", "UploadLayerPart", "CompleteLayerUpload", "PutImage", "BatchGetImage",
             "GetAuthorizationToken"} <= set(compared)
+
+
+def test_error_answers_leave_nothing_behind(sim, ecs):
+    """moto builds an error's shape anew for every error answer: remembering them would grow without end."""
+    from workflow.sandbox.speedups import MemoisedPicker
+
+    def missing_cluster():
+        with pytest.raises(ecs.exceptions.ClusterNotFoundException):
+            ecs.describe_services(cluster="nowhere", services=["x"])
+
+    missing_cluster()
+    remembered = len(PlannedJSONSerializer._plans), len(MemoisedPicker._candidates)
+    for _ in range(20):
+        missing_cluster()
+    assert (len(PlannedJSONSerializer._plans), len(MemoisedPicker._candidates)) == remembered

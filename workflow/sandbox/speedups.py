@@ -8,6 +8,7 @@ from contextlib import ExitStack, contextmanager
 from unittest import mock
 
 from moto.core import responses, serialize
+from moto.core.errors import ErrorShape
 from moto.core.utils import MISSING, get_value
 
 # Values that moto's JSON serializer writes unchanged for these shape types (see _serialize_type_string,
@@ -40,7 +41,9 @@ class MemoisedPicker(serialize.XFormedAttributePicker):
         known = self._candidates.get(memo)
         if known is None:
             context = context or serialize.AttributePickerContext(obj=obj, key=key, shape=shape, key_path=key_path())
-            known = self._candidates[memo] = self._lookup(obj, tuple(self.get_possible_keys(context)))
+            known = self._lookup(obj, tuple(self.get_possible_keys(context)))
+            if not _afresh(memo[3]):
+                self._candidates[memo] = known
         names, how = known
         value = None
         if how == "item":
@@ -89,7 +92,11 @@ class PlannedJSONSerializer(serialize.JSONSerializer):
             return
         if value is None:
             return
-        plan = self._plans.get(shape) or self._plans.setdefault(shape, self._plan(shape))
+        plan = self._plans.get(shape)
+        if plan is None:
+            plan = self._plan(shape)
+            if not _afresh(shape):
+                self._plans[shape] = plan
         wrapper = self.MAP_TYPE() if key else serialized
         pick, path = self._value_picker.pick, self.path
         key_path = lambda: ".".join(path)  # noqa: E731  (only moto's response transformers need it)
@@ -134,6 +141,11 @@ class PlannedJSONSerializer(serialize.JSONSerializer):
         kind = shape.type_name
         method = getattr(cls, f"_serialize_type_{kind}", cls._default_serialize)
         return key, shape, shape.serialization.get("name", key), _UNCHANGED.get(kind), method
+
+
+def _afresh(shape) -> bool:
+    """moto builds an error's shape anew for every error answer: remembering anything about it would only grow."""
+    return isinstance(shape, ErrorShape)
 
 
 _method_names = functools.cache(responses.method_names_from_class)
