@@ -131,6 +131,12 @@ def test_sandbox_without_moto_says_how_to_install_it(run, monkeypatch):
     assert result.exit_code == 2 and "pipenv install --dev" in result.stderr
 
 
+@pytest.mark.parametrize("option", ["--task-start-seconds", "--missing-seconds", "--stale-seconds", "--log-delay"])
+def test_sandbox_refuses_durations_that_are_not_finite(run, option):
+    result = run("sandbox", option, "nan")
+    assert result.exit_code == 2 and "not a finite number of seconds" in result.stderr
+
+
 def test_sandbox_on_a_taken_port_is_a_clear_error(run):
     import socket
 

@@ -5,7 +5,7 @@ import sys
 import click
 
 from ..errors import USAGE
-from ..options import option
+from ..options import Seconds, option
 
 
 def deployments_option(flag: str, env: str, whose_new_tasks: str):
@@ -16,13 +16,13 @@ def deployments_option(flag: str, env: str, whose_new_tasks: str):
 @click.command()
 @option("--port", env="PORT", type=click.IntRange(0, 65535), default=0, show_default="a free port",
         help="Loopback port for the AWS endpoint.")
-@option("--task-start-seconds", env="TASK_START_SECONDS", type=click.FloatRange(min=0.01), default=3.0,
+@option("--task-start-seconds", env="TASK_START_SECONDS", type=Seconds(min=0.01), default=3.0,
         help="How long a task takes from PROVISIONING to RUNNING.")
-@option("--task-stop-seconds", env="TASK_STOP_SECONDS", type=click.FloatRange(min=0.01), default=2.0,
+@option("--task-stop-seconds", env="TASK_STOP_SECONDS", type=Seconds(min=0.01), default=2.0,
         help="How long a task takes from RUNNING to STOPPED.")
-@option("--web-drain-seconds", env="WEB_DRAIN_SECONDS", type=click.FloatRange(min=0.01), default=3.0,
+@option("--web-drain-seconds", env="WEB_DRAIN_SECONDS", type=Seconds(min=0.01), default=3.0,
         help="How long a web task stays DEACTIVATING: the load balancer's deregistration delay.")
-@option("--one-off-seconds", env="ONE_OFF_SECONDS", type=click.FloatRange(min=0.01), default=3.0,
+@option("--one-off-seconds", env="ONE_OFF_SECONDS", type=Seconds(min=0.01), default=3.0,
         help="How long a one-off task such as initialize runs.")
 @deployments_option("--fail-deployments", env="FAIL_DEPLOYMENTS", whose_new_tasks="cannot pull their image")
 @option("--init-exit-code", env="INIT_EXIT_CODE", type=int, default=0, help="Exit code of one-off tasks.")
@@ -38,11 +38,11 @@ def deployments_option(flag: str, env: str, whose_new_tasks: str):
         help="Fraction of ECS and CloudWatch Logs API calls answered ThrottlingException.")
 @option("--server-errors", env="SERVER_ERRORS", type=click.FloatRange(0, 1), default=0.0,
         help="Fraction of ECS and CloudWatch Logs API calls answered HTTP 500.")
-@option("--missing-seconds", env="MISSING_SECONDS", type=click.FloatRange(min=0), default=0.0,
+@option("--missing-seconds", env="MISSING_SECONDS", type=Seconds(min=0), default=0.0,
         help="How long after RunTask DescribeTasks answers the task MISSING and ListTasks omits it.")
-@option("--stale-seconds", env="STALE_SECONDS", type=click.FloatRange(min=0), default=0.0,
+@option("--stale-seconds", env="STALE_SECONDS", type=Seconds(min=0), default=0.0,
         help="How long after UpdateService DescribeServices still shows the service as it was.")
-@option("--log-delay", env="LOG_DELAY", type=click.FloatRange(min=0), default=0.0,
+@option("--log-delay", env="LOG_DELAY", type=Seconds(min=0), default=0.0,
         help="Seconds before a logged line is readable with GetLogEvents.")
 @option("--deployment-controller", env="DEPLOYMENT_CONTROLLER", multiple=True, show_default="ECS",
         help="SERVICE=TYPE: create the service (or scheduler, worker, web) with deployment controller "
