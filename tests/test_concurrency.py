@@ -4,6 +4,7 @@ from click.testing import CliRunner
 from conftest import CLUSTER, NAMES, SCHEDULER, WEB, WORKER, new_client, shared_client
 
 from workflow.cli import Runtime, main
+from workflow.deployments import RESCAN_SECONDS
 
 
 def describe(ecs, name):
@@ -137,22 +138,25 @@ def test_a_healthy_task_ecs_replaces_during_the_stability_window_is_not_a_crash(
     assert describe(ecs, SCHEDULER)["runningCount"] == 1
 
 
-def test_a_crash_seen_while_reading_the_task_definition_is_throttled_is_not_forgotten(cluster, run, sim, clock):
+def test_a_crash_seen_while_the_api_is_throttled_is_not_forgotten(cluster, run, sim, clock):
     assert run(*NAMES, "stop-scheduler", "--yes").exit_code == 0
     sim.crash_deployments(SCHEDULER, exit_code=1, after=4.0)
-    armed = []
+    crashed_at = []
 
-    def throttle_after_the_crash(_poll):
-        crashed = [t for t in sim.service(SCHEDULER).tasks if t.stop_code == "EssentialContainerExited"]
-        if crashed and not armed:
-            sim.crash_deployments(SCHEDULER, None)
-            for deployment in sim.service(SCHEDULER).deployments:
+    def throttle_as_it_crashes(simulation):
+        crashed = [t for t in simulation.service(SCHEDULER).tasks if t.stop_code == "EssentialContainerExited"]
+        if crashed and not crashed_at:
+            simulation.crash_deployments(SCHEDULER, None)
+            for deployment in simulation.service(SCHEDULER).deployments:
                 deployment.crash = None
-            sim.faults.inject("DescribeTaskDefinition", "throttle", times=8)
-            armed.append(True)
+            simulation.faults.inject("ListTasks", "throttle", times=3)  # every attempt of one call
+            crashed_at.append(clock.now())
 
-    result = invoke_with(clock, throttle_after_the_crash, "start-scheduler")
-    assert armed and result.exit_code == 1 and "exited after it was running" in result.stderr
+    sim.observers.append(throttle_as_it_crashes)
+    result = run(*NAMES, "start-scheduler")
+    assert crashed_at and result.exit_code == 1 and "exited after it was running" in result.stderr
+    assert sim.faults.count["throttle"] == 3
+    assert clock.now() - crashed_at[0] < RESCAN_SECONDS  # looked at again at the next poll, not at the next rescan
 
 
 def test_start_scheduler_does_not_judge_a_deployment_by_crashes_from_before_it_looked(cluster, run, sim):

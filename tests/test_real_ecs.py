@@ -6,7 +6,7 @@ the cluster state the command leaves, its exit code and its message.
 """
 
 import pytest
-from conftest import CLUSTER, NAMES, SCHEDULER, WEB, WORKER, shared_client
+from conftest import CLUSTER, NAMES, SCHEDULER, WEB, WORKER, new_client, shared_client
 
 from workflow.sandbox.provision import DEFAULT_COUNTS, provision_cluster
 
@@ -125,6 +125,51 @@ def test_tasks_failing_health_checks_count_towards_the_threshold(cluster, run, e
     assert result.exit_code == 1, result.output
     assert "failed health checks" in result.stderr and "(threshold 3)" in result.stderr
     assert_scheduler_stopped_and_counts_kept(ecs, sim)
+
+
+def test_the_threshold_follows_the_circuit_breakers_threshold_configuration(sim, clock, run):
+    breaker = {"enable": False, "rollback": False, "thresholdConfiguration": {"type": "COUNT", "value": 5}}
+    provision_cluster(shared_client, counts=DEFAULT_COUNTS, deployment_configuration={
+        "maximumPercent": 200, "minimumHealthyPercent": 100, "deploymentCircuitBreaker": breaker})
+    clock.sleep(60)
+    sim.fail_deployments(WEB, "pull")
+    result = run(*NAMES, "redeploy", "--yes")
+    assert result.exit_code == 1, result.output
+    assert "5 tasks of deployment" in result.stderr and "(threshold 5)" in result.stderr
+
+
+def test_an_essential_container_exiting_before_running_is_a_failed_launch_that_ecs_retries(cluster, run, ecs, sim):
+    sim.crash_deployments(WORKER, exit_code=3, before_running=True)
+    result = run(*NAMES, "redeploy", "--yes")
+    assert result.exit_code == 1, result.output
+    assert "exited after it was running" not in result.stderr
+    assert "(threshold 3); last: task" in result.stderr
+    assert "failed to start: Essential container in task exited (celery-worker exited with code 3)" in result.stderr
+    assert_scheduler_stopped_and_counts_kept(ecs, sim)
+
+
+def test_a_task_of_ours_draining_behind_the_load_balancer_is_judged_once_not_at_every_poll(cluster, clock, sim):
+    from click.testing import CliRunner
+
+    from workflow.cli import Runtime, main
+
+    described = []
+
+    def count(params, **_):
+        described.extend(params["tasks"])
+
+    def client(name, *args, **kwargs):
+        built = new_client(name)
+        built.meta.events.register("provide-client-params.ecs.DescribeTasks", count)
+        return built
+
+    sim.timings.drain_by_service[WEB] = 300
+    sim.unhealthy_deployments(WEB, after=5)
+    runtime = Runtime(clock=clock.now, sleep=clock.sleep, clients=lambda config: client)
+    result = CliRunner().invoke(main, [*NAMES, "redeploy", "--yes"], obj=runtime)
+    assert result.exit_code == 1 and "failed health checks" in result.stderr, result.output
+    unhealthy = [t.task_arn for t in sim.service(WEB).tasks if t.unhealthy]
+    assert unhealthy and max(described.count(arn) for arn in unhealthy) == 1
 
 
 # --- eventual consistency -------------------------------------------------------------------------

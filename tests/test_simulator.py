@@ -215,12 +215,19 @@ def test_a_crash_loop_never_trips_the_circuit_breaker(sim, clock, ecs):
     assert len(crashed) > 10 and all(t["stopCode"] == "EssentialContainerExited" for t in crashed)
 
 
-def test_flaky_starts_fail_the_next_launches_then_ecs_retries(cluster, ecs, clock, sim):
+@pytest.mark.parametrize("reset, failed_tasks", [(None, 0), (True, 0), (False, 2)])
+def test_flaky_starts_fail_the_next_launches_then_ecs_retries(sim, ecs, clock, reset, failed_tasks):
+    breaker = {"enable": False, "rollback": False}
+    if reset is not None:
+        breaker["resetOnHealthyTask"] = reset
+    provision(deployment_configuration={"deploymentCircuitBreaker": breaker})
+    clock.sleep(60)
     sim.flaky_starts(WORKER, 2)
     new = force(ecs, WORKER)
     clock.sleep(60)
     deployment = describe(ecs, WORKER)["deployments"][0]
-    assert (deployment["id"], deployment["failedTasks"], deployment["rolloutState"]) == (new, 2, "COMPLETED")
+    # failedTasks counts consecutive failures: a task that turns healthy resets it, unless told not to.
+    assert (deployment["id"], deployment["failedTasks"], deployment["rolloutState"]) == (new, failed_tasks, "COMPLETED")
     failed = [t for t in started_by(ecs, WORKER, new) if t.get("stopCode") == "TaskFailedToStart"]
     assert len(failed) == 2
     assert all(t["stoppedReason"].startswith("ResourceInitializationError:") for t in failed)
@@ -251,6 +258,42 @@ def test_unhealthy_tasks_are_replaced_counted_and_trip_the_circuit_breaker(sim, 
     assert any("rolling back" in e["message"] for e in service["events"])
     (only,) = service["deployments"]
     assert (only["rolloutState"], only["runningCount"]) == ("COMPLETED", 1)
+
+
+@pytest.mark.parametrize("setting, desired, threshold", [
+    (None, 3, 3), ({"type": "COUNT", "value": 5}, 3, 5), ({"type": "BOUNDED_PERCENT", "value": 10}, 3, 3),
+    ({"type": "UNBOUNDED_PERCENT", "value": 50}, 2, 1), ({"type": "BOUNDED_PERCENT", "value": 100}, 4, 4),
+])
+def test_the_circuit_breaker_trips_at_its_configured_threshold(sim, clock, ecs, setting, desired, threshold):
+    breaker = {"enable": True, "rollback": False}
+    if setting:
+        breaker["thresholdConfiguration"] = setting
+    provision(deployment_configuration={"maximumPercent": 200, "minimumHealthyPercent": 100,
+                                        "deploymentCircuitBreaker": breaker})
+    ecs.update_service(cluster=CLUSTER, service=WORKER, desiredCount=desired)
+    clock.sleep(60)
+    sim.fail_deployments(WORKER, "pull")
+    new = force(ecs, WORKER)
+    seen = set()
+    for _ in range(60):
+        (deployment,) = [d for d in describe(ecs, WORKER)["deployments"] if d["id"] == new]
+        seen.add((deployment["failedTasks"], deployment["rolloutState"]))
+        clock.sleep(0.5)
+    assert all(state == "IN_PROGRESS" for failed, state in seen if failed < threshold)
+    assert deployment["rolloutState"] == "FAILED" and deployment["failedTasks"] >= threshold
+
+
+def test_an_essential_container_exiting_before_running_is_a_failed_launch(sim, clock, ecs):
+    provision(deployment_configuration=BREAKER)
+    clock.sleep(60)
+    sim.crash_deployments(WORKER, exit_code=3, before_running=True)
+    new = force(ecs, WORKER)
+    clock.sleep(20)
+    crashed = [t for t in started_by(ecs, WORKER, new) if t.get("stopCode") == "EssentialContainerExited"]
+    assert len(crashed) >= 3 and not any("startedAt" in t for t in crashed)
+    assert all(c["exitCode"] == 3 for t in crashed for c in t["containers"] if c["name"] == "celery-worker")
+    service = describe(ecs, WORKER)
+    assert new not in [d["id"] for d in service["deployments"]]  # the breaker counted them, and rolled back
 
 
 @pytest.mark.parametrize("maximum, first", [(300, "has started"), (200, "has stopped")])

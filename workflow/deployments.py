@@ -26,9 +26,15 @@ class WatchPolicy:
     log_grace: float = 6.0  # how long a stopped one-off task's log is still read, for lines delivered late
 
 
-def circuit_breaker_threshold(desired: int) -> int:
-    """ECS's deployment circuit breaker fails a deployment at this many failed tasks."""
-    return min(200, max(3, math.ceil(desired / 2)))
+def circuit_breaker_threshold(desired: int, breaker: dict | None = None) -> int:
+    """ECS's deployment circuit breaker fails a deployment at this many failed tasks, as the breaker's
+    thresholdConfiguration says: a COUNT, or a percentage of the desired count, by default 50% kept within 3..200."""
+    config = (breaker or {}).get("thresholdConfiguration") or {}
+    kind, value = config.get("type", "BOUNDED_PERCENT"), config.get("value", 50)
+    if kind == "COUNT":
+        return max(1, value)
+    threshold = max(1, math.ceil(desired * value / 100))
+    return min(200, max(3, threshold)) if kind == "BOUNDED_PERCENT" else threshold
 
 
 class DeploymentWatch:
@@ -46,7 +52,7 @@ class DeploymentWatch:
         self.created = env.poller.clock()
         self.seen = False
         self.known_stopped: set[str] = set()
-        self.last_failure: Task | None = None
+        self.last_failure: str | None = None  # the last failed launch or health check, as reported
         self.stable_since: float | None = None
         self.latest: Service | None = None
         self._counts: tuple | None = None
@@ -80,10 +86,9 @@ class DeploymentWatch:
             stopping = self._check_stopped_tasks(service)  # a failing call leaves the scan due at the next poll
             # One of ours still stopping is looked at again at the next poll.
             self._counts, self._next_scan = (None if stopping else counts), now + RESCAN_SECONDS
-        threshold = self.policy.max_failed_tasks or circuit_breaker_threshold(deployment.desired)
+        threshold = self.policy.max_failed_tasks or circuit_breaker_threshold(deployment.desired, service.circuit_breaker)
         if deployment.failed_tasks >= threshold:
-            last = self.last_failure
-            why = f"; last: task {last.id} {last.stop_cause}: {last.stopped_reason}" if last else _last_event(service)
+            why = f"; last: {self.last_failure}" if self.last_failure else _last_event(service)
             raise OperationFailed(
                 f"{service.name}: {deployment.failed_tasks} tasks of deployment {self.id} failed "
                 f"(threshold {threshold}){why}{self._aftermath(service)}"
@@ -131,30 +136,34 @@ class DeploymentWatch:
         """
         stopping = False
         stopped = self.env.ecs.stopped_tasks(service.name, self.known_stopped)
-        if self._history_pending:
+        if self._history_pending:  # told to stop before this command looked, even if still stopping
             self._history_pending = False
-            self.known_stopped.update(t.arn for t in stopped if t.is_stopped)
-            stopped = [t for t in stopped if not t.is_stopped]
+            self.known_stopped.update(t.arn for t in stopped)
+            stopped = []
         for task in stopped:
             if task.started_by != self.id:
                 if task.is_stopped:
                     self.known_stopped.add(task.arn)
                 continue
-            if not task.is_stopped:
+            essential = self.env.ecs.task_definition(task.task_definition).essential
+            if not (task.is_stopped or _judged_while_stopping(task, essential)):
                 stopping = True
                 continue
-            essential = self.env.ecs.task_definition(task.task_definition).essential
             # A stop ECS or a person caused (scale-in, Spot, StopTask) is not the image's fault; an exit is.
             if task.stop_cause == EXITED or (task.stop_cause == OTHER and task.failure(essential)):
                 raise OperationFailed(self._crash(service, task, essential) + self._aftermath(service))
+            note = f"task {task.id} {task.stop_cause}: {task.stopped_reason or 'no reason given'}"
+            if task.stop_cause == FAILED_TO_START and (codes := _nonzero_exits(task, essential)):
+                # an essential container exited before the task reached RUNNING
+                note += " (" + ", ".join(f"{name} exited with code {code}" for name, code in codes.items()) + ")"
             if task.stop_cause in (FAILED_TO_START, UNHEALTHY):
-                self.last_failure = task
-            self.env.report.line(f"{service.name}: task {task.id} {task.stop_cause}: {task.stopped_reason or '-'}")
+                self.last_failure = note
+            self.env.report.line(f"{service.name}: {note}")
             self.known_stopped.add(task.arn)  # only once judged: a call failing above means it is judged again
         return stopping
 
     def _crash(self, service: Service, task: Task, essential: frozenset[str]) -> str:
-        codes = {name: code for name, code in task.exit_codes(essential).items() if code not in (0, None)}
+        codes = _nonzero_exits(task, essential)
         container, code = next(iter(codes.items()), (next(iter(sorted(essential)), "?"), 0))
         message = (
             f"{service.name}: task {task.id} of deployment {self.id} exited after it was running: "
@@ -180,9 +189,22 @@ class DeploymentWatch:
         if breaker.get("enable"):
             then = "rolls back to the last completed deployment" if breaker.get("rollback") else "stops the deployment"
             return f"\n  ECS's circuit breaker {then} once its own threshold is reached"
-        if any(d.id != self.id for d in service.deployments):
+        if service.older_running(self.id):
             return "\n  ECS keeps trying to deploy in the background; its old tasks keep serving meanwhile"
         return "\n  no old task is left: ECS keeps replacing this deployment's tasks with the same image"
+
+
+def _nonzero_exits(task: Task, essential: frozenset[str]) -> dict[str, int]:
+    return {name: code for name, code in task.exit_codes(essential).items() if code not in (0, None)}
+
+
+def _judged_while_stopping(task: Task, essential: frozenset[str]) -> bool:
+    """Whether a task still stopping can be judged already: its stop code says why it stops, or the essential
+    container that exited has its exit code. Waiting for STOPPED instead would rescan the service at every poll
+    while the task drains behind a load balancer, for minutes."""
+    if task.stop_cause == OTHER:
+        return False  # judged by exit codes, which come with STOPPED
+    return task.stop_cause != EXITED or bool(_nonzero_exits(task, essential))
 
 
 def await_deployments(env, watches: list, required: list | None = None) -> list[Service]:

@@ -97,6 +97,10 @@ class Service:
     def deployment(self, deployment_id: str) -> Deployment | None:
         return next((d for d in self.deployments if d.id == deployment_id), None)
 
+    def older_running(self, deployment_id: str) -> int:
+        """Tasks of other deployments that are RUNNING and meant to stay so (ones told to stop count nowhere)."""
+        return sum(d.running for d in self.deployments if d.id != deployment_id)
+
     def is_serving(self, deployment_id: str) -> bool:
         """Every task the deployment wants runs, and no older deployment has a task RUNNING: the old ones are
         at most deregistering (DEACTIVATING behind a load balancer) or stopping."""
@@ -106,7 +110,7 @@ class Service:
             and mine.running == mine.desired
             and mine.pending == 0
             and mine.rollout_state in (None, "IN_PROGRESS", "COMPLETED")
-            and all(d.running == 0 for d in self.deployments if d.id != deployment_id)
+            and self.older_running(deployment_id) == 0
         )
 
     def has_completed(self, deployment_id: str) -> bool:
@@ -149,6 +153,7 @@ class Task:
     stopped_reason: str | None
     containers: tuple[Container, ...]
     group: str = ""
+    reached_running: bool = False  # ECS sets startedAt when the task turns RUNNING
 
     @classmethod
     def parse(cls, raw: dict) -> "Task":
@@ -166,6 +171,7 @@ class Task:
                 for c in raw.get("containers", [])
             ),
             group=raw.get("group", ""),
+            reached_running=raw.get("startedAt") is not None,
         )
 
     @property
@@ -180,9 +186,11 @@ class Task:
     def stop_cause(self) -> str:
         """Why the task stopped, in the terms a deployment watch needs (see the constants below)."""
         reason = self.stopped_reason or ""
-        if self.stop_code == "TaskFailedToStart":
+        exited = self.stop_code == "EssentialContainerExited" or reason.startswith("Essential container in task exited")
+        # ECS counts an exit before RUNNING as a failed launch (failedTasks) and tries again.
+        if self.stop_code == "TaskFailedToStart" or (exited and not self.reached_running):
             return FAILED_TO_START
-        if self.stop_code == "EssentialContainerExited" or reason.startswith("Essential container in task exited"):
+        if exited:
             return EXITED
         if "health check" in reason:  # "Task failed ELB health checks in ...", "Task failed container health checks"
             return UNHEALTHY

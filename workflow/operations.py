@@ -195,7 +195,7 @@ def redeploy(env: Env, target: Target, wait_for_drain: bool = False, migrate: li
             await_deployments(env, [web_watch, worker_watch], required=[worker_watch])
         except (OperationFailed, KeyboardInterrupt):
             latest = worker_watch.latest
-            if latest is not None and len(latest.deployments) == 1:  # no old worker left to schedule on
+            if latest is not None and not latest.older_running(worker_watch.id):  # no old worker to schedule on
                 env.report.state = "the scheduler is stopped; the new workers are what runs"
                 env.report.alternatives = [ROLL_BACK]
             raise

@@ -70,7 +70,8 @@ wait_tuning_options = stack(
     option("--stability-window", env="STABILITY_WINDOW", type=Seconds(min=0), default=30.0,
            help="Seconds a completed deployment's tasks must keep running before it counts as done."),
     option("--max-failed-tasks", env="MAX_FAILED_TASKS", type=click.IntRange(min=1), default=None,
-           show_default="ECS's circuit breaker threshold, max(3, ceil(desired/2)), at most 200",
+           show_default="ECS's circuit breaker threshold: its thresholdConfiguration, else max(3, ceil(desired/2)) "
+                        "up to 200",
            help="Failed task launches or health checks after which a deployment counts as failed."),
     option("--log-grace", env="LOG_GRACE", type=Seconds(min=0), default=6.0,
            help="Seconds to keep reading a one-off task's log after it stops (initialize, run, redeploy "

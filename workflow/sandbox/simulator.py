@@ -73,11 +73,13 @@ SIGTERM_EXIT = 143
 
 @dataclass(frozen=True)
 class Crash:
-    """Essential containers of a deployment's tasks exit `after` seconds into RUNNING, logging `lines`."""
+    """Essential containers of a deployment's tasks exit `after` seconds into RUNNING, logging `lines`;
+    with `before_running`, as soon as they start, while the task is still PENDING (ECS never sets startedAt)."""
 
     exit_code: int
     after: float
     lines: tuple[str, ...]
+    before_running: bool = False
 
 
 @dataclass
@@ -216,6 +218,10 @@ class SimService:
     def config(self) -> dict:
         return getattr(self.model, "deployment_configuration", None) or {}
 
+    @property
+    def breaker(self) -> dict:
+        return self.config.get("deploymentCircuitBreaker") or {}
+
     def live(self, deployment: Deployment | None = None) -> list[SimTask]:
         return [
             t
@@ -273,16 +279,19 @@ class Simulation:
             raise ValueError(f"unknown failure {how!r}; expected one of {FAILURES}")
 
     def crash_deployments(self, service: str, exit_code: int | None = 1, after: float = 4.0,
-                          lines: tuple[str, ...] = ("ERROR: cannot connect to broker",)) -> None:
+                          lines: tuple[str, ...] = ("ERROR: cannot connect to broker",),
+                          before_running: bool = False) -> None:
         """Tasks of new deployments of `service` reach RUNNING, then their essential containers exit.
 
-        Not a failed launch to ECS: failedTasks stays, the scheduler relaunches (a crash loop) and the
+        Not a failed launch to ECS: failedTasks does not count them (each task turning healthy even resets
+        it), the scheduler relaunches (a crash loop) and the
         deployment may even turn COMPLETED between crashes. Non-essential containers get SIGTERM (143).
+        With `before_running` the containers exit before the task reaches RUNNING: a failed launch to ECS.
         """
         if exit_code is None:
             self.crashing.pop(service, None)
         else:
-            self.crashing[service] = Crash(exit_code, after, tuple(lines))
+            self.crashing[service] = Crash(exit_code, after, tuple(lines), before_running)
 
     def flaky_starts(self, service: str, count: int, reason: str = RESOURCE_ERROR) -> None:
         """The next `count` tasks the scheduler launches for `service` fail to start; later ones start."""
@@ -492,9 +501,12 @@ class Simulation:
 
         def pending(at):
             self._enter(task, "PENDING", at)
+            crash = task.deployment.crash if task.deployment else None
             if failure in ("pull", "start"):
                 failed = reason or PULL_ERROR.format(image=task.containers[0].image if task.containers else "image")
                 self._then(task, t.pull, lambda at2: self._fail_to_start(task, at2, failed), at)
+            elif crash and crash.before_running:
+                self._then(task, t.pull, lambda at2: self._crash(task, crash, at2), at)
             elif failure != "hang":
                 self._then(task, t.pull, running, at)
 
@@ -508,6 +520,8 @@ class Simulation:
                 self._then(task, deployment.crash.after, lambda at2: self._crash(task, deployment.crash, at2), at)
             elif deployment.unhealthy_after is not None:
                 self._then(task, deployment.unhealthy_after, lambda at2: self._fail_health_check(task, at2), at)
+            if deployment.unhealthy_after is None and task.service.breaker.get("resetOnHealthyTask", True):
+                deployment.failed_tasks = 0  # failedTasks counts consecutive failures; a healthy task ends a run
 
         self._then(task, t.provision, pending, now)
 
@@ -539,6 +553,8 @@ class Simulation:
                 c.exit_code, c.last_status = crash.exit_code, "STOPPED"
                 self._log(task, c.name, now, list(crash.lines))
         self._stop(task, now, "Essential container in task exited", "EssentialContainerExited")
+        if task.started_at is None:  # it never reached RUNNING: a failed launch
+            self._count_failed_launch(task, now)
 
     def _fail_health_check(self, task: SimTask, now: float) -> None:
         """The target group marks the task unhealthy: ECS replaces it (starting first when it may) and stops it."""
@@ -591,9 +607,11 @@ class Simulation:
         for c in task.containers:
             c.reason = reason
         self._enter(task, "STOPPED", now)
+        if task.service is not None:
+            self._count_failed_launch(task, now)
+
+    def _count_failed_launch(self, task: SimTask, now: float) -> None:
         svc, deployment = task.service, task.deployment
-        if svc is None:
-            return
         deployment.failed_tasks += 1
         self._event(svc, now, f"(service {svc.name}) is unable to consistently start tasks successfully.")
         self._trip_circuit_breaker(svc, deployment, now)
@@ -789,9 +807,15 @@ class Simulation:
             self._event(svc, now, f"(service {svc.name}) has reached a steady state.")
 
     def _trip_circuit_breaker(self, svc: SimService, deployment: Deployment, now: float) -> None:
-        breaker = svc.config.get("deploymentCircuitBreaker") or {}
-        threshold = min(max(3, math.ceil(deployment.desired_count / 2)), 200)
-        if not breaker.get("enable") or deployment.failed_tasks < threshold:
+        breaker = svc.breaker
+        setting = breaker.get("thresholdConfiguration") or {"type": "BOUNDED_PERCENT", "value": 50}
+        if setting["type"] == "COUNT":
+            threshold = setting["value"]
+        else:
+            threshold = math.ceil(deployment.desired_count * setting["value"] / 100)
+            if setting["type"] == "BOUNDED_PERCENT":
+                threshold = min(max(3, threshold), 200)
+        if not breaker.get("enable") or deployment.failed_tasks < max(threshold, 1):
             return
         if deployment.rollout_state != "IN_PROGRESS":
             return
