@@ -283,9 +283,9 @@ class Simulation:
                           before_running: bool = False) -> None:
         """Tasks of new deployments of `service` reach RUNNING, then their essential containers exit.
 
-        Not a failed launch to ECS: failedTasks does not count them (each task turning healthy even resets
-        it), the scheduler relaunches (a crash loop) and the
-        deployment may even turn COMPLETED between crashes. Non-essential containers get SIGTERM (143).
+        Not a failed launch to ECS: failedTasks does not count them (each task turning healthy even resets it),
+        the scheduler relaunches (a crash loop) and the deployment may even turn COMPLETED between crashes.
+        Non-essential containers get SIGTERM (143).
         With `before_running` the containers exit before the task reaches RUNNING: a failed launch to ECS.
         """
         if exit_code is None:
