@@ -147,6 +147,41 @@ def test_sandbox_on_a_taken_port_is_a_clear_error(run):
     assert result.exit_code == 2 and "cannot start the sandbox" in result.stderr
 
 
+def test_the_sandbox_command_passes_its_options_on(run, monkeypatch):
+    """The options tests/test_e2e.py gives an in-process sandbox are those `workflow sandbox` builds from its flags."""
+    from workflow.sandbox import command, server
+
+    started = []
+
+    class RecordingSandbox:
+        endpoint = "http://127.0.0.1:4566"
+        environment = {"AWS_ENDPOINT_URL": endpoint}
+        releases = {"v1": "sha256:1", "v2": "sha256:2"}
+
+        def __init__(self, config):
+            self.config = config
+
+        def start(self):
+            started.append(self.config)
+            return self
+
+        def stop(self):
+            started.append("stopped")
+
+    monkeypatch.setattr(server, "Sandbox", RecordingSandbox)
+    monkeypatch.setattr(command, "wait_for_interrupt", lambda: None)
+    result = run("--cluster", CLUSTER, "sandbox", "--task-start-seconds", "0.6", "--task-stop-seconds", "0.4",
+                 "--web-drain-seconds", "0.4", "--one-off-seconds", "0.4", "--fail-deployments", "worker",
+                 "--init-exit-code", "3", "--throttle", "0.3", "--deployment-controller", "web=CODE_DEPLOY",
+                 "--crash-deployments", "worker")
+    assert result.exit_code == 0, result.stderr
+    assert started == [server.SandboxConfig(
+        cluster=CLUSTER, task_start_seconds=0.6, task_stop_seconds=0.4, web_drain_seconds=0.4, one_off_seconds=0.4,
+        fail_deployments=("worker",), init_exit_code=3, throttle=0.3,
+        deployment_controllers={"web": "CODE_DEPLOY"}, crash_deployments=("worker",)), "stopped"]
+    assert result.stdout == "export AWS_ENDPOINT_URL=http://127.0.0.1:4566\n"
+
+
 def test_interrupting_initialize_says_the_task_keeps_running_and_offers_no_rerun(empty_cluster, clock):
     def sleep(_):
         raise KeyboardInterrupt

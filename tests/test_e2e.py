@@ -1,4 +1,7 @@
-"""The installed `workflow` script, run as an operator runs it, against `workflow sandbox` over HTTP."""
+"""The installed `workflow` script, run as an operator runs it, against the sandbox over HTTP: the operator
+sequence against a real `workflow sandbox` process; the rehearsed failures, and the sandbox's misbehaviour seen
+through boto3, against a sandbox served from a thread of this process (a sandbox process costs seconds of CPU
+to start). tests/test_cli.py checks that `workflow sandbox` turns its flags into those sandbox options."""
 
 import json
 import os
@@ -14,6 +17,9 @@ SERVICES = ["--cluster", CLUSTER, "--scheduler", f"{CLUSTER}-scheduler", "--work
             "--web", f"{CLUSTER}-web"]
 FAST = ["--task-start-seconds", "0.6", "--task-stop-seconds", "0.4", "--web-drain-seconds", "0.4",
         "--one-off-seconds", "0.4"]
+FAST_CONFIG = {"task_start_seconds": 0.6, "task_stop_seconds": 0.4, "web_drain_seconds": 0.4, "one_off_seconds": 0.4}
+# A short stability window: the sandbox's tasks crash within a second when told to; its logs arrive at once.
+FAST_CLI = {"WORKFLOW_POLL_INTERVAL": "0.2", "WORKFLOW_STABILITY_WINDOW": "1", "WORKFLOW_LOG_GRACE": "0.5"}
 WORKFLOW = shutil.which("workflow") or "workflow not installed: run the tests with `make test`"
 pytestmark = pytest.mark.realtime
 
@@ -32,15 +38,43 @@ def start_sandbox():
             assert line, f"sandbox exited: {process.stderr.read()}"
             name, _, value = line.removeprefix("export ").strip().partition("=")
             env[name] = value
-        # A short stability window: the sandbox's tasks crash within a second when told to; its logs arrive at once.
-        return {**_clean_env(), **env, "WORKFLOW_POLL_INTERVAL": "0.2", "WORKFLOW_STABILITY_WINDOW": "1",
-                "WORKFLOW_LOG_GRACE": "0.5"}
+        return {**_clean_env(), **env, **FAST_CLI}
 
     start.processes = started
     yield start
     for process in started:
         process.terminate()
         assert process.wait(timeout=20) == 0
+
+
+@pytest.fixture
+def in_process_sandbox():
+    """`start_sandbox`'s environment, for a sandbox served by moto from a thread of this process; moto's
+    backends are shared by the whole process, so they start and end empty, as in a process of its own."""
+    from workflow.sandbox.server import Sandbox, SandboxConfig
+
+    started = []
+
+    def start(**options):
+        _reset_moto()
+        box = Sandbox(SandboxConfig(**FAST_CONFIG, **options))
+        started.append(box)
+        box.start()
+        return {**_clean_env(), **box.environment, **FAST_CLI}
+
+    yield start
+    try:
+        for box in started:
+            box.stop()
+    finally:
+        _reset_moto()
+
+
+def _reset_moto():
+    """What moto's reset API (POST /moto-api/reset) does."""
+    from moto.moto_api._internal.models import moto_api_backend
+
+    moto_api_backend.reset()
 
 
 def _clean_env():
@@ -146,8 +180,8 @@ def test_the_operator_sequence(start_sandbox):
             "AWS_SECRET_ACCESS_KEY") in process.stderr.read()
 
 
-def test_rehearsed_failures_are_reported_within_seconds(start_sandbox):
-    env = start_sandbox("--fail-deployments", "worker", "--init-exit-code", "3")
+def test_rehearsed_failures_are_reported_within_seconds(in_process_sandbox):
+    env = in_process_sandbox(fail_deployments=("worker",), init_exit_code=3)
 
     result = workflow(env, *SERVICES, "redeploy", "--yes")
     assert result.returncode == 1
@@ -160,11 +194,11 @@ def test_rehearsed_failures_are_reported_within_seconds(start_sandbox):
     assert "essential container celery-worker" in result.stderr and "exited with code 3" in result.stderr
 
 
-def test_the_sandbox_throttles_runs_code_deploy_services_crash_loops_and_checks_tags(start_sandbox):
+def test_the_sandbox_throttles_runs_code_deploy_services_crash_loops_and_checks_tags(in_process_sandbox):
     from botocore.config import Config
     from botocore.exceptions import ClientError
 
-    env = start_sandbox("--throttle", "0.3", "--deployment-controller", "web=CODE_DEPLOY", "--crash-deployments", "worker")
+    env = in_process_sandbox(throttle=0.3, deployment_controllers={"web": "CODE_DEPLOY"}, crash_deployments=("worker",))
     bare, patient = (client(env, "ecs", Config(retries={"mode": "standard", "total_max_attempts": attempts}))
                      for attempts in (1, 20))
     outcomes = []
@@ -209,3 +243,4 @@ def test_the_sandbox_throttles_runs_code_deploy_services_crash_loops_and_checks_
     assert error.value.response["Error"]["Code"] == "InvalidParameterException"
     patient.untag_resource(resourceArn=arn, tagKeys=["workflow:lease"])
     assert patient.list_tags_for_resource(resourceArn=arn)["tags"] == []
+
