@@ -9,9 +9,11 @@ os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
 
 import boto3  # noqa: E402
 import pytest  # noqa: E402
+import snapshots  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
+from workflow.aws import Clients
 from workflow.cli import Runtime, main
 from workflow.sandbox.clock import FakeClock
 from workflow.sandbox.hooks import simulated_ecs
@@ -44,8 +46,12 @@ SCHEDULER, WORKER, WEB = (f"{CLUSTER}-{role}" for role in ("scheduler", "worker"
 NAMES = ["--cluster", CLUSTER, "--scheduler", SCHEDULER, "--worker", WORKER, "--web", WEB]
 
 
+# No test reads these; being the same for every test, they leave the environment the same too (see `_clients`).
+NO_AWS_FILES = os.path.join(os.path.dirname(__file__), "no-such-directory")
+
+
 @pytest.fixture(autouse=True)
-def hermetic_aws(monkeypatch, tmp_path):
+def hermetic_aws(monkeypatch):
     for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN", "NO_COLOR"):
         monkeypatch.delenv(name, raising=False)
     for name in list(__import__("os").environ):
@@ -55,8 +61,8 @@ def hermetic_aws(monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_REGION", REGION)
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.path.join(NO_AWS_FILES, "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.path.join(NO_AWS_FILES, "credentials"))
 
 
 @pytest.fixture(autouse=True)
@@ -103,17 +109,21 @@ def ecs(sim):
 
 
 @pytest.fixture
-def empty_cluster(sim):
+def empty_cluster(sim, clock):
     """As after the first `terraform apply`: services exist, nothing runs."""
-    return provision_cluster(shared_client)
+    return snapshots.provisioned("empty", sim, clock, REGION, lambda: provision_cluster(shared_client))
 
 
 @pytest.fixture
 def cluster(sim, clock):
     """A running cluster: one scheduler, three workers, one web server, all steady."""
-    provisioned = provision_cluster(shared_client, counts=DEFAULT_COUNTS)
-    clock.sleep(60)
-    return provisioned
+
+    def provision():
+        provisioned = provision_cluster(shared_client, counts=DEFAULT_COUNTS)
+        clock.sleep(60)
+        return provisioned
+
+    return snapshots.provisioned("running", sim, clock, REGION, provision)
 
 
 @pytest.fixture
@@ -128,11 +138,24 @@ def schedulers_alive(sim):
     return most
 
 
+@functools.cache
+def _clients_for(config, environment: frozenset):
+    return Clients(config)
+
+
+def _clients(config):
+    """The CLI's own client factory, kept from one test to the next while the AWS configuration it reads (its
+    options and the AWS_* environment) is the same: building botocore clients anew for every command was a
+    twentieth of the run. Clients hold no state of their own, and moto intercepts them under every mock."""
+    return _clients_for(config, frozenset((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
+
+
 @pytest.fixture
 def run(clock):
     """Invoke the CLI in-process with the fake clock; stdout and stderr stay apart."""
 
     def invoke(*args, input=None):
-        return CliRunner().invoke(main, list(args), obj=Runtime(clock=clock.now, sleep=clock.sleep), input=input)
+        runtime = Runtime(clock=clock.now, sleep=clock.sleep, clients=_clients)
+        return CliRunner().invoke(main, list(args), obj=runtime, input=input)
 
     return invoke

@@ -1,0 +1,75 @@
+"""Provisioned clusters made once per test process, through the APIs, and restored for each test by copy.
+
+Provisioning takes fourteen API calls; a copy of what they leave behind (moto's ECS, EC2 and CloudWatch Logs
+backends of the Region, and the simulation's services and tasks) is restored in a tenth of the time. A copy
+is restored only into a fresh mock and a simulation configured as the one it was taken from, so a test that
+sets up faults or timings before its cluster exists still gets a cluster provisioned under them.
+"""
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+from moto.ec2.models import ec2_backends
+from moto.ecr.models import ecr_backends
+from moto.ecs.models import ecs_backends
+from moto.logs.models import logs_backends
+
+ACCOUNT = "123456789012"
+BACKENDS = (ecs_backends, ec2_backends, logs_backends)
+STATE = ("services", "tasks", "_pending_logs")  # what the simulation changes as it runs
+OWN = ("clock", "lock", "observers")  # each test's own, never copied
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    settings: str
+    now: float
+    copied: Any  # (what provisioning returned, simulation state, backends): copied together, so shared references stay shared
+
+
+_taken: dict[str, Snapshot] = {}
+
+
+def provisioned(name: str, sim, clock, region: str, provision):
+    """What `provision()` returns and leaves behind, from this process's snapshot `name` when it may be used."""
+    fresh = _fresh(sim, clock, region)
+    settings = _settings(sim)
+    snapshot = _taken.get(name)
+    if fresh and snapshot is not None and snapshot.settings == settings:
+        result, state, backends = copy.deepcopy(snapshot.copied)
+        for registry, backend in zip(BACKENDS, backends, strict=True):
+            registry[ACCOUNT][region] = backend
+        vars(sim).update(state)
+        clock.sleep(snapshot.now)
+        for observer in sim.observers:
+            observer(sim)
+        return result
+    result = provision()
+    with sim.lock:
+        sim.advance()  # so no task holds a transition still to play: those are closures over this simulation
+    if fresh and snapshot is None and not any(task.next_action for task in sim.tasks):
+        state = {key: getattr(sim, key) for key in STATE}
+        backends = tuple(registry[ACCOUNT][region] for registry in BACKENDS)
+        _taken[name] = Snapshot(settings, clock.now(), copy.deepcopy((result, state, backends)))
+    return result
+
+
+def _fresh(sim, clock, region: str) -> bool:
+    """Nothing has happened yet: no simulated time, no service, no cluster, log group or VPC of a test's own,
+    and no ECR repository, whose images the tasks would resolve as they start."""
+    return (
+        clock.now() == 0
+        and not sim.services
+        and not ecs_backends[ACCOUNT][region].clusters
+        and not logs_backends[ACCOUNT][region].groups
+        and len(ec2_backends[ACCOUNT][region].vpcs) == 1  # the default VPC
+        and not ecr_backends[ACCOUNT][region].repositories
+    )
+
+
+def _settings(sim) -> str:
+    """How the simulation is configured (its timings, faults, failures to rehearse), comparable by equality."""
+    own = {key: value for key, value in vars(sim).items() if key not in STATE + OWN + ("faults",)}
+    faults = (sim.faults.rates, [repr(injection) for injection in sim.faults._pending])
+    return repr((sorted(own.items()), faults))
