@@ -81,7 +81,7 @@ def clock():
 @pytest.fixture
 def sim(clock):
     with mock_aws():
-        simulation = Simulation(clock, Timings(provision=2, pull=5, drain=3, stop=2, one_off_run=20))
+        simulation = Simulation(clock, Timings(provision=2, pull=5, drain=3, stop=2, one_off_run=6))
         with simulated_ecs(simulation):
             yield simulation
 

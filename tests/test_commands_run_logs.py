@@ -16,7 +16,7 @@ from workflow.logs import read_streams
 GROUP = f"/ecs/{CLUSTER}"
 # moto accepts log events from the last 14 days only, so these tests' wall clock starts an hour ago.
 BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
-FAST = [*NAMES, "--poll-interval", "5"]  # one-off tasks run 20 simulated seconds: fewer polls, same outcome
+FAST = [*NAMES, "--poll-interval", "5"]  # fewer polls of the one-off tasks' simulated run, same outcome
 
 
 def one_off_tasks(ecs):

@@ -395,7 +395,7 @@ def test_one_off_tasks_can_be_interrupted_and_user_stops_exit_as_configured(clus
     by_arn = {t["taskArn"]: t for t in ecs.describe_tasks(cluster=CLUSTER, tasks=[spot, stopped_by_user])["tasks"]}
     task = by_arn[spot]
     assert (task["stopCode"], task["stoppedReason"]) == ("SpotInterruption", "Your Spot Task was interrupted.")
-    assert (task["stoppingAt"] - task["startedAt"]).total_seconds() == 10  # half of the 20 s run
+    assert (task["stoppingAt"] - task["startedAt"]).total_seconds() == sim.timings.one_off_run / 2  # half its run
     assert {c["exitCode"] for c in task["containers"]} == {0}
     task = by_arn[stopped_by_user]
     assert (task["stopCode"], task["stoppedReason"]) == ("UserInitiated", "operator")
