@@ -417,6 +417,27 @@ def test_status_shows_the_digest_each_service_runs_and_its_tags(released_cluster
                        "digest": v1, "tasks": 3, "tags": ["latest", "20261101T000000Z"]}]
 
 
+def test_status_lists_and_describes_each_task_once(cluster, clock):
+    from collections import Counter
+
+    from click.testing import CliRunner
+
+    from workflow.cli import Runtime, main
+
+    calls = Counter()
+
+    def client(name, *args, **kwargs):
+        built = new_client(name)
+        built.meta.events.register("before-call", lambda model, **_: calls.update([model.name]))
+        return built
+
+    runtime = Runtime(clock=clock.now, sleep=clock.sleep, clients=lambda config: client)
+    result = CliRunner().invoke(main, [*NAMES, "status"], obj=runtime)
+    assert result.exit_code == 0, result.output
+    # Two ListTasks per service (tasks wanted RUNNING, and STOPPED ones), one DescribeTasks for them all.
+    assert (calls["ListTasks"], calls["DescribeTasks"]) == (6, 1), calls
+
+
 def test_a_redeploy_resumed_after_ctrl_c_waits_for_the_rollout_in_flight(released_cluster, sim, clock, ecs,
                                                                           one_scheduler_at_most):
     from click.testing import CliRunner

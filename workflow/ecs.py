@@ -388,6 +388,15 @@ class Ecs:
         known_stopped.update(t.arn for t in tasks if t.is_stopped)
         return [t for t in tasks if not t.is_stopped]
 
+    def service_tasks(self, services: list[str]) -> dict[str, list[Task]]:
+        """Every task ECS lists for each service, wanted RUNNING or STOPPED: two ListTasks per service, then
+        DescribeTasks 100 at a time for all."""
+        service_of = {arn: name for name in services for wanted in ("RUNNING", "STOPPED") for arn in self.task_arns(name, wanted)}
+        found: dict[str, list[Task]] = {name: [] for name in services}
+        for task in self.tasks(list(service_of)):
+            found[service_of[task.arn]].append(task)
+        return found
+
     def running_tasks(self, services: list[str]) -> dict[str, list[Task]]:
         """Each service's RUNNING tasks: one ListTasks per service, then DescribeTasks 100 at a time for all."""
         service_of = {arn: name for name in services for arn in self.task_arns(name, "RUNNING")}

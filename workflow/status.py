@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from .ecs import EXITED, FAILED_TO_START, UNHEALTHY, Service
+from .ecs import EXITED, FAILED_TO_START, UNHEALTHY, Service, Task
 from .errors import WorkflowError
 from .operations import SCHEDULER_DEPLOYMENT, Env, Outcome, Target
 
@@ -21,24 +21,25 @@ class Image:
 
 def status(env: Env, target: Target) -> Outcome:
     services = env.ecs.services([target.scheduler, target.worker, target.web])
-    alive = env.ecs.live_tasks(target.scheduler)
-    images, notes = running_images(env, services)
+    tasks = env.ecs.service_tasks([s.name for s in services])  # listed and described once, for all that follows
+    alive = [t for t in tasks[services[0].name] if not t.is_stopped]
+    running = {name: [t for t in found if t.desired_status == t.last_status == "RUNNING"] for name, found in tasks.items()}
+    images, notes = running_images(env, running)
     return Outcome(
         f"cluster {target.cluster}: {len(alive)} scheduler task(s) alive",
         tuple(services),
-        warnings=tuple(_warnings(env, services[0], services[1:]) + notes),
+        warnings=tuple(_warnings(env, services[0], services[1:], tasks) + notes),
         images=tuple(images),
         scheduler_tasks_alive=len(alive),
     )
 
 
-def running_images(env: Env, services: list[Service]) -> tuple[list[Image], list[str]]:
-    """What each service's RUNNING tasks run, with a few calls whatever the task count: one ListTasks per
-    service, DescribeTasks 100 at a time, one DescribeImages per ECR repository."""
+def running_images(env: Env, running: dict[str, list[Task]]) -> tuple[list[Image], list[str]]:
+    """What each service's RUNNING tasks run, and their tags: one DescribeImages per ECR repository."""
     from .releases import parse_ecr_image, tags_for_digests
 
     counts: dict[tuple, int] = {}
-    for name, tasks in env.ecs.running_tasks([s.name for s in services]).items():
+    for name, tasks in running.items():
         for task in tasks:
             essential = env.ecs.task_definition(task.task_definition).essential
             for c in task.containers:
@@ -63,7 +64,7 @@ def running_images(env: Env, services: list[Service]) -> tuple[list[Image], list
     return images, notes
 
 
-def _warnings(env: Env, scheduler: Service, others: list[Service]) -> list[str]:
+def _warnings(env: Env, scheduler: Service, others: list[Service], tasks: dict[str, list[Task]]) -> list[str]:
     """What an operator should know before the next command: nothing here changes the cluster."""
     found = []
     config = scheduler.deployment_configuration
@@ -86,8 +87,9 @@ def _warnings(env: Env, scheduler: Service, others: list[Service]) -> list[str]:
             continue
         # failedTasks misses tasks that crash after RUNNING, and COMPLETED never turns back: look at the tasks.
         failed = [
-            t for t in env.ecs.stopped_tasks(service.name, set())
-            if t.started_by == primary.id and t.stop_cause in (EXITED, FAILED_TO_START, UNHEALTHY)
+            t for t in tasks[service.name]
+            if t.desired_status == "STOPPED" and t.started_by == primary.id
+            and t.stop_cause in (EXITED, FAILED_TO_START, UNHEALTHY)
         ]
         if failed:
             last = failed[-1]
