@@ -312,6 +312,26 @@ def test_a_confirmation_names_the_account_and_region_after_checking_the_names(cl
     assert ecs.describe_services(cluster=CLUSTER, services=[SCHEDULER])["services"][0]["desiredCount"] == 1
 
 
+@pytest.mark.parametrize("endpoint", ["http://127.0.0.1:4566", "http://localhost:4566", "http://[::1]:4566"])
+def test_a_confirmation_names_a_sandbox_on_loopback(cluster, clock, endpoint):
+    from types import SimpleNamespace
+
+    class AtEndpoint:  # the simulated cluster's client, as if reached at `endpoint`
+        def __init__(self, client):
+            self._client = client
+            self.meta = SimpleNamespace(endpoint_url=endpoint, region_name=client.meta.region_name)
+
+        def __getattr__(self, name):
+            return getattr(self._client, name)
+
+    def clients(config):
+        return lambda name, *args, **kwargs: AtEndpoint(shared_client(name))
+
+    runtime = Runtime(clock=clock.now, sleep=clock.sleep, clients=clients)
+    result = CliRunner().invoke(main, [*NAMES, "stop-scheduler"], obj=runtime, input="n\n")
+    assert result.exit_code == 1 and f"(account 123456789012, us-east-1, sandbox at {endpoint})?" in result.stderr
+
+
 def test_a_typo_is_reported_before_the_question(cluster, run):
     result = run("--cluster", CLUSTER, "--scheduler", "nope", "stop-scheduler", input="y\n")
     assert result.exit_code == 2 and "services not found" in result.stderr and "[y/N]" not in result.stderr

@@ -103,6 +103,8 @@ class App:
 
     def where(self, names: list[str]) -> str:
         """Account, Region and endpoint the command acts in, once the names are known to exist there."""
+        from urllib.parse import urlsplit
+
         from .ecs import Ecs
 
         try:
@@ -113,8 +115,7 @@ class App:
             raise CommandFailed.of(error) from None
         account = services[0].arn.split(":")[4] if services else "?"
         text = f"account {account}, {ecs.meta.region_name}"
-        host = ecs.meta.endpoint_url.split("://", 1)[-1].split(":")[0].split("/")[0]
-        if host in ("127.0.0.1", "localhost", "::1", "[::1]"):
+        if urlsplit(ecs.meta.endpoint_url).hostname in ("127.0.0.1", "localhost", "::1"):
             text += f", sandbox at {ecs.meta.endpoint_url}"
         return text
 
