@@ -135,8 +135,10 @@ class Sandbox:
         ecr = self.client("ecr")
         for repository in ("airflow-stage", "airflow-prod"):
             ecr.create_repository(repositoryName=repository)
-        for tag in (PROMOTED_STAMP, "latest"):
-            self.releases["v1"] = push_image(ecr, "airflow-prod", release_layers(1), tag)["digest"]
+        v1 = push_image(ecr, "airflow-prod", release_layers(1), PROMOTED_STAMP)
+        ecr.put_image(repositoryName="airflow-prod", imageManifest=v1["manifest"],
+                      imageManifestMediaType=v1["media_type"], imageTag="latest")
+        self.releases["v1"] = v1["digest"]
         self.releases["v2"] = push_image(ecr, "airflow-stage", release_layers(2), "latest")["digest"]
         provision_cluster(self.client, cluster=cluster, counts=DEFAULT_COUNTS, image=f"{REGISTRY}/airflow-prod:latest",
                           deployment_controllers=self.config.deployment_controllers)
