@@ -48,7 +48,9 @@ def provisioned(name: str, sim, clock, region: str, provision):
     result = provision()
     with sim.lock:
         sim.advance()  # so no task holds a transition still to play: those are closures over this simulation
-    if fresh and snapshot is None and not any(task.next_action for task in sim.tasks):
+    # Provisioning must leave the configuration as it found it (a fault or a flaky start it used up is not copied).
+    unchanged = _settings(sim) == settings and not any(sim.faults.count.values())
+    if fresh and snapshot is None and unchanged and not any(task.next_action for task in sim.tasks):
         state = {key: getattr(sim, key) for key in STATE}
         backends = tuple(registry[ACCOUNT][region] for registry in BACKENDS)
         _taken[name] = Snapshot(settings, clock.now(), copy.deepcopy((result, state, backends)))

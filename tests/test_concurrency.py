@@ -170,6 +170,37 @@ def test_start_scheduler_does_not_judge_a_deployment_by_crashes_from_before_it_l
     assert again.exit_code == 0, again.output
 
 
+def test_an_adopted_start_judges_a_crash_from_after_it_began_even_if_its_first_looks_failed(cluster, run, sim, clock,
+                                                                                          ecs, monkeypatch):
+    from workflow.ecs import Ecs
+    from workflow.errors import Transient
+
+    assert run(*NAMES, "stop-scheduler", "--yes").exit_code == 0
+    sim.crash_deployments(SCHEDULER, exit_code=1, after=4.0)
+    ecs.update_service(cluster=CLUSTER, service=SCHEDULER, desiredCount=1, forceNewDeployment=True)  # a start in flight
+    crashed, looked = [], []
+
+    def once(simulation):  # one crash only: the next task runs (the database came back)
+        if not crashed and any(t.stop_code == "EssentialContainerExited" for t in simulation.service(SCHEDULER).tasks):
+            simulation.crash_deployments(SCHEDULER, None)
+            for deployment in simulation.service(SCHEDULER).deployments:
+                deployment.crash = None
+            crashed.append(clock.now())
+
+    def throttled_until_the_crash(self, service, known):
+        looked.append(clock.now())
+        if not crashed:
+            raise Transient("ListTasks failed: ThrottlingException: Rate exceeded")
+        return stopped_tasks(self, service, known)
+
+    stopped_tasks = Ecs.stopped_tasks
+    sim.observers.append(once)
+    monkeypatch.setattr(Ecs, "stopped_tasks", throttled_until_the_crash)
+    result = run(*NAMES, "start-scheduler")
+    assert looked[0] < crashed[0]  # the command watched before the crash, though it could not see it then
+    assert result.exit_code == 1 and "exited after it was running" in result.stderr
+
+
 def test_a_lost_run_task_answer_offers_no_second_migration(cluster, run, sim):
     sim.faults.inject("RunTask", "connection", times=20, after=True)
     result = run(*NAMES, "redeploy", "--yes", "--migrate")

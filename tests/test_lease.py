@@ -18,8 +18,8 @@ def tags(ecs):
     return {t["key"]: t["value"] for t in ecs.list_tags_for_resource(resourceArn=cluster_arn(ecs))["tags"]}
 
 
-def hold(ecs, owner="alice@bastion", command="redeploy", minutes=30):
-    now = datetime.now(UTC).replace(microsecond=0)
+def hold(ecs, clock, owner="alice@bastion", command="redeploy", minutes=30):
+    now = clock.wall(clock.now()).replace(microsecond=0)  # the CLI's wall clock in these tests
     holder = Holder("other", owner, command, now - timedelta(minutes=1), now + timedelta(minutes=minutes))
     ecs.tag_resource(resourceArn=cluster_arn(ecs), tags=[holder.tag])
 
@@ -32,24 +32,24 @@ def lease(ecs, clock, owner):
     return Lease(Ecs(ecs, CLUSTER), owner, "redeploy", 600, lambda: datetime.now(UTC), Reporter(clock.now, write=print))
 
 
-def test_a_live_lease_of_another_operator_refuses_naming_it_and_changes_nothing(cluster, run, ecs):
-    hold(ecs)
+def test_a_live_lease_of_another_operator_refuses_naming_it_and_changes_nothing(cluster, run, ecs, clock):
+    hold(ecs, clock)
     result = run(*NAMES, "stop-scheduler", "--yes")
     assert result.exit_code == 4, result.output
     assert "held by alice@bastion (redeploy) since" in result.stderr and "--break-lease" in result.stderr
     assert desired(ecs) == 1
 
 
-def test_break_lease_removes_a_crashed_holder_and_proceeds(cluster, run, ecs):
-    hold(ecs)
+def test_break_lease_removes_a_crashed_holder_and_proceeds(cluster, run, ecs, clock):
+    hold(ecs, clock)
     result = run(*NAMES, "--break-lease", "stop-scheduler", "--yes")
     assert result.exit_code == 0, result.output
     assert "broke the lease of alice@bastion" in result.stderr
     assert desired(ecs) == 0 and tags(ecs) == {}
 
 
-def test_an_expired_lease_does_not_block(cluster, run, ecs):
-    hold(ecs, minutes=-1)
+def test_an_expired_lease_does_not_block(cluster, run, ecs, clock):
+    hold(ecs, clock, minutes=-1)
     assert run(*NAMES, "stop-scheduler", "--yes").exit_code == 0
 
 

@@ -47,6 +47,14 @@ def test_a_crash_looping_worker_fleet_fails_the_redeploy_and_the_scheduler_stays
     assert schedulers_alive[0] == 1
 
 
+def test_a_crash_seen_while_its_task_still_drains_quotes_log_lines_that_arrive_late(cluster, run, sim):
+    sim.log_delay = 2  # the awslogs driver ships in batches: the lines arrive after the exit code shows
+    sim.crash_deployments(WORKER, exit_code=1, after=4, lines=("ERROR: cannot connect to broker redis://x",))
+    result = run(*NAMES, "redeploy", "--yes")
+    assert result.exit_code == 1 and "exited after it was running" in result.stderr
+    assert "last log lines of celery-worker:\n    ERROR: cannot connect to broker redis://x" in result.stderr
+
+
 def test_a_crash_after_the_deployment_completed_fails_within_the_stability_window(cluster, run, ecs, sim):
     # New workers run at about 7 s and the deployment completes at about 12 s; they crash at about 27 s.
     sim.crash_deployments(WORKER, exit_code=3, after=20)

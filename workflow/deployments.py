@@ -23,7 +23,7 @@ class WatchPolicy:
     stability_window: float = 30.0
     max_failed_tasks: int | None = None  # None: the circuit breaker's own threshold
     visibility_grace: float = 30.0  # how long a new deployment or task may be invisible to Describe calls
-    log_grace: float = 6.0  # how long a stopped one-off task's log is still read, for lines delivered late
+    log_grace: float = 6.0  # how long a stopped one-off task's or a crashed task's log is read, for late lines
 
 
 def circuit_breaker_threshold(desired: int, breaker: dict | None = None) -> int:
@@ -33,6 +33,7 @@ def circuit_breaker_threshold(desired: int, breaker: dict | None = None) -> int:
     kind, value = config.get("type", "BOUNDED_PERCENT"), config.get("value", 50)
     if kind == "COUNT":
         return max(1, value)
+    # How ECS rounds a percentage is not documented: rounding up never fails a deployment before ECS would.
     threshold = max(1, math.ceil(desired * value / 100))
     return min(200, max(3, threshold)) if kind == "BOUNDED_PERCENT" else threshold
 
@@ -50,6 +51,7 @@ class DeploymentWatch:
         self.drained, self.old_tasks_stopped, self.desired = drained, old_tasks_stopped, desired
         self.policy: WatchPolicy = env.policy
         self.created = env.poller.clock()
+        self.created_at = env.report.now()  # wall time, to tell a stop from before the watch by ECS's stoppingAt
         self.seen = False
         self.known_stopped: set[str] = set()
         self.last_failure: str | None = None  # the last failed launch or health check, as reported
@@ -60,11 +62,14 @@ class DeploymentWatch:
         self._old_gone = not old_tasks_stopped
         self._dead: set[str] = set()
         self._history_pending = adopted
+        self._crashed: tuple[Task, frozenset[str], float] | None = None  # (task, essential, read its log until)
 
     def observe(self, service: Service) -> bool:
         """True once the deployment is complete and stable; raises OperationFailed when it cannot succeed."""
         now = self.env.poller.clock()
         self.latest = service
+        if self._crashed:
+            return self._report_crash(service, now)
         deployment = service.deployment(self.id)
         if deployment is None:
             if not self.seen and now - self.created < self.policy.visibility_grace:
@@ -83,7 +88,9 @@ class DeploymentWatch:
             )
         counts = (deployment.running, deployment.pending, deployment.failed_tasks, deployment.desired)
         if counts != self._counts or now >= self._next_scan:
-            stopping = self._check_stopped_tasks(service)  # a failing call leaves the scan due at the next poll
+            stopping = self._check_stopped_tasks(service, now)  # a failing call leaves the scan due at the next poll
+            if self._crashed:
+                return self._report_crash(service, now)
             # One of ours still stopping is looked at again at the next poll.
             self._counts, self._next_scan = (None if stopping else counts), now + RESCAN_SECONDS
         threshold = self.policy.max_failed_tasks or circuit_breaker_threshold(deployment.desired, service.circuit_breaker)
@@ -129,17 +136,17 @@ class DeploymentWatch:
         older = len(service.deployments) - 1
         return f"{name} ({deployment.running}/{deployment.desired} running, {deployment.pending} pending, {older} older draining)"
 
-    def _check_stopped_tasks(self, service: Service) -> bool:
-        """Fail on a task of ours that ran and exited; note those ECS counts as failed and replaces.
+    def _check_stopped_tasks(self, service: Service, now: float) -> bool:
+        """Note a task of ours that ran and exited (`_crashed`), and those ECS counts as failed and replaces.
 
         True when one of ours is still stopping, to be judged once STOPPED.
         """
         stopping = False
         stopped = self.env.ecs.stopped_tasks(service.name, self.known_stopped)
-        if self._history_pending:  # told to stop before this command looked, even if still stopping
+        if self._history_pending:  # told to stop before the watch began, even if still stopping
             self._history_pending = False
-            self.known_stopped.update(t.arn for t in stopped)
-            stopped = []
+            self.known_stopped.update(t.arn for t in stopped if _stopped_before(t, self.created_at))
+            stopped = [t for t in stopped if t.arn not in self.known_stopped]
         for task in stopped:
             if task.started_by != self.id:
                 if task.is_stopped:
@@ -151,7 +158,9 @@ class DeploymentWatch:
                 continue
             # A stop ECS or a person caused (scale-in, Spot, StopTask) is not the image's fault; an exit is.
             if task.stop_cause == EXITED or (task.stop_cause == OTHER and task.failure(essential)):
-                raise OperationFailed(self._crash(service, task, essential) + self._aftermath(service))
+                # Judged before STOPPED, its last lines may still be on their way from the awslogs driver.
+                self._crashed = (task, essential, now if task.is_stopped else now + self.policy.log_grace)
+                return False
             note = f"task {task.id} {task.stop_cause}: {task.stopped_reason or 'no reason given'}"
             if task.stop_cause == FAILED_TO_START and (codes := _nonzero_exits(task, essential)):
                 # an essential container exited before the task reached RUNNING
@@ -162,18 +171,23 @@ class DeploymentWatch:
             self.known_stopped.add(task.arn)  # only once judged: a call failing above means it is judged again
         return stopping
 
-    def _crash(self, service: Service, task: Task, essential: frozenset[str]) -> str:
+    def _report_crash(self, service: Service, now: float) -> bool:
+        """Fail on the crash found, quoting the container's last log lines once they can be read, or once
+        the log grace has passed; until then, the deployment is still pending."""
+        task, essential, until = self._crashed
         codes = _nonzero_exits(task, essential)
         container, code = next(iter(codes.items()), (next(iter(sorted(essential)), "?"), 0))
+        definition = self.env.ecs.task_definition(task.task_definition).container(container)
+        lines = tail(self.env, definition.log_options, container, task.id) if definition else []
+        if not lines and now < until:
+            return False
         message = (
             f"{service.name}: task {task.id} of deployment {self.id} exited after it was running: "
             f"essential container {container} exited with code {code} ({task.stopped_reason or 'no reason given'})"
         )
-        definition = self.env.ecs.task_definition(task.task_definition).container(container)
-        lines = tail(self.env, definition.log_options, container, task.id) if definition else []
         if lines:
             message += f"\n  last log lines of {container}:\n    " + "\n    ".join(lines)
-        return message
+        raise OperationFailed(message + self._aftermath(service))
 
     def _gone(self, service: Service) -> str:
         primary = service.primary
@@ -196,6 +210,11 @@ class DeploymentWatch:
 
 def _nonzero_exits(task: Task, essential: frozenset[str]) -> dict[str, int]:
     return {name: code for name, code in task.exit_codes(essential).items() if code not in (0, None)}
+
+
+def _stopped_before(task: Task, moment) -> bool:
+    """Told to stop by `moment` (ECS's stoppingAt); a task without one, only if it has stopped already."""
+    return task.stopping_at <= moment if task.stopping_at else task.is_stopped
 
 
 def _judged_while_stopping(task: Task, essential: frozenset[str]) -> bool:

@@ -154,6 +154,7 @@ class Task:
     containers: tuple[Container, ...]
     group: str = ""
     reached_running: bool = False  # ECS sets startedAt when the task turns RUNNING
+    stopping_at: datetime | None = None  # when ECS was told to stop it
 
     @classmethod
     def parse(cls, raw: dict) -> "Task":
@@ -172,6 +173,7 @@ class Task:
             ),
             group=raw.get("group", ""),
             reached_running=raw.get("startedAt") is not None,
+            stopping_at=raw.get("stoppingAt"),
         )
 
     @property

@@ -75,7 +75,8 @@ wait_tuning_options = stack(
            help="Failed task launches or health checks after which a deployment counts as failed."),
     option("--log-grace", env="LOG_GRACE", type=Seconds(min=0), default=6.0,
            help="Seconds to keep reading a one-off task's log after it stops (initialize, run, redeploy "
-                "--migrate): the awslogs driver may deliver its last lines late."),
+                "--migrate), or a crashed service task's before quoting it: the awslogs driver may deliver its "
+                "last lines late."),
 )
 
 lease_option = option("--break-lease", env="BREAK_LEASE", is_flag=True, default=False,
