@@ -9,6 +9,7 @@ ECS is still retrying, and so are we.
 
 import math
 from dataclasses import dataclass
+from datetime import datetime
 
 from .ecs import EXITED, FAILED_TO_START, OTHER, UNHEALTHY, Service, Task
 from .errors import OperationFailed
@@ -212,7 +213,7 @@ def _nonzero_exits(task: Task, essential: frozenset[str]) -> dict[str, int]:
     return {name: code for name, code in task.exit_codes(essential).items() if code not in (0, None)}
 
 
-def _stopped_before(task: Task, moment) -> bool:
+def _stopped_before(task: Task, moment: datetime) -> bool:
     """Told to stop by `moment` (ECS's stoppingAt); a task without one, only if it has stopped already."""
     return task.stopping_at <= moment if task.stopping_at else task.is_stopped
 
