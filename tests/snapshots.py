@@ -1,6 +1,6 @@
 """Provisioned clusters made once per test process, through the APIs, and restored for each test by copy.
 
-Provisioning takes fourteen API calls; a copy of what they leave behind (moto's ECS, EC2 and CloudWatch Logs
+Provisioning takes thirteen API calls; a copy of what they leave behind (moto's ECS, EC2 and CloudWatch Logs
 backends of the Region, and the simulation's services and tasks) is restored in a tenth of the time. A copy
 is restored only into a fresh mock and a simulation configured as the one it was taken from, so a test that
 sets up faults or timings before its cluster exists still gets a cluster provisioned under them.
