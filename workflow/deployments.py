@@ -214,8 +214,10 @@ def _nonzero_exits(task: Task, essential: frozenset[str]) -> dict[str, int]:
 
 
 def _stopped_before(task: Task, moment: datetime) -> bool:
-    """Told to stop by `moment` (ECS's stoppingAt); a task without one, only if it has stopped already."""
-    return task.stopping_at <= moment if task.stopping_at else task.is_stopped
+    """Told to stop by `moment`, by ECS's stoppingAt. The API reference sets it as the task turns STOPPING, so a
+    task still deactivating (draining behind a load balancer) may have none: that one counts as told to stop
+    before, since judging an old crash would fail a command for good, and a crash loop crashes again."""
+    return task.stopping_at <= moment if task.stopping_at else True
 
 
 def _judged_while_stopping(task: Task, essential: frozenset[str]) -> bool:
