@@ -7,7 +7,6 @@ import os
 # moto's EC2 backend loads thousands of default AMIs for every fresh account: a second per test, for nothing.
 os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
 
-import boto3  # noqa: E402
 import pytest  # noqa: E402
 import snapshots  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
@@ -91,7 +90,7 @@ def sim(clock):
 
 # moto gives every mock a fresh boto3 default session, which would parse each service's model again (a fifth
 # of a second for EC2's); clients built from this one session share the models parsed once.
-_SESSION = boto3.session.Session()
+_SESSION = snapshots.SESSION
 
 
 def new_client(name: str, region: str = REGION, **kwargs):

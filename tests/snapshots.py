@@ -9,11 +9,22 @@ sets up faults or timings before its cluster exists still gets a cluster provisi
 import copy
 from dataclasses import dataclass
 from typing import Any
+from unittest import mock
 
-from moto.ec2.models import ec2_backends
-from moto.ecr.models import ecr_backends
-from moto.ecs.models import ecs_backends
-from moto.logs.models import logs_backends
+import boto3
+import moto.core.models  # noqa: F401  (adds moto's interceptor to botocore's handlers, which new sessions copy)
+
+# moto lists the Regions through a new boto3 session each time (three as its EC2 models are imported, one for its
+# backends), each parsing botocore's endpoint data again, a third of a second apiece: one session serves them all.
+SESSION = boto3.session.Session()
+with mock.patch.object(boto3, "Session", lambda: SESSION):
+    from moto.core.base_backend import AccountSpecificBackend
+    from moto.ec2.models import ec2_backends
+    from moto.ecr.models import ecr_backends
+    from moto.ecs.models import ecs_backends
+    from moto.logs.models import logs_backends
+
+    AccountSpecificBackend.get_session()  # remembered (lru_cache) from now on
 
 ACCOUNT = "123456789012"
 BACKENDS = (ecs_backends, ec2_backends, logs_backends)
