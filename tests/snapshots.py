@@ -17,7 +17,15 @@ import moto.core.models  # noqa: F401  (adds moto's interceptor to botocore's ha
 # moto lists the Regions through a new boto3 session each time (three as its EC2 models are imported, one for its
 # backends), each parsing botocore's endpoint data again, a third of a second apiece: one session serves them all.
 SESSION = boto3.session.Session()
-with mock.patch.object(boto3, "Session", lambda: SESSION):
+
+
+def _session(*args, **kwargs):
+    """What moto gets for boto3.Session: the shared session when it asks for a default one. Modules that import
+    the name while moto's models load keep this function."""
+    return boto3.session.Session(*args, **kwargs) if args or kwargs else SESSION
+
+
+with mock.patch.object(boto3, "Session", _session):
     from moto.core.base_backend import AccountSpecificBackend
     from moto.ec2.models import ec2_backends
     from moto.ecr.models import ecr_backends
