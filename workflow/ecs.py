@@ -390,10 +390,10 @@ class Ecs:
         known_stopped.update(t.arn for t in tasks if t.is_stopped)
         return [t for t in tasks if not t.is_stopped]
 
-    def service_tasks(self, services: list[str]) -> dict[str, list[Task]]:
-        """Every task ECS lists for each service, wanted RUNNING or STOPPED: two ListTasks per service, then
-        DescribeTasks 100 at a time for all."""
-        service_of = {arn: name for name in services for wanted in ("RUNNING", "STOPPED") for arn in self.task_arns(name, wanted)}
+    def service_tasks(self, services: list[str], wanted: tuple[str, ...] = ("RUNNING", "STOPPED")) -> dict[str, list[Task]]:
+        """Each service's tasks that ECS wants in a `wanted` desired status: one ListTasks per service and
+        status, then DescribeTasks 100 at a time for all."""
+        service_of = {arn: name for name in services for status in wanted for arn in self.task_arns(name, status)}
         found: dict[str, list[Task]] = {name: [] for name in services}
         for task in self.tasks(list(service_of)):
             found[service_of[task.arn]].append(task)
@@ -401,12 +401,8 @@ class Ecs:
 
     def running_tasks(self, services: list[str]) -> dict[str, list[Task]]:
         """Each service's RUNNING tasks: one ListTasks per service, then DescribeTasks 100 at a time for all."""
-        service_of = {arn: name for name in services for arn in self.task_arns(name, "RUNNING")}
-        running: dict[str, list[Task]] = {name: [] for name in services}
-        for task in self.tasks(list(service_of)):
-            if task.last_status == "RUNNING":
-                running[service_of[task.arn]].append(task)
-        return running
+        return {name: [t for t in tasks if t.last_status == "RUNNING"]
+                for name, tasks in self.service_tasks(services, ("RUNNING",)).items()}
 
     def stopped_tasks(self, service: str, known: set[str]) -> list[Task]:
         """Tasks of `service` that ECS wants stopped and that are not in `known`, STOPPED or still stopping.
