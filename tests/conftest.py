@@ -153,6 +153,20 @@ def _clients(config):
     return _clients_for(config, frozenset((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
 
 
+def invoke_recording(clock, *args):
+    """Run the CLI in-process on clients of the test's own; returns its result and every call it made, in order,
+    as (operation, parameters)."""
+    calls: list[tuple[str, dict]] = []
+
+    def client(name, *_, **__):
+        built = new_client(name)
+        built.meta.events.register("provide-client-params", lambda params, model, **_: calls.append((model.name, params)))
+        return built
+
+    runtime = Runtime(clock=clock.now, sleep=clock.sleep, clients=lambda config: client)
+    return CliRunner().invoke(main, list(args), obj=runtime), calls
+
+
 @pytest.fixture
 def run(clock):
     """Invoke the CLI in-process with the fake clock; stdout and stderr stay apart."""

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import CLUSTER, NAMES, SCHEDULER, WEB, WORKER, new_client, shared_client
+from conftest import CLUSTER, NAMES, SCHEDULER, WEB, WORKER, invoke_recording, new_client, shared_client
 
 
 def describe(ecs, *names):
@@ -418,24 +418,11 @@ def test_status_shows_the_digest_each_service_runs_and_its_tags(released_cluster
 
 
 def test_status_lists_and_describes_each_task_once(cluster, clock):
-    from collections import Counter
-
-    from click.testing import CliRunner
-
-    from workflow.cli import Runtime, main
-
-    calls = Counter()
-
-    def client(name, *args, **kwargs):
-        built = new_client(name)
-        built.meta.events.register("before-call", lambda model, **_: calls.update([model.name]))
-        return built
-
-    runtime = Runtime(clock=clock.now, sleep=clock.sleep, clients=lambda config: client)
-    result = CliRunner().invoke(main, [*NAMES, "status"], obj=runtime)
+    result, calls = invoke_recording(clock, *NAMES, "status")
     assert result.exit_code == 0, result.output
     # Two ListTasks per service (tasks wanted RUNNING, and STOPPED ones), one DescribeTasks for them all.
-    assert (calls["ListTasks"], calls["DescribeTasks"]) == (6, 1), calls
+    names = [name for name, _ in calls]
+    assert (names.count("ListTasks"), names.count("DescribeTasks")) == (6, 1), names
 
 
 def test_a_redeploy_resumed_after_ctrl_c_waits_for_the_rollout_in_flight(released_cluster, sim, clock, ecs,

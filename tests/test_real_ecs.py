@@ -6,7 +6,7 @@ the cluster state the command leaves, its exit code and its message.
 """
 
 import pytest
-from conftest import CLUSTER, NAMES, SCHEDULER, WEB, WORKER, new_client, shared_client
+from conftest import CLUSTER, NAMES, SCHEDULER, WEB, WORKER, invoke_recording, shared_client
 
 from workflow.sandbox.provision import DEFAULT_COUNTS, provision_cluster
 
@@ -157,25 +157,11 @@ def test_an_essential_container_exiting_before_running_is_a_failed_launch_that_e
 
 
 def test_a_task_of_ours_draining_behind_the_load_balancer_is_judged_once_not_at_every_poll(cluster, clock, sim):
-    from click.testing import CliRunner
-
-    from workflow.cli import Runtime, main
-
-    described = []
-
-    def count(params, **_):
-        described.extend(params["tasks"])
-
-    def client(name, *args, **kwargs):
-        built = new_client(name)
-        built.meta.events.register("provide-client-params.ecs.DescribeTasks", count)
-        return built
-
     sim.timings.drain_by_service[WEB] = 300
     sim.unhealthy_deployments(WEB, after=5)
-    runtime = Runtime(clock=clock.now, sleep=clock.sleep, clients=lambda config: client)
-    result = CliRunner().invoke(main, [*NAMES, "redeploy", "--yes"], obj=runtime)
+    result, calls = invoke_recording(clock, *NAMES, "redeploy", "--yes")
     assert result.exit_code == 1 and "failed health checks" in result.stderr, result.output
+    described = [arn for name, params in calls if name == "DescribeTasks" for arn in params["tasks"]]
     unhealthy = [t.task_arn for t in sim.service(WEB).tasks if t.unhealthy]
     assert unhealthy and max(described.count(arn) for arn in unhealthy) == 1
 
