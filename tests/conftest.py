@@ -153,6 +153,11 @@ def _clients(config):
     return _clients_for(config, frozenset((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
 
 
+def runtime(clock, clients=None) -> Runtime:
+    """The CLI's runtime on the fake clock, its wall time the simulated cluster's."""
+    return Runtime(clock=clock.now, sleep=clock.sleep, clients=clients or _clients, utcnow=lambda: clock.wall(clock.now()))
+
+
 def invoke_recording(clock, *args):
     """Run the CLI in-process on clients of the test's own; returns its result and every call it made, in order,
     as (operation, parameters)."""
@@ -163,8 +168,7 @@ def invoke_recording(clock, *args):
         built.meta.events.register("provide-client-params", lambda params, model, **_: calls.append((model.name, params)))
         return built
 
-    runtime = Runtime(clock=clock.now, sleep=clock.sleep, clients=lambda config: client)
-    return CliRunner().invoke(main, list(args), obj=runtime), calls
+    return CliRunner().invoke(main, list(args), obj=runtime(clock, lambda config: client)), calls
 
 
 @pytest.fixture
@@ -172,7 +176,6 @@ def run(clock):
     """Invoke the CLI in-process with the fake clock; stdout and stderr stay apart."""
 
     def invoke(*args, input=None):
-        runtime = Runtime(clock=clock.now, sleep=clock.sleep, clients=_clients, utcnow=lambda: clock.wall(clock.now()))
-        return CliRunner().invoke(main, list(args), obj=runtime, input=input)
+        return CliRunner().invoke(main, list(args), obj=runtime(clock), input=input)
 
     return invoke
