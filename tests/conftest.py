@@ -3,6 +3,7 @@
 import functools
 import gc
 import os
+from typing import NamedTuple
 
 # moto's EC2 backend loads thousands of default AMIs for every fresh account: a second per test, for nothing.
 os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
@@ -158,14 +159,22 @@ def runtime(clock, clients=None) -> Runtime:
     return Runtime(clock=clock.now, sleep=clock.sleep, clients=clients or _clients, utcnow=lambda: clock.wall(clock.now()))
 
 
+class Call(NamedTuple):
+    name: str  # the operation, e.g. "DescribeServices"
+    params: dict
+    at: float  # on the fake clock
+
+
 def invoke_recording(clock, *args):
-    """Run the CLI in-process on clients of the test's own; returns its result and every call it made, in order,
-    as (operation, parameters)."""
-    calls: list[tuple[str, dict]] = []
+    """Run the CLI in-process on clients of the test's own; returns its result and every call it made, in order."""
+    calls: list[Call] = []
+
+    def record(params, model, **_):
+        calls.append(Call(model.name, params, clock.now()))
 
     def client(name, *_, **__):
         built = new_client(name)
-        built.meta.events.register("provide-client-params", lambda params, model, **_: calls.append((model.name, params)))
+        built.meta.events.register("provide-client-params", record)
         return built
 
     return CliRunner().invoke(main, list(args), obj=runtime(clock, lambda config: client)), calls

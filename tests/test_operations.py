@@ -269,6 +269,19 @@ def test_commands_return_within_one_poll_of_the_cluster_settling(request, run, c
     assert settles_after <= clock.now() - began <= settles_after + interval
 
 
+def test_inside_the_stability_window_services_are_described_every_5s_and_its_end_is_not_missed(empty_cluster, clock):
+    from workflow.deployments import WINDOW_POLL_SECONDS
+
+    began = clock.now()
+    result, calls = invoke_recording(clock, *NAMES, "start-scheduler")
+    assert result.exit_code == 0, result.output
+    # Timings in conftest: the scheduler runs 2 + 5 s after the start, then the 30 s window; at 1 s polls that was
+    # 30 DescribeServices in the window.
+    window = [call.at - began for call in calls if call.name == "DescribeServices" and call.at - began >= 7]
+    assert window == [7 + t for t in range(0, 31, 5)] and WINDOW_POLL_SECONDS == 5
+    assert clock.now() - began == 7 + 30
+
+
 def test_initialize_follows_the_task_log_and_quotes_its_tail_on_failure(empty_cluster, run, sim):
     assert "celery-worker | Starting: airflow db migrate" in run(*NAMES, "initialize", "--yes").stderr
     sim.one_off_exit_code = 3
@@ -421,7 +434,7 @@ def test_status_lists_and_describes_each_task_once(cluster, clock):
     result, calls = invoke_recording(clock, *NAMES, "status")
     assert result.exit_code == 0, result.output
     # Two ListTasks per service (tasks wanted RUNNING, and STOPPED ones), one DescribeTasks for them all.
-    names = [name for name, _ in calls]
+    names = [call.name for call in calls]
     assert (names.count("ListTasks"), names.count("DescribeTasks")) == (6, 1), names
 
 

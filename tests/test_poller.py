@@ -65,3 +65,15 @@ def test_a_long_wait_prints_a_heartbeat_at_a_steady_rhythm():
     with pytest.raises(WaitTimedOut):
         Poller(clock.now, clock.sleep, 2, 61, notice=notices.append).until(lambda: None, lambda: "the scheduler")
     assert notices == [f"waiting for the scheduler: {t}s so far, gives up in {61 - t}s" for t in (16, 32, 48)]
+
+
+def test_pace_sets_the_delay_before_each_next_poll():
+    clock, polled = FakeClock(), []
+    answers = iter([None, None, None, "done"])
+
+    def check():
+        polled.append(clock.now())
+        return next(answers)
+
+    assert Poller(clock.now, clock.sleep, 2, 60).until(check, str, lambda interval: interval / 2 if clock.now() < 2 else 5)
+    assert polled == [0, 1, 2, 7]

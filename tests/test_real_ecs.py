@@ -55,11 +55,14 @@ def test_a_crash_seen_while_its_task_still_drains_quotes_log_lines_that_arrive_l
     assert "last log lines of celery-worker:\n    ERROR: cannot connect to broker redis://x" in result.stderr
 
 
-def test_a_crash_after_the_deployment_completed_fails_within_the_stability_window(cluster, run, ecs, sim):
-    # New workers run at about 7 s and the deployment completes at about 12 s; they crash at about 27 s.
-    sim.crash_deployments(WORKER, exit_code=3, after=20)
+def test_a_crash_after_the_deployment_completed_fails_within_the_stability_window(cluster, run, ecs, sim, clock):
+    # New workers run at about 7 s into the roll and the deployment completes at about 12 s; they crash at about
+    # 28 s, between two of the window's polls, which come every 5 s (WINDOW_POLL_SECONDS).
+    sim.crash_deployments(WORKER, exit_code=3, after=21)
     result = run(*NAMES, "redeploy", "--yes")
     assert result.exit_code == 1, result.output
+    crashed = min(t.stopping_at for t in sim.service(WORKER).tasks if t.stop_code == "EssentialContainerExited")
+    assert 0 < (clock.wall(clock.now()) - crashed).total_seconds() <= 5
     assert "exited with code 3" in result.stderr and "watching its tasks for 30s" in result.stderr
     assert [d["rolloutState"] for d in describe(ecs, WORKER)["deployments"]][0] == "COMPLETED"  # ECS says success
     assert_scheduler_stopped_and_counts_kept(ecs, sim)
@@ -161,7 +164,7 @@ def test_a_task_of_ours_draining_behind_the_load_balancer_is_judged_once_not_at_
     sim.unhealthy_deployments(WEB, after=5)
     result, calls = invoke_recording(clock, *NAMES, "redeploy", "--yes")
     assert result.exit_code == 1 and "failed health checks" in result.stderr, result.output
-    described = [arn for name, params in calls if name == "DescribeTasks" for arn in params["tasks"]]
+    described = [arn for call in calls if call.name == "DescribeTasks" for arn in call.params["tasks"]]
     unhealthy = [t.task_arn for t in sim.service(WEB).tasks if t.unhealthy]
     assert unhealthy and max(described.count(arn) for arn in unhealthy) == 1
 

@@ -396,7 +396,7 @@ def _await_scheduler_stopped(env: Env, scheduler: str, alive: list[Task] | None 
         tasks = ", ".join(f"{t.id} ({t.last_status})" for t in alive) or "none listed"
         return f"scheduler tasks to stop; still alive: {tasks}"
 
-    def soon():  # a STOPPING task's process is exiting: the last transition is close
-        return bool(alive) and all(t.last_status == "STOPPING" for t in alive)
+    def pace(interval):  # a STOPPING task's process is exiting: the last transition is close, look twice as often
+        return interval / 2 if alive and all(t.last_status == "STOPPING" for t in alive) else interval
 
-    return env.poller.until(check, pending, soon)
+    return env.poller.until(check, pending, pace)

@@ -23,10 +23,13 @@ class Poller:
         self.interval, self.timeout = interval, timeout
         self.notice = notice
 
-    def until(self, check: Callable[[], T], pending: Callable[[], str], soon: Callable[[], bool] = lambda: False) -> T:
+    def until(
+        self, check: Callable[[], T], pending: Callable[[], str], pace: Callable[[float], float] = lambda interval: interval
+    ) -> T:
         """Call `check` every interval until it returns something truthy; a check raises to fail fast.
 
-        While `soon()` says the awaited transition is imminent, polls come twice as often.
+        `pace` turns the interval into the delay before the next poll: shorter while the awaited transition
+        is imminent, longer while nothing can be awaited before a known moment.
 
         A transient AWS error (throttling, 5xx, a broken connection) means "still pending": the next try
         backs off exponentially, and only the deadline ends the wait. `pending` says, on timeout, what was
@@ -45,7 +48,7 @@ class Poller:
             else:
                 if result:
                     return result
-                failures, delay = 0, self.interval / 2 if soon() else self.interval
+                failures, delay = 0, pace(self.interval)
             remaining = deadline - self.clock()
             if remaining <= 0:
                 cause = f" (last AWS error: {last_error})" if failures else ""
