@@ -9,16 +9,19 @@ from typing import NamedTuple
 os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
 
 import pytest  # noqa: E402
-import snapshots  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
-from moto import mock_aws  # noqa: E402
 
 from workflow.aws import Clients
 from workflow.cli import Runtime, main
 from workflow.sandbox.clock import FakeClock
-from workflow.sandbox.hooks import simulated_ecs
 from workflow.sandbox.provision import DEFAULT_COUNTS, provision_cluster
-from workflow.sandbox.simulator import Simulation, Timings
+
+
+def pytest_configure(config):
+    """moto and the simulation load in the processes that run tests, before any test module: not in pytest-xdist's
+    controller, which only hands tests out and would otherwise hold the workers' start back by a second."""
+    if getattr(config.option, "dist", "no") == "no" or hasattr(config, "workerinput"):
+        import snapshots  # noqa: F401  (first: it imports moto's models, see there)
 
 # Each test leaves moto's objects behind in cycles, so collections are frequent; a full one also walks
 # botocore's service models and moto's catalogues, hundreds of thousands of objects loaded once. Rarer
@@ -80,6 +83,11 @@ def clock():
 
 @pytest.fixture
 def sim(clock):
+    from moto import mock_aws
+
+    from workflow.sandbox.hooks import simulated_ecs
+    from workflow.sandbox.simulator import Simulation, Timings
+
     with mock_aws():
         simulation = Simulation(clock, Timings(provision=2, pull=5, drain=3, stop=2, one_off_run=6))
         with simulated_ecs(simulation):
@@ -89,14 +97,14 @@ def sim(clock):
         _clients_for.cache_clear()
 
 
-# moto gives every mock a fresh boto3 default session, which would parse each service's model again (a fifth
-# of a second for EC2's); clients built from this one session share the models parsed once.
-_SESSION = snapshots.SESSION
-
-
 def new_client(name: str, region: str = REGION, **kwargs):
-    """A client of the test's own, for a Stubber or an event handler that must not outlive the test."""
-    return _SESSION.client(name, region_name=region, **kwargs)
+    """A client of the test's own, for a Stubber or an event handler that must not outlive the test.
+
+    moto gives every mock a fresh boto3 default session, which would parse each service's model again (a fifth
+    of a second for EC2's); clients built from snapshots' one session share the models parsed once."""
+    import snapshots
+
+    return snapshots.SESSION.client(name, region_name=region, **kwargs)
 
 
 @functools.cache
@@ -114,6 +122,8 @@ def ecs(sim):
 @pytest.fixture
 def empty_cluster(sim, clock):
     """As after the first `terraform apply`: services exist, nothing runs."""
+    import snapshots
+
     return snapshots.provisioned("empty", sim, clock, REGION, lambda: provision_cluster(shared_client))
 
 
@@ -125,6 +135,8 @@ def cluster(sim, clock):
         provisioned = provision_cluster(shared_client, counts=DEFAULT_COUNTS)
         clock.sleep(60)
         return provisioned
+
+    import snapshots
 
     return snapshots.provisioned("running", sim, clock, REGION, provision)
 
