@@ -2,6 +2,7 @@
 and ECR, results and errors) is compared with what moto's own serializer makes of the same result."""
 
 import collections
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from conftest import NAMES, shared_client
@@ -59,3 +60,20 @@ def test_error_answers_leave_nothing_behind(sim, ecs):
     for _ in range(20):
         missing_cluster()
     assert (len(PlannedJSONSerializer._plans), len(MemoisedPicker._candidates)) == remembered
+
+
+@pytest.mark.parametrize("value", [
+    datetime(2026, 1, 1, 0, 0, 1, 123456),  # naive: UTC to moto
+    datetime(2026, 1, 1, tzinfo=UTC),
+    datetime(2026, 1, 1, 5, 30, 0, 999, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+    1767225600,  # not a datetime: moto's own way
+])
+def test_a_timestamp_is_written_as_moto_writes_it(value):
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("ecs")
+    operation, shape = model.operation_model("DescribeTasks"), model.shape_for("Task").members["createdAt"]
+    ours, stock = {}, {}
+    PlannedJSONSerializer(operation)._serialize_type_timestamp(ours, value, shape, "createdAt")
+    serialize.JSONSerializer(operation)._serialize_type_timestamp(stock, value, shape, "createdAt")
+    assert repr(ours) == repr(stock)

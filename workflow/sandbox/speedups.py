@@ -3,8 +3,10 @@ classes have, and under which attribute names each field of a response may be fo
 they leave every answer byte for byte the same (tests/test_speedups.py) and cost a simulated call a
 fraction of the time: the tests and the sandbox make tens of thousands of calls."""
 
+import calendar
 import functools
 from contextlib import ExitStack, contextmanager
+from datetime import datetime
 from unittest import mock
 
 from moto.core import responses, serialize
@@ -113,6 +115,17 @@ class PlannedJSONSerializer(serialize.JSONSerializer):
                 path.pop()
         if key:
             self._default_serialize(serialized, wrapper, shape, key)
+
+    def _serialize_type_timestamp(self, serialized, value, shape, key):
+        """A datetime in the JSON protocols' default format as moto writes it (seconds since the epoch, whole
+        milliseconds kept), without moto's way there: parsing the value as any timestamp, then a time zone object."""
+        form = shape.serialization.get("timestampFormat", self.DEFAULT_TIMESTAMP_FORMAT)
+        if type(value) is not datetime or form != "unixtimestamp":
+            return super()._serialize_type_timestamp(serialized, value, shape, key)
+        seconds = calendar.timegm(value.utctimetuple())  # a naive datetime is UTC, as to moto
+        if value.microsecond:
+            seconds += (value.microsecond // 1000) / 1000.0
+        self._default_serialize(serialized, seconds, shape, key)
 
     def _serialize_type_list(self, serialized, value, shape, key):
         member = shape.member
