@@ -98,9 +98,9 @@ def test_rolled_back_deployment_is_a_failure_not_a_success(sim, clock, run, ecs)
 
 def test_hanging_deployment_times_out_saying_what_is_pending(cluster, run, sim):
     sim.fail_deployments(WEB, "hang")
-    result = run(*NAMES, "--timeout", "120", "redeploy", "--yes")
+    result = run(*NAMES, "--timeout", "60", "redeploy", "--yes")
     assert result.exit_code == 3
-    assert "timed out after 120s" in result.stderr and f"{WEB} deploy " in result.stderr
+    assert "timed out after 60s" in result.stderr and f"{WEB} deploy " in result.stderr
     assert "0/1 running, 1 pending" in result.stderr
 
 

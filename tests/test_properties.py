@@ -29,8 +29,9 @@ import os
 import signal
 from dataclasses import dataclass, field
 
+import snapshots
 from click.testing import CliRunner
-from conftest import CLUSTER, NAMES, SCHEDULER, WEB, WORKER, shared_client
+from conftest import CLUSTER, NAMES, REGION, SCHEDULER, WEB, WORKER, shared_client
 from hypothesis import HealthCheck, Phase, example, given, note, settings
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
@@ -242,11 +243,15 @@ def assert_step_invariants(world: World, results: list) -> None:
 def play(scenario: list, finish=None) -> World:
     """Run `scenario` on a running cluster, as tests/conftest.py's `cluster` fixture makes one."""
     clock = FakeClock()
+
+    def provision():
+        provision_cluster(shared_client, counts=DEFAULT_COUNTS)
+        clock.sleep(60)
+
     with mock_aws():
         sim = Simulation(clock, Timings(provision=2, pull=5, drain=3, stop=2, one_off_run=5))
         with simulated_ecs(sim):
-            provision_cluster(shared_client, counts=DEFAULT_COUNTS)
-            clock.sleep(60)
+            snapshots.provisioned("properties", sim, clock, REGION, provision)
             world = World(clock, sim, shared_client("ecs"))
             world.watch()
             for number, (command, events) in enumerate(scenario, 1):
