@@ -68,6 +68,18 @@ def test_a_crash_after_the_deployment_completed_fails_within_the_stability_windo
     assert_scheduler_stopped_and_counts_kept(ecs, sim)
 
 
+@pytest.mark.parametrize("after", [1.25, 1.5, 1.75])
+def test_a_crash_whose_replacement_runs_before_the_next_poll_still_fails_the_window(empty_cluster, run, sim, after):
+    """Inside the window polls come every 5 s: a task that starts in 3 s (as the sandbox's do) can crash and be
+    replaced between two of them, leaving the counts as they were; the look at the window's end finds it."""
+    from workflow.sandbox.simulator import Timings
+
+    sim.timings = Timings(provision=1, pull=2, drain=1, stop=1, one_off_run=3)
+    sim.crash_deployments(SCHEDULER, exit_code=3, after=after)
+    result = run(*NAMES, "--stability-window", "5", "start-scheduler")
+    assert result.exit_code == 1 and "exited with code 3" in result.stderr, result.output
+
+
 def test_without_a_stability_window_the_late_crash_goes_unseen(cluster, run, sim):
     """Why the window exists: the same late crash passes when nobody watches after COMPLETED."""
     sim.crash_deployments(WORKER, exit_code=3, after=20)

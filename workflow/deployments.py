@@ -17,9 +17,10 @@ from .logs import tail
 from .render import short_deployment
 
 RESCAN_SECONDS = 10.0  # stopped tasks are listed when the deployment's counts move, and at least this often
-# Inside their stability windows deployments can only crash: they are looked at this often (or at the interval,
-# when longer), and at the first window's end, which is known. A replacement takes Fargate far longer to start,
-# so a crash still shows in the counts; the calls saved come out of the account's shared throttling budget.
+# Inside their stability windows deployments await nothing but the windows' ends, which are known: they are
+# looked at this often (or at the interval, when longer) and at the first end. A crash shows in the counts
+# until its replacement runs, and success waits for a last look at the stopped tasks; the calls saved come
+# out of the account's shared throttling budget.
 WINDOW_POLL_SECONDS = 5.0
 
 
@@ -92,12 +93,11 @@ class DeploymentWatch:
                 f"waited for {self.desired}"
             )
         counts = (deployment.running, deployment.pending, deployment.failed_tasks, deployment.desired)
-        if counts != self._counts or now >= self._next_scan:
-            stopping = self._check_stopped_tasks(service, now)  # a failing call leaves the scan due at the next poll
+        scanned = counts != self._counts or now >= self._next_scan
+        if scanned:
+            self._scan(service, counts, now)
             if self._crashed:
                 return self._report_crash(service, now)
-            # One of ours still stopping is looked at again at the next poll.
-            self._counts, self._next_scan = (None if stopping else counts), now + RESCAN_SECONDS
         threshold = self.policy.max_failed_tasks or circuit_breaker_threshold(deployment.desired, service.circuit_breaker)
         if deployment.failed_tasks >= threshold:
             why = f"; last: {self.last_failure}" if self.last_failure else _last_event(service)
@@ -114,7 +114,21 @@ class DeploymentWatch:
                 self.env.report.line(
                     f"{service.name}: deployment complete; watching its tasks for {self.policy.stability_window:g}s"
                 )
-        return now - self.stable_since >= self.policy.stability_window
+        if now < self.window_end():
+            return False
+        if not scanned:
+            # Success rests on a look at the stopped tasks at this poll: a task that crashed since the last look,
+            # and whose replacement already runs, leaves the counts as they were.
+            self._scan(service, counts, now)
+            if self._crashed:
+                return self._report_crash(service, now)
+        return True
+
+    def _scan(self, service: Service, counts: tuple, now: float) -> None:
+        """Look at the stopped tasks; one of ours still stopping is looked at again at the next poll. A failing
+        call leaves the scan due at the next poll."""
+        stopping = self._check_stopped_tasks(service, now)
+        self._counts, self._next_scan = (None if stopping else counts), now + RESCAN_SECONDS
 
     def window_end(self) -> float | None:
         """When the stability window ends, on the poller's clock; None until it began or while a crash is reported."""
