@@ -286,6 +286,17 @@ def test_inside_the_stability_window_services_are_described_every_5s_and_at_its_
     assert [call.name for call in calls][-3:] == ["DescribeServices", "ListTasks", "UntagResource"]
 
 
+def test_a_deployment_whose_window_has_ended_is_not_looked_at_again_at_every_poll(cluster, clock):
+    """Web's window ends at 17 s with a last look at its stopped tasks; from then on, while the workers' window
+    and the new scheduler's start run, they are listed at the 10 s rescan (27 s), not at every poll."""
+    began = clock.now()
+    result, calls = invoke_recording(clock, *NAMES, "--stability-window", "5", "redeploy", "--yes")
+    assert result.exit_code == 0, result.output
+    web = [call.at - began for call in calls if call.name == "ListTasks" and call.params.get("serviceName") == WEB
+           and call.params.get("desiredStatus") == "STOPPED"]
+    assert web == [0, 5, 12, 17, 27]
+
+
 def test_initialize_follows_the_task_log_and_quotes_its_tail_on_failure(empty_cluster, run, sim):
     assert "celery-worker | Starting: airflow db migrate" in run(*NAMES, "initialize", "--yes").stderr
     sim.one_off_exit_code = 3

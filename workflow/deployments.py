@@ -62,6 +62,7 @@ class DeploymentWatch:
         self.known_stopped: set[str] = set()
         self.last_failure: str | None = None  # the last failed launch or health check, as reported
         self.stable_since: float | None = None
+        self._end_checked = False  # the stopped tasks were looked at as the window ended
         self.latest: Service | None = None
         self._counts: tuple | None = None
         self._next_scan = self.created
@@ -106,7 +107,7 @@ class DeploymentWatch:
                 f"(threshold {threshold}){why}{self._aftermath(service)}"
             )
         if not self._ready(service):
-            self.stable_since = None
+            self.stable_since, self._end_checked = None, False
             return False
         if self.stable_since is None:
             self.stable_since = now
@@ -116,12 +117,13 @@ class DeploymentWatch:
                 )
         if now < self.window_end():
             return False
-        if not scanned:
-            # Success rests on a look at the stopped tasks at this poll: a task that crashed since the last look,
-            # and whose replacement already runs, leaves the counts as they were.
+        if not (scanned or self._end_checked):
+            # Success rests on a look at the stopped tasks as the window ends: a task that crashed since the last
+            # look, and whose replacement already runs, leaves the counts as they were.
             self._scan(service, counts, now)
             if self._crashed:
                 return self._report_crash(service, now)
+        self._end_checked = True
         return True
 
     def _scan(self, service: Service, counts: tuple, now: float) -> None:
