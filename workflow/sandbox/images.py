@@ -24,17 +24,28 @@ def random_layers(count: int, size: int, seed: int = 0) -> list[bytes]:
 
 def push_blob(ecr, repository: str, data: bytes) -> str:
     """As `docker push` does: skip a blob the repository has, else upload it in parts of the size ECR asks for."""
-    digest = digest_of(data)
-    present = ecr.batch_check_layer_availability(repositoryName=repository, layerDigests=[digest])["layers"]
-    if any(layer.get("layerAvailability") == "AVAILABLE" for layer in present):
-        return digest
+    return _push_blobs(ecr, repository, [data])[0]
+
+
+def _push_blobs(ecr, repository: str, blobs: list[bytes]) -> list[str]:
+    """The blobs the repository lacks, uploaded; one BatchCheckLayerAvailability for them all."""
+    digests = [digest_of(data) for data in blobs]
+    layers = ecr.batch_check_layer_availability(repositoryName=repository, layerDigests=digests)["layers"]
+    present = {layer["layerDigest"] for layer in layers if layer.get("layerAvailability") == "AVAILABLE"}
+    for digest, data in dict(zip(digests, blobs, strict=True)).items():
+        if digest not in present:
+            _upload(ecr, repository, data, digest)
+    return digests
+
+
+def _upload(ecr, repository: str, data: bytes, digest: str) -> None:
     upload = ecr.initiate_layer_upload(repositoryName=repository)
     part_size = upload["partSize"]
     for start in range(0, len(data), part_size):
         part = data[start : start + part_size]
         ecr.upload_layer_part(repositoryName=repository, uploadId=upload["uploadId"], partFirstByte=start,
                               partLastByte=start + len(part) - 1, layerPartBlob=part)
-    return ecr.complete_layer_upload(repositoryName=repository, uploadId=upload["uploadId"], layerDigests=[digest])["layerDigest"]
+    ecr.complete_layer_upload(repositoryName=repository, uploadId=upload["uploadId"], layerDigests=[digest])
 
 
 def push_image(ecr, repository: str, layers: list[bytes], tag: str | None, media_type: str = DOCKER_MANIFEST,
@@ -42,9 +53,7 @@ def push_image(ecr, repository: str, layers: list[bytes], tag: str | None, media
     """Upload the layers and a config, then put the manifest; returns {'digest', 'manifest', 'media_type'}."""
     config = json.dumps({"architecture": platform.split("/")[1], "os": "linux",
                          "rootfs": {"type": "layers", "diff_ids": [digest_of(x) for x in layers]}}).encode()
-    blobs = [config, *layers]
-    for blob in blobs:
-        push_blob(ecr, repository, blob)
+    _push_blobs(ecr, repository, [config, *layers])
     manifest = json.dumps({
         "schemaVersion": 2,
         "mediaType": media_type,
