@@ -1,9 +1,12 @@
-"""Provisioned clusters made once per test process, through the APIs, and restored for each test by copy.
+"""Provisioned clusters and pushed images made once per test process, through the APIs, and restored for each
+test by copy.
 
 Provisioning takes thirteen API calls; a copy of what they leave behind (moto's ECS, EC2 and CloudWatch Logs
 backends of the Region, and the simulation's services and tasks) is restored in a tenth of the time. A copy
 is restored only into a fresh mock and a simulation configured as the one it was taken from, so a test that
-sets up faults or timings before its cluster exists still gets a cluster provisioned under them.
+sets up faults or timings before its cluster exists still gets a cluster provisioned under them. Pushing a
+release takes a dozen; a copy of moto's ECR backend and of the simulated registry's blobs is restored only
+where ECR and the registry are as they were when it was taken.
 """
 
 import copy
@@ -94,3 +97,41 @@ def _settings(sim) -> str:
     own = {key: value for key, value in vars(sim).items() if key not in STATE + OWN + ("faults",)}
     faults = (sim.faults.rates, [repr(injection) for injection in sim.faults._pending])
     return repr((sorted(own.items()), faults))
+
+
+REGISTRY_STATE = ("blobs", "uploads", "parts")  # what a push changes in workflow/sandbox/registry.py's Registry
+_pushed: dict[str, Snapshot] = {}
+
+
+def pushed(name: str, registry, region: str, push):
+    """What `push()` (seeded: the same images every time) returns and leaves in ECR and in `registry`, from this
+    process's copy `name` when ECR and the registry are as they were when it was taken."""
+    before = _ecr_state(registry, region)
+    snapshot = _pushed.get(name)
+    if snapshot is not None and snapshot.settings == before:
+        result, backend, state = _copy(snapshot.copied)
+        ecr_backends[ACCOUNT][region] = backend
+        vars(registry).update(state)
+        return result
+    result = push()
+    if snapshot is None:
+        state = {key: getattr(registry, key) for key in REGISTRY_STATE}
+        _pushed[name] = Snapshot(before, 0.0, _copy((result, ecr_backends[ACCOUNT][region], state)))
+    return result
+
+
+def _copy(copied: tuple):
+    """A deep copy of (result, ECR backend, registry state) that shares the backend's lock, which cannot be
+    copied (nor needs to be: tests run one at a time in a process)."""
+    lock = copied[1].registry_scanning_configuration_update_lock
+    return copy.deepcopy(copied, {id(lock): lock})
+
+
+def _ecr_state(registry, region: str) -> str:
+    """ECR's repositories, their settings, blobs and images, and the registry's state and faults, comparable."""
+    repositories = [
+        (name, repo.image_tag_mutability, sorted(repo.layers), sorted((i.get_image_digest(), i.image_tags) for i in repo.images))
+        for name, repo in sorted(ecr_backends[ACCOUNT][region].repositories.items())
+    ]
+    own = {key: value for key, value in vars(registry).items() if key not in ("_lock", "_server", "_tokens", "blobs")}
+    return repr((repositories, sorted(registry.blobs), sorted(own.items())))

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import boto3
 import pytest
+import snapshots
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from click.testing import CliRunner
@@ -64,8 +65,9 @@ def layers():
 
 
 @pytest.fixture
-def source(ecr, layers):
-    return push_image(ecr, "airflow-stage", layers, "latest")
+def source(ecr, registry, layers):
+    push = lambda: push_image(ecr, "airflow-stage", layers, "latest")  # noqa: E731
+    return snapshots.pushed(f"source {[digest_of(x) for x in layers]}", registry, "us-east-1", push)
 
 
 def tag_digest(ecr, repository, tag):

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import snapshots
 from botocore.stub import Stubber
 from conftest import CLUSTER, NAMES, REGION, SCHEDULER, WEB, WORKER, new_client, shared_client
 from moto import mock_aws
@@ -18,16 +19,21 @@ STAMPS = ["20261101T080000Z", "20261110T080000Z", "20261120T080000Z"]  # release
 URI = f"123456789012.dkr.ecr.{REGION}.amazonaws.com/{REPO}"
 
 
-def push_releases(ecr, count: int = 3) -> list[str]:
+def push_releases(registry, count: int = 3) -> list[str]:
     """Releases 1..count, each as promote leaves it (a stamp tag; latest on the newest); returns their digests."""
-    ecr.create_repository(repositoryName=REPO)
-    digests = []
-    for n, stamp in enumerate(STAMPS[:count], start=1):
-        image = push_image(ecr, REPO, random_layers(2, 2048 * n, seed=n), stamp)
-        ecr.put_image(repositoryName=REPO, imageManifest=image["manifest"], imageManifestMediaType=image["media_type"],
-                      imageTag="latest")
-        digests.append(image["digest"])
-    return digests
+    ecr = registry.ecr
+
+    def push():
+        ecr.create_repository(repositoryName=REPO)
+        digests = []
+        for n, stamp in enumerate(STAMPS[:count], start=1):
+            image = push_image(ecr, REPO, random_layers(2, 2048 * n, seed=n), stamp)
+            ecr.put_image(repositoryName=REPO, imageManifest=image["manifest"], imageManifestMediaType=image["media_type"],
+                          imageTag="latest")
+            digests.append(image["digest"])
+        return digests
+
+    return snapshots.pushed(f"releases {count}", registry, REGION, push)
 
 
 @pytest.fixture
@@ -40,7 +46,7 @@ def registry():
 
 @pytest.fixture
 def released(registry):
-    registry.digests = push_releases(registry.ecr)
+    registry.digests = push_releases(registry)
     return registry
 
 
@@ -50,7 +56,7 @@ def cluster_registry(sim):
     cluster's tasks resolve latest to release 3 as they start."""
     with simulated_ecr(Registry()) as simulated:
         simulated.ecr = shared_client("ecr")
-        simulated.digests = push_releases(simulated.ecr)
+        simulated.digests = push_releases(simulated)
         yield simulated
 
 
