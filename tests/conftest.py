@@ -20,7 +20,8 @@ from workflow.sandbox.provision import DEFAULT_COUNTS, provision_cluster
 def pytest_configure(config):
     """moto and the simulation load in the processes that run tests, before any test module: not in pytest-xdist's
     controller, which only hands tests out and would otherwise hold the workers' start back by a second."""
-    if getattr(config.option, "dist", "no") == "no" or hasattr(config, "workerinput"):
+    controller = getattr(config.option, "dist", "no") != "no" and getattr(config.option, "tx", None)  # as xdist decides
+    if not controller or hasattr(config, "workerinput"):
         import snapshots  # noqa: F401  (first: it imports moto's models, see there)
 
 # Each test leaves moto's objects behind in cycles, so collections are frequent; a full one also walks

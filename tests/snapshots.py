@@ -128,10 +128,15 @@ def _copy(copied: tuple):
 
 
 def _ecr_state(registry, region: str) -> str:
-    """ECR's repositories, their settings, blobs and images, and the registry's state and faults, comparable."""
+    """Everything ECR holds (registry settings and tags; each repository's settings, blobs, images and uploads)
+    and the registry's state and faults, comparable; a repository's creation time aside."""
+    backend = ecr_backends[ACCOUNT][region]
+    settings = {key: value for key, value in vars(backend).items() if key not in ("repositories", "tagger")}
+    del settings["registry_scanning_configuration_update_lock"]
     repositories = [
-        (name, repo.image_tag_mutability, sorted(repo.layers), sorted((i.get_image_digest(), i.image_tags) for i in repo.images))
-        for name, repo in sorted(ecr_backends[ACCOUNT][region].repositories.items())
+        (sorted((key, value) for key, value in vars(repo).items() if key not in ("created_at", "images")),
+         sorted((image.get_image_digest(), image.image_tags) for image in repo.images))
+        for _, repo in sorted(backend.repositories.items())
     ]
     own = {key: value for key, value in vars(registry).items() if key not in ("_lock", "_server", "_tokens", "blobs")}
-    return repr((repositories, sorted(registry.blobs), sorted(own.items())))
+    return repr((sorted(settings.items()), backend.tagger.tags, repositories, sorted(registry.blobs), sorted(own.items())))

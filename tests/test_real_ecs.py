@@ -80,6 +80,17 @@ def test_a_crash_whose_replacement_runs_before_the_next_poll_still_fails_the_win
     assert result.exit_code == 1 and "exited with code 3" in result.stderr, result.output
 
 
+def test_a_crashed_task_still_stopping_at_the_windows_end_is_judged_before_success(empty_cluster, run, sim):
+    """Exit code 0 says why a task stopped only once it has (its stop code alone does not): the window's end waits
+    for the task, replaced between two polls and still draining, to stop."""
+    from workflow.sandbox.simulator import Timings
+
+    sim.timings = Timings(provision=1, pull=2, drain=3, stop=2, one_off_run=3)
+    sim.crash_deployments(SCHEDULER, exit_code=0, after=1.5)
+    result = run(*NAMES, "--stability-window", "5", "start-scheduler")
+    assert result.exit_code == 1 and "exited after it was running" in result.stderr, result.output
+
+
 def test_without_a_stability_window_the_late_crash_goes_unseen(cluster, run, sim):
     """Why the window exists: the same late crash passes when nobody watches after COMPLETED."""
     sim.crash_deployments(WORKER, exit_code=3, after=20)

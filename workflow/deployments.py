@@ -95,10 +95,9 @@ class DeploymentWatch:
             )
         counts = (deployment.running, deployment.pending, deployment.failed_tasks, deployment.desired)
         scanned = counts != self._counts or now >= self._next_scan
-        if scanned:
-            self._scan(service, counts, now)
-            if self._crashed:
-                return self._report_crash(service, now)
+        stopping = scanned and self._scan(service, counts, now)
+        if self._crashed:
+            return self._report_crash(service, now)
         threshold = self.policy.max_failed_tasks or circuit_breaker_threshold(deployment.desired, service.circuit_breaker)
         if deployment.failed_tasks >= threshold:
             why = f"; last: {self.last_failure}" if self.last_failure else _last_event(service)
@@ -115,26 +114,30 @@ class DeploymentWatch:
                 self.env.report.line(
                     f"{service.name}: deployment complete; watching its tasks for {self.policy.stability_window:g}s"
                 )
-        if now < self.window_end():
+        if now < self.stable_since + self.policy.stability_window:
             return False
         if not (scanned or self._end_checked):
             # Success rests on a look at the stopped tasks as the window ends: a task that crashed since the last
             # look, and whose replacement already runs, leaves the counts as they were.
-            self._scan(service, counts, now)
+            stopping = self._scan(service, counts, now)
             if self._crashed:
                 return self._report_crash(service, now)
+        if stopping:
+            return False  # one of ours is still stopping, for a reason only its exit codes will tell
         self._end_checked = True
         return True
 
-    def _scan(self, service: Service, counts: tuple, now: float) -> None:
-        """Look at the stopped tasks; one of ours still stopping is looked at again at the next poll. A failing
-        call leaves the scan due at the next poll."""
+    def _scan(self, service: Service, counts: tuple, now: float) -> bool:
+        """Look at the stopped tasks; True when one of ours is still stopping, to be looked at again at every poll
+        until it has stopped. A failing call leaves the scan due at the next poll."""
         stopping = self._check_stopped_tasks(service, now)
         self._counts, self._next_scan = (None if stopping else counts), now + RESCAN_SECONDS
+        return stopping
 
     def window_end(self) -> float | None:
-        """When the stability window ends, on the poller's clock; None until it began or while a crash is reported."""
-        if self.stable_since is None or self._crashed:
+        """When the stability window ends, on the poller's clock; None until it began, while a crash is reported,
+        and while one of ours is still stopping (looked at every poll)."""
+        if self.stable_since is None or self._crashed or self._counts is None:
             return None
         return self.stable_since + self.policy.stability_window
 
