@@ -11,7 +11,6 @@ import re
 import sys
 import types
 from contextlib import contextmanager
-from itertools import count
 from unittest import mock
 
 import pytest
@@ -227,17 +226,22 @@ SURVIVES = {
     "logs:GetLogEvents": "not following",  # initialize's log lines are progress only
     "ecs:UntagResource": "could not release the lease",  # the lease then expires on its own
 }
-_users = count()
+_keys: dict[str, dict] = {}  # the operator user's id -> its access key, whose secret IAM shows only at creation
 
 
 @contextmanager
 def operator(monkeypatch, document: dict):
-    """Run as an IAM user with `document`, under enforcement; yields the actions each call asked for, in order."""
+    """Run as the IAM user `operator` with `document` as its one policy, under enforcement; yields the actions each
+    call asked for, in order. The user and its key last the whole test, its policy replaced at each run, so the
+    CLI's AWS environment stays the same and its clients are built once per test (see conftest's `_clients`)."""
     iam = shared_client("iam")
-    name = f"operator{next(_users)}"
-    iam.create_user(UserName=name)
-    iam.put_user_policy(UserName=name, PolicyName="workflow", PolicyDocument=json.dumps(document))
-    key = iam.create_access_key(UserName=name)["AccessKey"]
+    try:
+        user = iam.get_user(UserName="operator")["User"]
+    except iam.exceptions.NoSuchEntityException:
+        user = iam.create_user(UserName="operator")["User"]
+        _keys[user["UserId"]] = iam.create_access_key(UserName="operator")["AccessKey"]
+    key = _keys[user["UserId"]]
+    iam.put_user_policy(UserName="operator", PolicyName="workflow", PolicyDocument=json.dumps(document))
     calls: list[str] = []
     original = BaseClient._make_api_call
 
