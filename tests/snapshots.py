@@ -45,9 +45,8 @@ OWN = ("clock", "lock", "observers")  # each test's own, never copied
 
 @dataclass(frozen=True)
 class Snapshot:
-    settings: str
-    now: float
-    copied: Any  # (what provisioning returned, simulation state, backends): copied together, so shared references stay shared
+    settings: str  # what must be the same for the copy to be restored
+    copied: Any  # everything restored, copied together, so shared references stay shared
 
 
 _taken: dict[str, Snapshot] = {}
@@ -59,11 +58,11 @@ def provisioned(name: str, sim, clock, region: str, provision):
     settings = _settings(sim)
     snapshot = _taken.get(name)
     if fresh and snapshot is not None and snapshot.settings == settings:
-        result, state, backends = copy.deepcopy(snapshot.copied)
+        result, state, backends, now = copy.deepcopy(snapshot.copied)
         for registry, backend in zip(BACKENDS, backends, strict=True):
             registry[ACCOUNT][region] = backend
         vars(sim).update(state)
-        clock.sleep(snapshot.now)
+        clock.sleep(now)
         for observer in sim.observers:
             observer(sim)
         return result
@@ -75,7 +74,7 @@ def provisioned(name: str, sim, clock, region: str, provision):
     if fresh and snapshot is None and unchanged and not any(task.next_action for task in sim.tasks):
         state = {key: getattr(sim, key) for key in STATE}
         backends = tuple(registry[ACCOUNT][region] for registry in BACKENDS)
-        _taken[name] = Snapshot(settings, clock.now(), copy.deepcopy((result, state, backends)))
+        _taken[name] = Snapshot(settings, copy.deepcopy((result, state, backends, clock.now())))
     return result
 
 
@@ -116,7 +115,7 @@ def pushed(name: str, registry, region: str, push):
     result = push()
     if snapshot is None:
         state = {key: getattr(registry, key) for key in REGISTRY_STATE}
-        _pushed[name] = Snapshot(before, 0.0, _copy((result, ecr_backends[ACCOUNT][region], state)))
+        _pushed[name] = Snapshot(before, _copy((result, ecr_backends[ACCOUNT][region], state)))
     return result
 
 
@@ -131,8 +130,8 @@ def _ecr_state(registry, region: str) -> str:
     """Everything ECR holds (registry settings and tags; each repository's settings, blobs, images and uploads)
     and the registry's state and faults, comparable; a repository's creation time aside."""
     backend = ecr_backends[ACCOUNT][region]
-    settings = {key: value for key, value in vars(backend).items() if key not in ("repositories", "tagger")}
-    del settings["registry_scanning_configuration_update_lock"]
+    apart = ("repositories", "tagger", "registry_scanning_configuration_update_lock")  # compared below; a lock
+    settings = {key: value for key, value in vars(backend).items() if key not in apart}
     repositories = [
         (sorted((key, value) for key, value in vars(repo).items() if key not in ("created_at", "images")),
          sorted((image.get_image_digest(), image.image_tags) for image in repo.images))

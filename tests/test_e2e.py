@@ -242,4 +242,3 @@ def test_the_sandbox_throttles_runs_code_deploy_services_crash_loops_and_checks_
     assert error.value.response["Error"]["Code"] == "InvalidParameterException"
     patient.untag_resource(resourceArn=arn, tagKeys=["workflow:lease"])
     assert patient.list_tags_for_resource(resourceArn=arn)["tags"] == []
-
