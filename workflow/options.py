@@ -64,7 +64,8 @@ aws_options = stack(
 
 wait_tuning_options = stack(
     option("--poll-interval", env="POLL_INTERVAL", type=Seconds(min=0.1), default=1.0,
-           help="Seconds between polls while waiting (about one read call each)."),
+           help="Seconds between polls while waiting (about one read call each); inside stability windows, "
+                "every 5 s or this, if longer."),
     option("--timeout", env="TIMEOUT", type=Seconds(min=1), default=900.0,
            help="Seconds each wait may take before giving up."),
     option("--stability-window", env="STABILITY_WINDOW", type=Seconds(min=0), default=30.0,
