@@ -69,12 +69,26 @@ def hermetic_aws(monkeypatch):
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.path.join(NO_AWS_FILES, "credentials"))
 
 
+# Retries botocore has taken in this process, by any client: each spends some of the retry quota its client keeps.
+_retries = [0]
+
+
 @pytest.fixture(autouse=True)
 def no_real_backoff(monkeypatch):
     """botocore's retries keep their count but not their sleep: no test waits in real time."""
     from botocore.retries import standard
 
-    monkeypatch.setattr(standard.ExponentialBackoff, "delay_amount", lambda self, context: 0)
+    def delay_amount(self, context):
+        _retries[0] += 1
+        return 0
+
+    monkeypatch.setattr(standard.ExponentialBackoff, "delay_amount", delay_amount)
+
+
+@pytest.fixture(autouse=True)
+def cli_clients(monkeypatch):
+    """Every CLI invocation in this process builds its clients through `_clients`, unless its test gives others."""
+    monkeypatch.setattr("workflow.aws.Clients", _clients)
 
 
 @pytest.fixture
@@ -93,19 +107,17 @@ def sim(clock):
         simulation = Simulation(clock, Timings(provision=2, pull=5, drain=3, stop=2, one_off_run=6))
         with simulated_ecs(simulation):
             yield simulation
-    if any(simulation.faults.count.values()):
-        # A failed call spends the retry quota botocore keeps in each client: the next test gets new clients.
-        _clients_for.cache_clear()
 
 
 def new_client(name: str, region: str = REGION, **kwargs):
     """A client of the test's own, for a Stubber or an event handler that must not outlive the test.
 
     moto gives every mock a fresh boto3 default session, which would parse each service's model again (a fifth
-    of a second for EC2's); clients built from snapshots' one session share the models parsed once."""
-    import snapshots
+    of a second for EC2's); clients built from the one session moto's models were loaded under share the models
+    parsed once."""
+    from workflow.sandbox.moto_models import SESSION
 
-    return snapshots.SESSION.client(name, region_name=region, **kwargs)
+    return SESSION.client(name, region_name=region, **kwargs)
 
 
 @functools.cache
@@ -154,17 +166,24 @@ def schedulers_alive(sim):
     return most
 
 
-@functools.cache
-def _clients_for(config, environment: frozenset):
-    return Clients(config)
+_built: dict = {}  # (config, AWS environment) -> (clients, _retries when they were built)
 
 
 def _clients(config):
-    """The CLI's own client factory, kept from one test to the next while the AWS configuration it reads (its
+    """The CLI's own client factory, kept from one command to the next while the AWS configuration it reads (its
     options and the AWS_* environment) is the same: building botocore clients anew for every command was a
-    twentieth of the run. moto intercepts the clients under every mock; their only state, the retry quota of
-    standard mode, is not carried past a test where the simulation failed calls (see `sim`)."""
-    return _clients_for(config, frozenset((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
+    twentieth of the run. moto intercepts the clients under every mock. Their only state, the retry quota of
+    standard mode, is whole again only in new clients: once botocore has retried anything in this process, the
+    next command builds its own, as a new process would. A command run while another runs (a second operator)
+    is given clients of its own."""
+    if os.environ.get("AWS_RETRY_MODE") == "adaptive":
+        return Clients(config)  # its rate limiter is state too, which a throttled answer changes without a retry
+    key = (config, frozenset((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
+    clients, retries = _built.get(key, (None, None))
+    if retries != _retries[0]:
+        clients = Clients(config)
+        _built[key] = clients, _retries[0]
+    return clients
 
 
 def runtime(clock, clients=None) -> Runtime:

@@ -12,30 +12,8 @@ where ECR and the registry are as they were when it was taken.
 import copy
 from dataclasses import dataclass
 from typing import Any
-from unittest import mock
 
-import boto3
-import moto.core.models  # noqa: F401  (adds moto's interceptor to botocore's handlers, which new sessions copy)
-
-# moto lists the Regions through a new boto3 session each time (three as its EC2 models are imported, one for its
-# backends), each parsing botocore's endpoint data again, a third of a second apiece: one session serves them all.
-SESSION = boto3.session.Session()
-
-
-def _session(*args, **kwargs):
-    """What moto gets for boto3.Session: the shared session when it asks for a default one. Modules that import
-    the name while moto's models load keep this function."""
-    return boto3.session.Session(*args, **kwargs) if args or kwargs else SESSION
-
-
-with mock.patch.object(boto3, "Session", _session):
-    from moto.core.base_backend import AccountSpecificBackend
-    from moto.ec2.models import ec2_backends
-    from moto.ecr.models import ecr_backends
-    from moto.ecs.models import ecs_backends
-    from moto.logs.models import logs_backends
-
-    AccountSpecificBackend.get_session()  # remembered (lru_cache) from now on
+from workflow.sandbox.moto_models import ec2_backends, ecr_backends, ecs_backends, logs_backends
 
 ACCOUNT = "123456789012"
 BACKENDS = (ecs_backends, ec2_backends, logs_backends)

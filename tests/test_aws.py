@@ -1,6 +1,9 @@
 """Clients are built in one place, from the standard AWS configuration plus our flags."""
 
+import pytest
+
 from workflow.aws import AwsConfig, Clients
+from workflow.errors import ConfigurationError
 
 
 def test_flags_win_and_retries_use_standard_mode():
@@ -36,3 +39,11 @@ def test_a_client_for_another_region_is_built_on_request():
     clients = Clients(AwsConfig(region="us-east-1"))
     assert clients("logs", "eu-west-1").meta.region_name == "eu-west-1"
     assert clients("logs").meta.region_name == "us-east-1"
+
+
+def test_a_configuration_refused_once_is_refused_again(monkeypatch):
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "abc")
+    clients = Clients(AwsConfig())
+    for _ in range(2):
+        with pytest.raises(ConfigurationError, match="invalid AWS configuration"):
+            clients("ecs")

@@ -69,10 +69,11 @@ class Clients:
             core.register_component("data_loader", _models())
             if self._config.profile:
                 core.set_config_variable("profile", self._config.profile)
-            self._session = boto3.session.Session(botocore_session=core, region_name=default_region)
+            # Set last: a configuration error raised above leaves this object as it was.
             self._retries = {
                 key: value for key, value in DEFAULT_RETRIES.items() if core.get_config_variable(_CONFIG_NAMES[key]) is None
             }
+            self._session = boto3.session.Session(botocore_session=core, region_name=default_region)
         retries = {**self._retries, "total_max_attempts": attempts} if attempts else self._retries
         return self._session.client(
             service,

@@ -8,9 +8,9 @@ import socket
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
-import boto3
 from moto.server import ThreadedMotoServer
 
+from . import moto_models  # first: before the modules that import moto's models
 from .clock import RealClock
 from .hooks import simulated_ecs
 from .images import push_image, random_layers
@@ -120,7 +120,7 @@ class Sandbox:
         self._stack.close()
 
     def client(self, name: str):
-        return boto3.client(
+        return moto_models.SESSION.client(
             name,
             endpoint_url=self.endpoint,
             region_name=REGION,
