@@ -187,8 +187,8 @@ def _clients(config):
 
 
 def runtime(clock, clients=None) -> Runtime:
-    """The CLI's runtime on the fake clock, its wall time the simulated cluster's."""
-    return Runtime(clock=clock.now, sleep=clock.sleep, clients=clients or _clients, utcnow=lambda: clock.wall(clock.now()))
+    """The CLI's runtime on the fake clock, its wall time the simulated cluster's; its clients `_clients` unless given."""
+    return Runtime(clock=clock.now, sleep=clock.sleep, clients=clients, utcnow=lambda: clock.wall(clock.now()))
 
 
 class Call(NamedTuple):

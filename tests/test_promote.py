@@ -5,12 +5,12 @@ import json
 import re
 from datetime import UTC, datetime
 
-import boto3
 import pytest
 import snapshots
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from click.testing import CliRunner
+from conftest import new_client
 from moto import mock_aws
 
 from workflow.cli import Runtime, main
@@ -21,7 +21,6 @@ from workflow.sandbox.registry import Registry, simulated_ecr
 
 NOW = datetime(2026, 11, 25, 14, 25, 1, tzinfo=UTC)
 STAMP = "20261125T142501Z"
-SESSION = boto3.session.Session(region_name="us-east-1")
 command: dict = {}  # what each `promote` invocation shares with the test: its ECR client and the sleeps it asked for
 
 
@@ -33,9 +32,8 @@ def registry():
 
 @pytest.fixture
 def ecr(registry):
-    # Retries as workflow's own clients have them; the command shares this client, so a test builds only one,
-    # from a session that loads botocore's models once for the whole module.
-    client = SESSION.client("ecr", config=Config(retries={"mode": "standard"}))
+    # Retries as workflow's own clients have them; the command shares this client, so a test builds only one.
+    client = new_client("ecr", config=Config(retries={"mode": "standard"}))
     for name in ("airflow-stage", "airflow-prod"):
         client.create_repository(repositoryName=name)
     command["client"] = client
@@ -211,7 +209,7 @@ def test_verified_parts_fill_one_buffer_and_check_the_digest():
 def test_access_denied_names_the_action():
     from botocore.stub import Stubber
 
-    client = boto3.client("ecr", region_name="us-east-1")
+    client = new_client("ecr")
     stubber = Stubber(client)
     stubber.add_client_error("batch_get_image", "AccessDeniedException", "not authorized to perform ecr:BatchGetImage")
     stubber.activate()
