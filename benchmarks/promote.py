@@ -33,8 +33,9 @@ import boto3  # noqa: E402
 
 from workflow.aws import AwsConfig, Clients  # noqa: E402
 from workflow.ecr import Ecr  # noqa: E402
-from workflow.promote import COPY_WORKERS, ImageRef, promote  # noqa: E402
-from workflow.render import Reporter  # noqa: E402
+from workflow.images import ImageRef  # noqa: E402
+from workflow.progress import Reporter  # noqa: E402
+from workflow.promote import COPY_WORKERS, promote  # noqa: E402
 
 MIB = 1024 * 1024
 CHUNK = MIB  # the raw copy's read and send size
@@ -57,8 +58,8 @@ def measure(name, client, registry, source, dest, tags):
 def api_calls(args):
     from moto import mock_aws
 
-    from workflow.sandbox.images import push_image, random_layers
-    from workflow.sandbox.registry import Registry, simulated_ecr
+    from workflow_sandbox.images import push_image, random_layers
+    from workflow_sandbox.registry import Registry, simulated_ecr
 
     layers = random_layers(args.layers, args.layer_mib * MIB, seed=7)
     image_bytes = sum(map(len, layers))
@@ -147,8 +148,8 @@ def memory(args):
 
     from moto.server import ThreadedMotoServer
 
-    from workflow.sandbox.images import digest_of, push_image, random_layers
-    from workflow.sandbox.registry import Registry, simulated_ecr
+    from workflow_sandbox.images import digest_of, push_image, random_layers
+    from workflow_sandbox.registry import Registry, simulated_ecr
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     images = [(4, args.big_layer_mib // 4), (4, args.big_layer_mib), (1, 4 * args.big_layer_mib)]

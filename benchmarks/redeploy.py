@@ -45,10 +45,10 @@ from moto import mock_aws  # noqa: E402
 
 from workflow.aws import Clients  # noqa: E402
 from workflow.cli import Runtime, main  # noqa: E402
-from workflow.sandbox.clock import RealClock  # noqa: E402
-from workflow.sandbox.hooks import simulated_ecs  # noqa: E402
-from workflow.sandbox.provision import DEFAULT_COUNTS, provision_cluster  # noqa: E402
-from workflow.sandbox.simulator import Simulation, Timings  # noqa: E402
+from workflow_sandbox.clock import RealClock  # noqa: E402
+from workflow_sandbox.hooks import simulated_ecs  # noqa: E402
+from workflow_sandbox.provision import DEFAULT_COUNTS, provision_cluster  # noqa: E402
+from workflow_sandbox.simulator import Simulation, Timings  # noqa: E402
 
 CLUSTER = "airflow-prod"
 SCHEDULER, WORKER, WEB = (f"{CLUSTER}-{role}" for role in ("scheduler", "worker", "web"))

@@ -11,10 +11,11 @@ os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
 import pytest  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
+from workflow.app import Runtime
 from workflow.aws import Clients
-from workflow.cli import Runtime, main
-from workflow.sandbox.clock import FakeClock
-from workflow.sandbox.provision import DEFAULT_COUNTS, provision_cluster
+from workflow.cli import main
+from workflow_sandbox.clock import FakeClock
+from workflow_sandbox.provision import DEFAULT_COUNTS, provision_cluster
 
 
 def pytest_configure(config):
@@ -100,8 +101,8 @@ def clock():
 def sim(clock):
     from moto import mock_aws
 
-    from workflow.sandbox.hooks import simulated_ecs
-    from workflow.sandbox.simulator import Simulation, Timings
+    from workflow_sandbox.hooks import simulated_ecs
+    from workflow_sandbox.simulator import Simulation, Timings
 
     with mock_aws():
         simulation = Simulation(clock, Timings(provision=2, pull=5, drain=3, stop=2, one_off_run=6))
@@ -115,7 +116,7 @@ def new_client(name: str, region: str = REGION, **kwargs):
     moto gives every mock a fresh boto3 default session, which would parse each service's model again (a fifth
     of a second for EC2's); clients built from the one session moto's models were loaded under share the models
     parsed once."""
-    from workflow.sandbox.moto_models import SESSION
+    from workflow_sandbox.moto_models import SESSION
 
     return SESSION.client(name, region_name=region, **kwargs)
 

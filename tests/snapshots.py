@@ -13,7 +13,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from workflow.sandbox.moto_models import ec2_backends, ecr_backends, ecs_backends, logs_backends
+from workflow_sandbox.moto_models import ec2_backends, ecr_backends, ecs_backends, logs_backends
 
 ACCOUNT = "123456789012"
 BACKENDS = (ecs_backends, ec2_backends, logs_backends)

@@ -3,14 +3,24 @@
 import subprocess
 import sys
 
+import click
 import pytest
 from botocore.stub import Stubber
 from click.testing import CliRunner
 from conftest import CLUSTER, NAMES, SCHEDULER, WEB, WORKER, new_client, shared_client
 
-from workflow.cli import Runtime, main
+from workflow import cli
+from workflow.app import Runtime
+from workflow.cli import main
 
-COMMANDS = sorted(main.commands)
+COMMANDS = sorted(main.list_commands(click.Context(main)))
+
+
+def test_the_commands_are_listed_with_their_own_first_help_line():
+    assert "sandbox" in COMMANDS  # registered by workflow_sandbox's entry point
+    for name, (_, help) in cli.COMMANDS.items():
+        command = main.get_command(click.Context(main), name)
+        assert command.help.split("\n")[0] == help, name
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -126,7 +136,7 @@ def test_redeploy_confirmation_declined_changes_nothing(cluster, run, ecs):
 
 
 def test_sandbox_without_moto_says_how_to_install_it(run, monkeypatch):
-    monkeypatch.setitem(sys.modules, "workflow.sandbox.server", None)
+    monkeypatch.setitem(sys.modules, "workflow_sandbox.server", None)
     result = run("sandbox")
     assert result.exit_code == 2 and "pipenv install --dev" in result.stderr
 
@@ -149,7 +159,7 @@ def test_sandbox_on_a_taken_port_is_a_clear_error(run):
 
 def test_the_sandbox_command_passes_its_options_on(run, monkeypatch):
     """The options tests/test_e2e.py gives an in-process sandbox are those `workflow sandbox` builds from its flags."""
-    from workflow.sandbox import command, server
+    from workflow_sandbox import command, server
 
     started = []
 
@@ -292,7 +302,7 @@ def test_sigterm_and_sighup_say_the_state_and_how_to_resume(cluster, clock, sign
 
 
 def test_progress_to_a_closed_pipe_does_not_stop_the_operation(cluster, clock, ecs):
-    from workflow.render import Reporter
+    from workflow.progress import Reporter
 
     def closed(_text):
         raise BrokenPipeError
@@ -437,12 +447,12 @@ def test_bad_promote_names_are_usage_errors(run, args, message):
 
 
 def test_a_reader_that_stops_reading_stdout_does_not_turn_success_into_failure(cluster, run, monkeypatch):
-    import workflow.cli
+    import workflow.render
 
     def closed_pipe(*_args):
         raise BrokenPipeError
 
-    monkeypatch.setattr(workflow.cli, "show", closed_pipe)
+    monkeypatch.setattr(workflow.render, "result", closed_pipe)
     assert run(*NAMES, "status").exit_code == 0
 
 

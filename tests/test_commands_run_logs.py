@@ -9,7 +9,8 @@ from botocore.exceptions import ClientError
 from click.testing import CliRunner
 from conftest import CLUSTER, NAMES, REGION, SCHEDULER, WORKER, shared_client
 
-from workflow.cli import Runtime, main
+from workflow.app import Runtime
+from workflow.cli import main
 from workflow.errors import NotFound
 from workflow.logs import read_streams
 

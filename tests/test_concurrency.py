@@ -3,7 +3,8 @@
 from click.testing import CliRunner
 from conftest import CLUSTER, NAMES, SCHEDULER, WEB, WORKER, new_client, shared_client
 
-from workflow.cli import Runtime, main
+from workflow.app import Runtime
+from workflow.cli import main
 from workflow.deployments import RESCAN_SECONDS
 
 

@@ -51,7 +51,7 @@ def start_sandbox():
 def in_process_sandbox():
     """`start_sandbox`'s environment, for a sandbox served by moto from a thread of this process; moto's
     backends are shared by the whole process, so they start and end empty, as in a process of its own."""
-    from workflow.sandbox.server import Sandbox, SandboxConfig
+    from workflow_sandbox.server import Sandbox, SandboxConfig
 
     started = []
 

@@ -323,8 +323,8 @@ def test_a_crashing_deployment_is_diagnosed_under_the_policy(cluster, run, ecs, 
 
 @pytest.fixture
 def registry(sim):
-    from workflow.sandbox.images import push_image, random_layers
-    from workflow.sandbox.registry import Registry, simulated_ecr
+    from workflow_sandbox.images import push_image, random_layers
+    from workflow_sandbox.registry import Registry, simulated_ecr
 
     with simulated_ecr(Registry()) as simulated:
         ecr = shared_client("ecr")

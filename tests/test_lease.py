@@ -7,7 +7,7 @@ from conftest import CLUSTER, NAMES, SCHEDULER
 
 from workflow.ecs import Ecs
 from workflow.lease import TAG_PREFIX, Holder, Lease, LeaseHeld
-from workflow.render import Reporter
+from workflow.progress import Reporter
 
 
 def cluster_arn(ecs):
@@ -56,7 +56,8 @@ def test_an_expired_lease_does_not_block(cluster, run, ecs, clock):
 def test_the_lease_is_visible_while_the_command_runs_and_gone_after(cluster, ecs, clock, sim):
     from click.testing import CliRunner
 
-    from workflow.cli import Runtime, main
+    from workflow.app import Runtime
+    from workflow.cli import main
 
     seen = []
 
@@ -74,7 +75,8 @@ def test_the_lease_is_visible_while_the_command_runs_and_gone_after(cluster, ecs
 def test_a_lease_broken_mid_command_stops_it_before_its_next_change(cluster, ecs, clock, sim):
     from click.testing import CliRunner
 
-    from workflow.cli import Runtime, main
+    from workflow.app import Runtime
+    from workflow.cli import main
 
     def sleep(seconds):
         for key in tags(ecs):  # another operator's --break-lease

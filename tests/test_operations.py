@@ -82,7 +82,7 @@ def test_failed_deployment_fails_fast_with_the_reason_and_how_to_resume(cluster,
 
 
 def test_rolled_back_deployment_is_a_failure_not_a_success(sim, clock, run, ecs):
-    from workflow.sandbox.provision import DEFAULT_COUNTS, provision_cluster
+    from workflow_sandbox.provision import DEFAULT_COUNTS, provision_cluster
 
     provision_cluster(
         shared_client, counts=DEFAULT_COUNTS,
@@ -122,7 +122,8 @@ def _mid_start(sim):
 def test_rerun_after_ctrl_c_at_each_step_converges(cluster, ecs, clock, sim, moment, one_scheduler_at_most):
     from click.testing import CliRunner
 
-    from workflow.cli import Runtime, main
+    from workflow.app import Runtime
+    from workflow.cli import main
 
     def sleep(seconds):
         if moment(sim):
@@ -310,7 +311,8 @@ def test_initialize_without_permission_to_read_logs_still_succeeds(empty_cluster
     from botocore.stub import Stubber
     from click.testing import CliRunner
 
-    from workflow.cli import Runtime, main
+    from workflow.app import Runtime
+    from workflow.cli import main
 
     logs = new_client("logs")
     stubber = Stubber(logs)
@@ -418,9 +420,9 @@ def test_a_failed_migration_stops_the_redeploy_before_web_and_worker(cluster, ru
 @pytest.fixture
 def released_cluster(sim, clock):
     """A running cluster whose image is release v1 in ECR: `latest` and a stamp tag on one digest."""
-    from workflow.sandbox.images import push_image, random_layers
-    from workflow.sandbox.provision import DEFAULT_COUNTS, provision_cluster
-    from workflow.sandbox.registry import Registry, simulated_ecr
+    from workflow_sandbox.images import push_image, random_layers
+    from workflow_sandbox.provision import DEFAULT_COUNTS, provision_cluster
+    from workflow_sandbox.registry import Registry, simulated_ecr
 
     with simulated_ecr(Registry()):
         ecr = shared_client("ecr")
@@ -457,7 +459,8 @@ def test_a_redeploy_resumed_after_ctrl_c_waits_for_the_rollout_in_flight(release
                                                                           one_scheduler_at_most):
     from click.testing import CliRunner
 
-    from workflow.cli import Runtime, main
+    from workflow.app import Runtime
+    from workflow.cli import main
 
     def sleep(seconds):
         worker = sim.service(WORKER)

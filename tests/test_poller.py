@@ -2,7 +2,7 @@ import pytest
 
 from workflow.errors import WaitTimedOut
 from workflow.poller import Poller
-from workflow.sandbox.clock import FakeClock
+from workflow_sandbox.clock import FakeClock
 
 
 def test_returns_the_first_truthy_result_without_sleeping_after_it():

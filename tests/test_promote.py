@@ -13,11 +13,13 @@ from click.testing import CliRunner
 from conftest import new_client
 from moto import mock_aws
 
-from workflow.cli import Runtime, main
+from workflow.app import Runtime
+from workflow.cli import main
 from workflow.errors import OperationFailed
-from workflow.promote import release_tags, verified_parts
-from workflow.sandbox.images import digest_of, push_blob, push_image, push_index, random_layers
-from workflow.sandbox.registry import Registry, simulated_ecr
+from workflow.promote import verified_parts
+from workflow.tags import release_tags
+from workflow_sandbox.images import digest_of, push_blob, push_image, push_index, random_layers
+from workflow_sandbox.registry import Registry, simulated_ecr
 
 NOW = datetime(2026, 11, 25, 14, 25, 1, tzinfo=UTC)
 STAMP = "20261125T142501Z"

@@ -37,14 +37,16 @@ from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 from moto import mock_aws
 
+from workflow.app import Runtime
 from workflow.aws import Clients
-from workflow.cli import Runtime, Terminated, main
+from workflow.cli import main
 from workflow.lease import TAG_PREFIX
-from workflow.sandbox.clock import FakeClock
-from workflow.sandbox.faults import Faults
-from workflow.sandbox.hooks import simulated_ecs
-from workflow.sandbox.provision import DEFAULT_COUNTS, provision_cluster
-from workflow.sandbox.simulator import Simulation, Timings
+from workflow.runner import Terminated
+from workflow_sandbox.clock import FakeClock
+from workflow_sandbox.faults import Faults
+from workflow_sandbox.hooks import simulated_ecs
+from workflow_sandbox.provision import DEFAULT_COUNTS, provision_cluster
+from workflow_sandbox.simulator import Simulation, Timings
 
 _COMMON = dict(
     deadline=None,

@@ -8,7 +8,7 @@ the cluster state the command leaves, its exit code and its message.
 import pytest
 from conftest import CLUSTER, NAMES, SCHEDULER, WEB, WORKER, invoke_recording, shared_client
 
-from workflow.sandbox.provision import DEFAULT_COUNTS, provision_cluster
+from workflow_sandbox.provision import DEFAULT_COUNTS, provision_cluster
 
 
 def describe(ecs, name):
@@ -72,7 +72,7 @@ def test_a_crash_after_the_deployment_completed_fails_within_the_stability_windo
 def test_a_crash_whose_replacement_runs_before_the_next_poll_still_fails_the_window(empty_cluster, run, sim, after):
     """Inside the window polls come every 5 s: a task that starts in 3 s (as the sandbox's do) can crash and be
     replaced between two of them, leaving the counts as they were; the look at the window's end finds it."""
-    from workflow.sandbox.simulator import Timings
+    from workflow_sandbox.simulator import Timings
 
     sim.timings = Timings(provision=1, pull=2, drain=1, stop=1, one_off_run=3)
     sim.crash_deployments(SCHEDULER, exit_code=3, after=after)
@@ -83,7 +83,7 @@ def test_a_crash_whose_replacement_runs_before_the_next_poll_still_fails_the_win
 def test_a_crashed_task_still_stopping_at_the_windows_end_is_judged_before_success(empty_cluster, run, sim):
     """Exit code 0 says why a task stopped only once it has (its stop code alone does not): the window's end waits
     for the task, replaced between two polls and still draining, to stop."""
-    from workflow.sandbox.simulator import Timings
+    from workflow_sandbox.simulator import Timings
 
     sim.timings = Timings(provision=1, pull=2, drain=3, stop=2, one_off_run=3)
     sim.crash_deployments(SCHEDULER, exit_code=0, after=1.5)
@@ -106,7 +106,8 @@ def test_a_crashing_scheduler_fails_start_scheduler(empty_cluster, run, ecs, sim
 def test_scale_in_during_a_redeploy_is_not_a_failure(cluster, ecs, clock, sim):
     from click.testing import CliRunner
 
-    from workflow.cli import Runtime, main
+    from workflow.app import Runtime
+    from workflow.cli import main
 
     scaled = []
 
@@ -218,7 +219,8 @@ def run_with_faults_once_waiting(clock, sim, operation, kind, times, *args):
     """Run the command; its first sleep (inside a wait) turns on `times` faults of `operation`."""
     from click.testing import CliRunner
 
-    from workflow.cli import Runtime, main
+    from workflow.app import Runtime
+    from workflow.cli import main
 
     injected = []
 

@@ -8,11 +8,12 @@ from botocore.stub import Stubber
 from conftest import CLUSTER, NAMES, REGION, SCHEDULER, WEB, WORKER, new_client, shared_client
 from moto import mock_aws
 
-from workflow.ecr import Ecr
+from workflow.ecr import Ecr, tags_for_digests
 from workflow.ecs import Ecs
-from workflow.releases import SCHEMA_NOTE, parse_ecr_image, running_images, short, tags_for_digests
-from workflow.sandbox.images import push_image, random_layers
-from workflow.sandbox.registry import Registry, simulated_ecr
+from workflow.images import ecr_image, short
+from workflow.releases import SCHEMA_NOTE, running_images
+from workflow_sandbox.images import push_image, random_layers
+from workflow_sandbox.registry import Registry, simulated_ecr
 
 REPO = "airflow-prod"
 STAMPS = ["20261101T080000Z", "20261110T080000Z", "20261120T080000Z"]  # releases 1, 2 and 3, oldest first
@@ -300,8 +301,8 @@ OTHER = "sha256:" + "b" * 64
         ("ghcr.io/apache/airflow:latest", None),
     ],
 )
-def test_parse_ecr_image(uri, expected):
-    found = parse_ecr_image(uri)
+def test_ecr_image(uri, expected):
+    found = ecr_image(uri)
     assert (found and (found.account, found.region, found.repository, found.tag, found.digest)) == expected
 
 

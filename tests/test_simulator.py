@@ -3,7 +3,7 @@
 import pytest
 from conftest import CLUSTER, REGION, SCHEDULER, WEB, WORKER, new_client, shared_client
 
-from workflow.sandbox.simulator import Timings
+from workflow_sandbox.simulator import Timings
 
 
 @pytest.fixture(autouse=True)
@@ -93,7 +93,7 @@ def test_a_deployment_that_cannot_pull_its_image_fails_its_tasks(cluster, ecs, c
 
 def test_circuit_breaker_rolls_back_to_the_previous_deployment(sim, clock, ecs):
 
-    from workflow.sandbox.provision import DEFAULT_COUNTS, provision_cluster
+    from workflow_sandbox.provision import DEFAULT_COUNTS, provision_cluster
 
     provision_cluster(
         shared_client, counts=DEFAULT_COUNTS,
@@ -147,7 +147,7 @@ BREAKER = {"maximumPercent": 200, "minimumHealthyPercent": 100,
 
 def provision(**kwargs):
 
-    from workflow.sandbox.provision import DEFAULT_COUNTS, provision_cluster
+    from workflow_sandbox.provision import DEFAULT_COUNTS, provision_cluster
 
     return provision_cluster(shared_client, counts=DEFAULT_COUNTS, **kwargs)
 
@@ -511,8 +511,8 @@ IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/airflow-prod:latest"
 def registry(sim):
     """The simulated ECR (SHA-256 digests of the manifest bytes), with release v1 under airflow-prod:latest."""
 
-    from workflow.sandbox.images import push_image, random_layers
-    from workflow.sandbox.registry import Registry, simulated_ecr
+    from workflow_sandbox.images import push_image, random_layers
+    from workflow_sandbox.registry import Registry, simulated_ecr
 
     with simulated_ecr(Registry()):
         ecr = shared_client("ecr")
@@ -568,7 +568,7 @@ def test_run_task_resolves_the_tag_at_launch(registry, ecs, clock):
 
 
 def test_a_tag_missing_from_the_repository_fails_to_start(registry, ecs, clock):
-    from workflow.sandbox.simulator import PULL_ERROR
+    from workflow_sandbox.simulator import PULL_ERROR
 
     provision()
     clock.sleep(60)

@@ -4,8 +4,8 @@ import snapshots
 from conftest import REGION, new_client
 from moto import mock_aws
 
-from workflow.sandbox.images import push_image, random_layers
-from workflow.sandbox.registry import Registry, simulated_ecr
+from workflow_sandbox.images import push_image, random_layers
+from workflow_sandbox.registry import Registry, simulated_ecr
 
 
 def push_once(configure=lambda ecr: None) -> tuple[bool, int]:

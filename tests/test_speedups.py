@@ -8,9 +8,9 @@ import pytest
 from conftest import NAMES, shared_client
 from moto.core import serialize
 
-from workflow.sandbox.images import push_image, random_layers
-from workflow.sandbox.registry import Registry, simulated_ecr
-from workflow.sandbox.speedups import PlannedJSONSerializer
+from workflow_sandbox.images import push_image, random_layers
+from workflow_sandbox.registry import Registry, simulated_ecr
+from workflow_sandbox.speedups import PlannedJSONSerializer
 
 
 def test_every_answer_is_byte_for_byte_what_moto_itself_would_send(cluster, run, monkeypatch):
@@ -49,7 +49,7 @@ def test_every_answer_is_byte_for_byte_what_moto_itself_would_send(cluster, run,
 
 def test_error_answers_leave_nothing_behind(sim, ecs):
     """moto builds an error's shape anew for every error answer: remembering them would grow without end."""
-    from workflow.sandbox.speedups import MemoisedPicker
+    from workflow_sandbox.speedups import MemoisedPicker
 
     def missing_cluster():
         with pytest.raises(ecs.exceptions.ClusterNotFoundException):

@@ -14,7 +14,7 @@ from datetime import datetime
 from .ecs import EXITED, FAILED_TO_START, OTHER, UNHEALTHY, Service, Task
 from .errors import OperationFailed
 from .logs import tail
-from .render import short_deployment
+from .progress import short_deployment
 
 RESCAN_SECONDS = 10.0  # stopped tasks are listed when the deployment's counts move, and at least this often
 # Inside their stability windows deployments await nothing but the windows' ends, which are known: they are

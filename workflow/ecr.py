@@ -1,12 +1,15 @@
 """The ECR calls promote and the release commands need: manifests, image listings, blobs, and tagging."""
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from botocore.exceptions import ClientError
 
 from .errors import AwsError, NotFound, OperationFailed, translated
+from .images import ecr_image
+from .tags import ordered_tags
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -252,6 +255,21 @@ class Ecr:
         raise OperationFailed(
             f"tag {tag} in {repository} is immutable and points at {current}, not {manifest.digest} ({code})"
         )
+
+
+def tags_for_digests(ecr: "Ecr | Callable[[str | None], object]", image_uri: str, digests: set[str]) -> dict[str, list[str]]:
+    """The tags in `image_uri`'s ECR repository on each digest (`latest` first, then newest first), with one
+    DescribeImages call; a digest the repository lacks gets no tags. Empty when the image is not in ECR.
+
+    `ecr` is an `Ecr` for the image's registry, or a function from a Region to a boto3 ECR client (then the
+    image's own account and Region are asked). AWS errors are WorkflowErrors, for the caller to show or skip.
+    """
+    ref = ecr_image(image_uri)
+    if ref is None or not digests:
+        return {}
+    registry = ecr if isinstance(ecr, Ecr) else Ecr(ecr(ref.region), ref.account)
+    found = {image.digest: ordered_tags(image.tags) for image in registry.images(ref.repository, sorted(digests))}
+    return {digest: found.get(digest, []) for digest in sorted(digests)}
 
 
 def _name(repository: str, tag: str | None, digest: str | None) -> str:

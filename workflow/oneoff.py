@@ -62,8 +62,8 @@ def run_one_off(env, service: Service, command: list[str], container: str | None
         env.before_change()
         # Said before the call: botocore repeats RunTask with the same clientToken, so a lost answer may still
         # mean one task runs, and running the command again would start a second.
-        env.report.state = "a one-off task may have been started: its request's answer was lost"
-        env.report.resumable = False
+        env.recovery.state = "a one-off task may have been started: its request's answer was lost"
+        env.recovery.resumable = False
         try:
             task = env.ecs.run_task(service, definition.arn, container, command)
         except Transient as error:
@@ -71,20 +71,20 @@ def run_one_off(env, service: Service, command: list[str], container: str | None
                 f"RunTask's answer was lost ({error}); a task may be running: look for it before running this "
                 f"again: aws ecs list-tasks --cluster {env.ecs.cluster} --started-by workflow"
             ) from None
-        env.report.state, env.report.resumable = None, True
+        env.recovery.state, env.recovery.resumable = None, True
         env.report.line(f"started task {task.arn}")
         follow = LogFollower(env, definition.container(container).log_options, container, task.id)
         steps = _next_steps(env, task, follow)
         if not wait:
             return TaskOutcome(f"task {task.arn} started", task, essential, log=follow.location, next_steps=steps)
-        env.report.state = (
+        env.recovery.state = (
             f"one-off task {task.id} keeps running; stopping this command does not stop it\n    "
             + "\n    ".join(steps)
         )
-        env.report.resumable = False  # running the command again would start a second task beside this one
+        env.recovery.resumable = False  # running the command again would start a second task beside this one
         task = _await_stopped(env, task, follow)
         _read_late_lines(env, follow)
-        env.report.state, env.report.resumable = None, True
+        env.recovery.state, env.recovery.resumable = None, True
         failure = judge(task, container, essential)
         if failure:
             if follow.lines:

@@ -7,15 +7,17 @@ as done only when the very deployment we created has succeeded (`deployments.Dep
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from .deployments import DeploymentWatch, WatchPolicy, await_deployments
-from .ecs import ROLLING_UPDATE, Ecs, Service, Task
+from .deployments import DeploymentWatch, await_deployments
+from .ecr import tags_for_digests
+from .ecs import ROLLING_UPDATE, Service, Task
+from .env import Env
 from .errors import ConfigurationError, OperationFailed, Refused, TaskFailed, Transient, WorkflowError
+from .images import ecr_image
 from .lease import LeaseHeld
 from .oneoff import TaskOutcome, run_one_off
-from .poller import Poller
-from .render import Reporter
+from .topology import Target
 
 RELIST_SECONDS = 10.0
 # Sent with every start and stop of the scheduler, so ECS itself stops a scheduler before it starts another:
@@ -23,34 +25,6 @@ RELIST_SECONDS = 10.0
 SCHEDULER_DEPLOYMENT = {"maximumPercent": 100, "minimumHealthyPercent": 0}
 RESTORE_SCHEDULER = ("to schedule on the old workers ECS keeps running", "start-scheduler")
 ROLL_BACK = ("to go back to the previous release, if there is one", "rollback --yes")
-
-
-@dataclass(frozen=True)
-class Target:
-    cluster: str
-    scheduler: str
-    worker: str
-    web: str
-
-    @property
-    def services(self) -> dict[str, str]:
-        """Each role's service name."""
-        return {"scheduler": self.scheduler, "worker": self.worker, "web": self.web}
-
-
-@dataclass
-class Env:
-    ecs: Ecs
-    poller: Poller
-    report: Reporter
-    logs: Callable[[str | None], object] | None = None  # builds a Logs client for a Region, only when one is read
-    policy: WatchPolicy = field(default_factory=WatchPolicy)
-    lease: object | None = None  # the operator lease this command holds, re-checked before each change
-    ecr: Callable[[str], object] | None = None  # builds an ECR client for a Region, only when images are looked up
-
-    def before_change(self) -> None:
-        if self.lease is not None:
-            self.lease.before_change()
 
 
 @dataclass(frozen=True)
@@ -92,7 +66,7 @@ def stop_scheduler(env: Env, scheduler: str, wait: bool = True, known: Service |
     # Listing the tasks first also proves, before any change, that the wait's reads are allowed.
     alive = env.ecs.live_tasks(scheduler)
     if not alive and service.desired == 0:
-        env.report.state = "the scheduler is stopped"
+        env.recovery.state = "the scheduler is stopped"
         return Outcome(f"scheduler {scheduler} is already stopped", (service,))
     with env.report.phase(f"stop scheduler {scheduler}"):
         if service.desired != 0:
@@ -101,11 +75,11 @@ def stop_scheduler(env: Env, scheduler: str, wait: bool = True, known: Service |
                 env, "the scheduler may be stopping: its stop was requested",
                 lambda: env.ecs.update_service(scheduler, desired_count=0, deployment_configuration=_one_at_a_time(service)),
             )
-        env.report.state = "the scheduler is stopping"
+        env.recovery.state = "the scheduler is stopping"
         if not wait:
             return Outcome(f"scheduler {scheduler} is stopping", (service,))
         service = _await_scheduler_stopped(env, scheduler, alive)
-    env.report.state = "the scheduler is stopped"
+    env.recovery.state = "the scheduler is stopped"
     return Outcome(f"scheduler {scheduler} stopped", (service,))
 
 
@@ -121,14 +95,14 @@ def start_scheduler(env: Env, scheduler: str, wait: bool = True) -> Outcome:
     if service.desired == 1:
         primary = service.primary
         if primary and service.has_completed(primary.id):
-            env.report.state = "the scheduler is running"
+            env.recovery.state = "the scheduler is running"
             return Outcome(f"scheduler {scheduler} is already running", (service,))
         if not wait or primary is None:
             return Outcome(f"scheduler {scheduler} is already starting", (service,))
         with env.report.phase(f"wait for scheduler {scheduler} already starting"):
-            env.report.state = "the scheduler is starting"
+            env.recovery.state = "the scheduler is starting"
             service = await_deployments(env, [DeploymentWatch(env, scheduler, primary.id, adopted=True)])[0]
-        env.report.state = "the scheduler is running"
+        env.recovery.state = "the scheduler is running"
         return Outcome(f"scheduler {scheduler} started", (service,))
     return _start_stopped_scheduler(env, service, wait, alive_checked=False)[0]
 
@@ -148,15 +122,15 @@ def _start_stopped_scheduler(
     with env.report.phase(f"start scheduler {scheduler}"):
         alive = [] if alive_checked else env.ecs.live_tasks(scheduler)
         if alive:
-            env.report.state = "the scheduler is stopping"
+            env.recovery.state = "the scheduler is stopping"
             _await_scheduler_stopped(env, scheduler, alive)
         # No scheduler task is alive, so a new deployment starts exactly one, with the current image.
         watch = _start_deployment(env, service)
-        env.report.state = "the scheduler is starting"
+        env.recovery.state = "the scheduler is starting"
         if not wait:
             return Outcome(f"scheduler {scheduler} is starting", (watch.latest,)), env.poller.clock()
         service = await_deployments(env, [watch, *also], required=[watch])[0]
-    env.report.state = "the scheduler is running"
+    env.recovery.state = "the scheduler is running"
     return Outcome(f"scheduler {scheduler} started", (service,)), watch.stable_since
 
 
@@ -179,15 +153,15 @@ def redeploy(env: Env, target: Target, wait_for_drain: bool = False, migrate: li
     resuming = scheduler.desired == 0 and not migrate
     stop_scheduler(env, target.scheduler, known=scheduler)
     if migrate:
-        env.report.alternatives = [RESTORE_SCHEDULER]
+        env.recovery.alternatives = [RESTORE_SCHEDULER]
         try:
             run_one_off(env, worker, migrate, None, wait=True)
         except TaskFailed:
-            env.report.state = "the scheduler is stopped; the migration failed; web and worker are untouched"
+            env.recovery.state = "the scheduler is stopped; the migration failed; web and worker are untouched"
             raise
     with env.report.phase(f"redeploy {target.web} and {target.worker}"):
-        env.report.state = "the scheduler is stopped; web and worker are being redeployed"
-        env.report.alternatives = [RESTORE_SCHEDULER]
+        env.recovery.state = "the scheduler is stopped; web and worker are being redeployed"
+        env.recovery.alternatives = [RESTORE_SCHEDULER]
         # forceNewDeployment alone: the desired counts stay whatever operators or autoscaling set.
         web_watch = _resume_or_deploy(env, web, resuming, drained=wait_for_drain)
         worker_watch = _resume_or_deploy(env, worker, resuming, old_tasks_stopped=True)
@@ -196,19 +170,19 @@ def redeploy(env: Env, target: Target, wait_for_drain: bool = False, migrate: li
         except (OperationFailed, KeyboardInterrupt):
             latest = worker_watch.latest
             if latest is not None and not latest.older_running(worker_watch.id):  # no old worker to schedule on
-                env.report.state = "the scheduler is stopped; the new workers are what runs"
-                env.report.alternatives = [ROLL_BACK]
+                env.recovery.state = "the scheduler is stopped; the new workers are what runs"
+                env.recovery.alternatives = [ROLL_BACK]
             raise
-    env.report.state = "the scheduler is stopped; the worker is redeployed and web is rolling"
-    env.report.alternatives = []
+    env.recovery.state = "the scheduler is stopped; the worker is redeployed and web is rolling"
+    env.recovery.alternatives = []
     _require_still_stopped(env, scheduler)
     started, running_since = _start_stopped_scheduler(env, scheduler, True, True, also=(web_watch,))
-    env.report.state = "the scheduler runs on the new workers; web is rolling"
+    env.recovery.state = "the scheduler runs on the new workers; web is rolling"
     rolled = await_deployments(env, [web_watch, worker_watch], required=[web_watch])
     draining = web_watch.draining()
     if draining:
         env.report.line(f"{draining} old web task(s) draining behind the load balancer; ECS finishes it")
-    env.report.state = None
+    env.recovery.state = None
     downtime = round(running_since - down_since, 1)
     return Outcome(
         f"cluster {target.cluster} redeployed; the scheduler was down for {downtime:.0f}s",
@@ -230,11 +204,11 @@ def _change(env: Env, requested: str, call: Callable):
     A refusal (access denied, bad configuration, another operator's lease) changed nothing, so the state
     said before stays.
     """
-    before, env.report.state = env.report.state, requested
+    before, env.recovery.state = env.recovery.state, requested
     try:
         return call()
     except (ConfigurationError, LeaseHeld):
-        env.report.state = before
+        env.recovery.state = before
         raise
 
 
@@ -303,15 +277,13 @@ def _resume_or_deploy(env: Env, service: Service, resuming: bool, **watch_option
 
 def _runs_current_image(env: Env, service: Service, deployment_id: str) -> bool:
     """The deployment's running tasks run the digest their image tag names now in ECR (known, not assumed)."""
-    from .releases import parse_ecr_image, tags_for_digests
-
     tasks = [t for t in env.ecs.running_tasks([service.name])[service.name] if t.started_by == deployment_id]
     essential = env.ecs.task_definition(service.task_definition).essential
     images = {(c.image, c.image_digest) for t in tasks for c in t.containers if c.name in essential}
     if not images or env.ecr is None:
         return False
     for image, digest in images:
-        ref = parse_ecr_image(image)
+        ref = ecr_image(image)
         if ref is None or not digest or not ref.tag:
             return False
         try:

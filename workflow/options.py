@@ -89,30 +89,31 @@ output_option = option("--output", "-o", env="OUTPUT", type=click.Choice(["text"
                        help="Result format on stdout.")
 
 
-def also_after_the_command(group: click.Group, store) -> None:
+def also_after_the_command(group: click.Group, command: click.Command, store) -> None:
     """Let the group's options follow the command name too, as the AWS CLI allows; typed there, they win.
 
-    Each command gets a hidden copy of each group option; `store(ctx, name, value)` records a typed value.
+    The command gets a hidden copy of each group option it does not have; `store(ctx, name, value)` records a
+    typed value. Adding them again is harmless: options already there are skipped.
     """
-    for command in group.commands.values():
-        taken = {name for p in command.params for name in p.opts}
-        for param in group.params:
-            if not isinstance(param, click.Option) or param.is_eager or set(param.opts) & taken:
-                continue
-            command.params.append(
-                click.Option(
-                    param.opts,
-                    type=param.type,
-                    hidden=True,
-                    expose_value=False,
-                    callback=_stored_when_typed(param.name, store),
-                )
+    taken = {name for p in command.params for name in p.opts}
+    for param in group.params:
+        if not isinstance(param, click.Option) or param.is_eager or set(param.opts) & taken:
+            continue
+        flag = {"is_flag": True, "flag_value": param.flag_value} if param.is_flag else {"type": param.type}
+        command.params.append(
+            click.Option(
+                param.opts,
+                hidden=True,
+                expose_value=False,
+                callback=_stored_when_typed(param.name, store),
+                **flag,
             )
+        )
 
 
 def _stored_when_typed(name: str, store):
-    def callback(ctx: click.Context, _param, value):
-        if ctx.get_parameter_source(_param.name) is ParameterSource.COMMANDLINE:
+    def callback(ctx: click.Context, param: click.Parameter, value):
+        if ctx.get_parameter_source(param.name or name) is ParameterSource.COMMANDLINE:
             store(ctx, name, value)
 
     return callback

@@ -6,7 +6,6 @@ destination's tags as they were.
 
 import hashlib
 import http.client
-import re
 import threading
 import time
 import urllib.request
@@ -19,7 +18,9 @@ from urllib.error import HTTPError, URLError
 
 from .ecr import MAX_PARTS, Blob, Ecr, Manifest, ReferencedImagesNotFound
 from .errors import OperationFailed
-from .render import Reporter
+from .images import ImageRef
+from .progress import Reporter
+from .tags import release_tags
 
 COPY_WORKERS = 4  # blobs downloaded at a time, each into its own part buffer
 # botocore sends a part base64-encoded inside a JSON document, which takes four times the part's size
@@ -34,26 +35,6 @@ DOWNLOAD_ATTEMPTS = len(RETRY_DELAYS) + 1
 RETRY_STATUSES = {403, 408, 429, 500, 502, 503, 504}
 FORBIDDEN_HINT = "\n  hint: fresh URLs were refused too: does an S3 VPC endpoint policy or a proxy block ECR's layer storage?"
 DOWNLOAD_ERRORS = (http.client.HTTPException, OSError)  # OSError covers URLError, HTTPError and socket errors
-STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
-STAMP = re.compile(r"\d{8}T\d{6}Z")
-
-
-@dataclass(frozen=True)
-class ImageRef:
-    repository: str
-    tag: str | None = None
-    digest: str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> "ImageRef":
-        if "@" in text:
-            repository, digest = text.split("@", 1)
-            return cls(repository, digest=digest)
-        repository, _, tag = text.partition(":")
-        return cls(repository, tag=tag or "latest")
-
-    def __str__(self) -> str:
-        return f"{self.repository}@{self.digest}" if self.digest else f"{self.repository}:{self.tag}"
 
 
 @dataclass(frozen=True)
@@ -70,23 +51,6 @@ class PromoteOutcome:
     seconds: float
     dry_run: bool
     released_as: str | None = None
-
-
-def stamp_of(tags) -> str | None:
-    """The image's first release: its earliest stamp tag."""
-    stamps = sorted(tag for tag in tags if STAMP.fullmatch(tag))
-    return stamps[0] if stamps else None
-
-
-def release_tags(existing: list[str], now: datetime) -> tuple[list[str], str | None]:
-    """The default tags: `latest` and a new UTC timestamp, unless the image already has a timestamp tag.
-
-    Returns the tags to write and the timestamp tag the image was first released as, if any.
-    """
-    released = stamp_of(existing)
-    if released:
-        return ["latest"], released
-    return ["latest", now.astimezone(UTC).strftime(STAMP_FORMAT)], None
 
 
 def promote(

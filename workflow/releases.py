@@ -5,66 +5,19 @@ by promote). A rollback points `latest` at an earlier release with PutImage of t
 no blob moves and the digest stays the same. It never touches the database: see SCHEMA_NOTE.
 """
 
-import re
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from .ecr import Ecr, ImageDetail
 from .errors import NotFound, Refused
-from .promote import stamp_of
+from .images import ecr_image, short
+from .tags import LATEST, label, ordered_tags, stamp_of
 
-LATEST = "latest"
 SCHEMA_NOTE = (
     "A rollback does not downgrade the database schema: the earlier image runs against the schema the later "
     "one migrated to. Roll back only to a release that works with that schema, or restore the database first."
 )
-# <account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn]/<repository>[:<tag>][@<digest>]
-ECR_IMAGE = re.compile(
-    r"^(?P<account>\d{12})\.dkr\.ecr(?:-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?"
-    r"/(?P<repository>[a-z0-9][a-z0-9._/-]*?)"
-    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
-)
-
-
-# ECR image references ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class EcrImage:
-    account: str
-    region: str
-    repository: str
-    tag: str | None = None
-    digest: str | None = None
-
-
-def parse_ecr_image(uri: str) -> EcrImage | None:
-    """`<account>.dkr.ecr.<region>.amazonaws.com/<repo>[:tag][@digest]`; None for any other registry."""
-    match = ECR_IMAGE.match(uri or "")
-    if match is None:
-        return None
-    return EcrImage(match["account"], match["region"], match["repository"], match["tag"], match["digest"])
-
-
-def tags_for_digests(ecr: "Ecr | Callable[[str], object]", image_uri: str, digests: set[str]) -> dict[str, list[str]]:
-    """The tags in `image_uri`'s ECR repository on each digest (`latest` first, then newest first), with one
-    DescribeImages call; a digest the repository lacks gets no tags. Empty when the image is not in ECR.
-
-    `ecr` is an `Ecr` for the image's registry, or a function from a Region to a boto3 ECR client (then the
-    image's own account and Region are asked). AWS errors are WorkflowErrors, for the caller to show or skip.
-    """
-    ref = parse_ecr_image(image_uri)
-    if ref is None or not digests:
-        return {}
-    registry = ecr if isinstance(ecr, Ecr) else Ecr(ecr(ref.region), ref.account)
-    found = {image.digest: ordered_tags(image.tags) for image in registry.images(ref.repository, sorted(digests))}
-    return {digest: found.get(digest, []) for digest in sorted(digests)}
-
-
-def ordered_tags(tags) -> list[str]:
-    return sorted(sorted(tags, reverse=True), key=lambda tag: tag != LATEST)
 
 
 # What the cluster runs -----------------------------------------------------------------------------------
@@ -119,22 +72,11 @@ def running_images(ecs, services: dict[str, str], repository: str) -> Running:
 
 
 def _in_repository(image: str | None, repository: str) -> bool:
-    ref = parse_ecr_image(image or "")
+    ref = ecr_image(image)
     return ref is not None and ref.repository == repository
 
 
 # Releases ------------------------------------------------------------------------------------------------
-
-
-def short(digest: str | None) -> str:
-    if not digest:
-        return "-"
-    algorithm, _, value = digest.partition(":")
-    return f"{algorithm}:{value[:12]}"
-
-
-def label(digest: str, stamp: str | None) -> str:
-    return f"{stamp} ({short(digest)})" if stamp else short(digest)
 
 
 @dataclass(frozen=True)
@@ -189,40 +131,7 @@ class ReleasesOutcome:
         shown = f"; the newest {len(self.releases)} shown" if len(self.releases) < self.total else ""
         head = f"{self.total} release(s) in {self.repository}{shown}; "
         head += f"latest is {label(self.latest, self.latest_stamp)}" if self.latest else f"no {LATEST} tag"
-        return head + ("\n" + releases_table(self) if self.releases else "")
-
-
-def releases_table(outcome: ReleasesOutcome) -> str:
-    from tabulate import tabulate
-
-    headers = ["stamp", "digest", "pushed at", "size", "latest"] + (["running on"] if outcome.running is not None else [])
-    rows = []
-    for r in outcome.releases:
-        row = [r.stamp, short(r.digest), _when(r.pushed_at), _size(r.size), LATEST if r.latest else ""]
-        if outcome.running is not None:
-            row.append(", ".join(_on(role, n, outcome.running[role]) for role, n in r.running_on.items()) or "-")
-        rows.append(row)
-    return tabulate(rows, headers=headers)
-
-
-def _on(role: str, count: int, digests: dict[str, int]) -> str:
-    total = sum(digests.values())
-    return role if count == total else f"{role} ({count} of {total} tasks)"
-
-
-def _when(at: datetime | None) -> str:
-    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ") if at else "-"
-
-
-def _size(size: int | None) -> str:
-    if size is None:
-        return "-"
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"  # not reached
+        return head
 
 
 def list_releases(ecr: Ecr, repository: str, limit: int | None = None, running: Running | None = None) -> ReleasesOutcome:
@@ -354,62 +263,3 @@ def plan_rollback(ecr: Ecr, repository: str, to: str | None, redeploy: bool, run
         cluster=running.cluster if running else None,
         notes=tuple(notes),
     )
-
-
-@dataclass(frozen=True)
-class RollbackOutcome:
-    summary: str
-    repository: str
-    from_digest: str
-    from_stamp: str | None
-    to_digest: str
-    to_stamp: str | None
-    tag: str  # moved, unchanged (already so), would move, not moved
-    redeployed: bool
-    dry_run: bool
-    services: tuple = ()  # the services as the redeploy left them
-    scheduler_downtime: float | None = None
-    warnings: tuple[str, ...] = (SCHEMA_NOTE,)
-
-
-def rollback(ecr: Ecr, report, plan: RollbackPlan, dry_run: bool = False,
-             env=None, target=None) -> RollbackOutcome:
-    """Carry out `plan`: PutImage of the target's exact manifest as `latest`, then the safe redeploy of `target`
-    (an operations.Target) through `env` when the plan says so. The operator lease is taken before the tag moves."""
-    for note in plan.notes:
-        report.line(note)
-    base = dict(repository=plan.repository, from_digest=plan.from_digest, from_stamp=plan.from_stamp,
-                to_digest=plan.to_digest, to_stamp=plan.to_stamp)
-    moves = f"{LATEST} in {plan.repository} from {plan.source} to {plan.target}"
-    if dry_run:
-        ecr.manifest(plan.repository, digest=plan.to_digest)  # what PutImage would need can be read
-        would = [f"would move {moves}" if plan.move_tag else f"{LATEST} in {plan.repository} already names {plan.target}"]
-        would.append(f"would redeploy cluster {plan.cluster}" if plan.redeploy else "would not redeploy")
-        return RollbackOutcome("; ".join(would) + " (dry run: nothing was changed)", **base,
-                               tag="would move" if plan.move_tag else "unchanged", redeployed=False, dry_run=True)
-    redeploy = None
-    if plan.redeploy:
-        from . import operations
-
-        # What redeploy refuses, refused before the tag moves.
-        scheduler = operations.preflight(env, [target.web, target.worker, target.scheduler])[2]
-        if scheduler.desired > 1:
-            raise Refused(f"scheduler {scheduler.name} has desired count {scheduler.desired}; only one may run; "
-                          "nothing was changed")
-        env.before_change()  # the operator lease, before the first change
-        redeploy = operations.redeploy
-    tag = "unchanged"
-    if plan.move_tag:
-        manifest = ecr.manifest(plan.repository, digest=plan.to_digest)
-        tag = "moved" if ecr.put(plan.repository, manifest, LATEST) == "written" else "unchanged"
-        report.line(f"{LATEST} in {plan.repository} now names {plan.target} (was {plan.source}); the same digest, "
-                    "no blob copied")
-    said = f"rolled back {moves}" if plan.move_tag else f"{LATEST} in {plan.repository} already named {plan.target}"
-    if redeploy is None:
-        return RollbackOutcome(said + "; the cluster was not redeployed", **base, tag=tag, redeployed=False,
-                               dry_run=False)
-    report.line(f"redeploying cluster {plan.cluster}; should it fail, resume with redeploy, not rollback "
-                "(another rollback would go one release further back)")
-    outcome = redeploy(env, target)
-    return RollbackOutcome(f"{said}; {outcome.summary}", **base, tag=tag, redeployed=True, dry_run=False,
-                           services=outcome.services, scheduler_downtime=outcome.scheduler_downtime)

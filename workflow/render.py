@@ -1,109 +1,39 @@
-"""What the operator reads: progress lines on stderr, results as tables or JSON on stdout."""
+"""Results as the operator reads them on stdout: text with tables, or one JSON document."""
 
 import json
-import os
-import re
-from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
 
-import click
-
-from .ecs import Service, Task
+from .progress import short_task
 
 
-def use_color(stream) -> bool:
-    return "NO_COLOR" not in os.environ and getattr(stream, "isatty", lambda: False)()
+def result(outcome, output: str) -> str:
+    """The whole result of a command, as text or as one JSON document."""
+    if output == "json":
+        return to_json(outcome)
+    from .oneoff import TaskOutcome
+    from .promote import PromoteOutcome
+    from .releases import ReleasesOutcome
 
-
-class Reporter:
-    """Plain progress lines stamped with UTC wall-clock time (to match against ECS events and CloudWatch)
-    and the seconds since the command began: one per phase start and end, one per observed change."""
-
-    def __init__(
-        self,
-        clock: Callable[[], float],
-        write: Callable[[str], None] | None = None,
-        color: bool = False,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ):
-        self.clock, self.now = clock, now
-        self.started = clock()
-        self.color = color
-        self._write = write or (lambda text: click.echo(text, err=True))
-        self.state: str | None = None  # the cluster's state in words, shown when a command stops early
-        self.alternatives: list[tuple[str, str]] = []  # (what it does, command): other ways out of that state
-        self.resumable = True  # False while re-running the command would repeat something still under way
-        self._last: dict[str, tuple] = {}
-        self._seen_events: dict[str, set[str]] = {}
-
-    def line(self, text: str, style: dict | None = None) -> None:
-        stamp = f"[{self.now():%H:%M:%S}Z {self.clock() - self.started:+5.0f}s]"
-        try:
-            self._write(f"{stamp} {click.style(text, **style) if style and self.color else text}")
-        except (BrokenPipeError, ValueError):
-            # Whoever read the progress has gone (`| head`): the operation itself must finish or stop cleanly.
-            self._write = lambda _text: None
-
-    @contextmanager
-    def phase(self, title: str):
-        began = self.clock()
-        self.line(f"==> {title}", {"bold": True})
-        try:
-            yield
-        except BaseException:
-            self.line(f"<== {title}: stopped after {self.clock() - began:.0f}s", {"fg": "red"})
-            raise
-        self.line(f"<== {title}: done in {self.clock() - began:.0f}s", {"fg": "green"})
-
-    def service(self, service: Service, deployment_id: str | None = None) -> None:
-        """Report a service when its counts or deployments change, and any events it has not shown yet."""
-        deployment = service.deployment(deployment_id) if deployment_id else service.primary
-        key = (service.desired, service.running, service.pending, len(service.deployments),
-               deployment and deployment.rollout_state, deployment and deployment.running)
-        seen = self._seen_events.get(service.name)
-        if seen is not None:
-            for event in reversed(service.events):
-                if event.id not in seen:
-                    self.line(f"{service.name}: event: {shorten_ids(_strip_service(event.message, service.name))}")
-        self._seen_events[service.name] = {e.id for e in service.events}
-        if self._last.get(service.name) == key:
-            return
-        self._last[service.name] = key
-        # Service totals first, then the watched deployment's own counts: both matter, and they differ mid-rollout.
-        text = f"{service.name}: total {service.running}/{service.desired} running, {service.pending} pending"
-        if deployment:
-            text += f" | deploy {short_deployment(deployment.id)} {deployment.rollout_state or deployment.status}"
-            text += f" {deployment.running}/{deployment.desired}"
-        old = len(service.deployments) - 1
-        self.line(text + (f" | {old} old deployment{'s' if old > 1 else ''} draining" if old > 0 else ""))
-
-    def task(self, label: str, task: Task) -> None:
-        key = (task.last_status, task.desired_status)
-        if self._last.get(task.arn) != key:
-            self._last[task.arn] = key
-            self.line(f"{label} task {short_task(task.id)}: {task.last_status} (desired {task.desired_status})")
-
-
-def short_deployment(deployment_id: str) -> str:
-    """The tail of a deployment id (ecs-svc/ and 19 digits): enough to tell deployments apart in a log."""
-    return deployment_id.rsplit("/", 1)[-1][-6:]
-
-
-def short_task(task_id: str) -> str:
-    return task_id[:8]
-
-
-def shorten_ids(text: str) -> str:
-    """ECS's event text with task UUIDs and deployment ids cut as in our own lines, so lines fit a terminal."""
-    text = re.sub(r"\(task ([0-9a-f]{8})[0-9a-f-]{24,}\)", r"(task \1)", text)
-    return re.sub(r"ecs-svc/\d+(\d{6})\b", r"deploy \1", text)
-
-
-def _strip_service(message: str, name: str) -> str:
-    prefix = f"(service {name}) "
-    return message[len(prefix):] if message.startswith(prefix) else message
+    lines = [outcome.summary]
+    if isinstance(outcome, PromoteOutcome):
+        lines.append(promote_table(outcome))
+    elif isinstance(outcome, ReleasesOutcome):
+        if outcome.releases:
+            lines.append(releases_table(outcome))
+    elif isinstance(outcome, TaskOutcome):
+        lines.append(containers_table(outcome.task, outcome.essential))
+        if outcome.task.stopped_reason:
+            lines.append(f"stopped reason: {outcome.task.stopped_reason}")
+        if outcome.log:
+            lines.append(f"log: {outcome.log}")
+        lines += outcome.next_steps
+    elif getattr(outcome, "services", None):
+        lines.append(services_table(outcome.services))
+        if getattr(outcome, "images", None):
+            lines += ["", images_table(outcome.images)]
+    lines += [f"warning: {warning}" for warning in getattr(outcome, "warnings", ())]
+    return "\n".join(lines)
 
 
 def services_table(services) -> str:
@@ -126,7 +56,7 @@ def images_table(images) -> str:
     return tabulate(rows, headers=["service", "task definition", "image digest", "tasks", "tags"])
 
 
-def containers_table(task: Task, essential: frozenset[str]) -> str:
+def containers_table(task, essential: frozenset[str]) -> str:
     from tabulate import tabulate
 
     rows = [[c.name, "yes" if c.name in essential else "no", c.last_status,
@@ -148,11 +78,64 @@ def promote_table(outcome) -> str:
     return tabulate(rows, tablefmt="plain")
 
 
+def releases_table(outcome) -> str:
+    from tabulate import tabulate
+
+    from .images import short
+    from .tags import LATEST
+
+    headers = ["stamp", "digest", "pushed at", "size", "latest"] + (["running on"] if outcome.running is not None else [])
+    rows = []
+    for r in outcome.releases:
+        row = [r.stamp, short(r.digest), _when(r.pushed_at), size(r.size), LATEST if r.latest else ""]
+        if outcome.running is not None:
+            row.append(", ".join(_on(role, n, outcome.running[role]) for role, n in r.running_on.items()) or "-")
+        rows.append(row)
+    return tabulate(rows, headers=headers)
+
+
+def _on(role: str, count: int, digests: dict[str, int]) -> str:
+    total = sum(digests.values())
+    return role if count == total else f"{role} ({count} of {total} tasks)"
+
+
+def _when(at: datetime | None) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ") if at else "-"
+
+
+def size(count: int | None) -> str:
+    """Bytes in binary units: 512 B, 1.5 KiB, 230.0 MiB."""
+    if count is None:
+        return "-"
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{count} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{count} B"  # not reached
+
+
+def log_line(event) -> str:
+    """One log line on stdout: time (UTC), short task id, container, message."""
+    return f"{event.at:%H:%M:%S}Z {short_task(event.task_id)} {event.container} | {event.message.rstrip(chr(10))}"
+
+
+def log_event(event) -> dict:
+    return {
+        "time": event.at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+        "task": event.task_id,
+        "container": event.container,
+        "message": event.message.rstrip("\n"),
+        "stream": event.stream,
+        "id": event.id,
+    }
+
+
 def to_json(value) -> str:
     """One JSON document: dataclasses as objects, sets as sorted lists, times in ISO 8601."""
 
     def plain(obj):
-        if is_dataclass(obj):
+        if is_dataclass(obj) and not isinstance(obj, type):
             return asdict(obj)
         if isinstance(obj, set | frozenset):
             return sorted(obj)
@@ -160,4 +143,5 @@ def to_json(value) -> str:
             return obj.isoformat()
         return str(obj)
 
-    return json.dumps(value if not is_dataclass(value) else asdict(value), indent=2, default=plain)
+    document = asdict(value) if is_dataclass(value) and not isinstance(value, type) else value
+    return json.dumps(document, indent=2, default=plain)

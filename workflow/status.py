@@ -2,9 +2,13 @@
 
 from dataclasses import dataclass
 
+from .ecr import tags_for_digests
 from .ecs import EXITED, FAILED_TO_START, UNHEALTHY, Service, Task
+from .env import Env
 from .errors import WorkflowError
-from .operations import SCHEDULER_DEPLOYMENT, Env, Outcome, Target
+from .images import ecr_image
+from .operations import SCHEDULER_DEPLOYMENT, Outcome
+from .topology import Target
 
 
 @dataclass(frozen=True)
@@ -36,8 +40,6 @@ def status(env: Env, target: Target) -> Outcome:
 
 def running_images(env: Env, running: dict[str, list[Task]]) -> tuple[list[Image], list[str]]:
     """What each service's RUNNING tasks run, and their tags: one DescribeImages per ECR repository."""
-    from .releases import parse_ecr_image, tags_for_digests
-
     counts: dict[tuple, int] = {}
     for name, tasks in running.items():
         for task in tasks:
@@ -48,7 +50,7 @@ def running_images(env: Env, running: dict[str, list[Task]]) -> tuple[list[Image
                     counts[key] = counts.get(key, 0) + 1
     by_repository: dict[tuple, set] = {}
     for _, _, image, digest in counts:
-        ref = parse_ecr_image(image)
+        ref = ecr_image(image)
         if ref and digest:
             by_repository.setdefault((ref.account, ref.region, ref.repository), set()).add((image, digest))
     tags: dict[str, list[str]] = {}

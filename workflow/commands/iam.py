@@ -81,9 +81,9 @@ def iam_policy(app, commands, account, lookup_account, partition, source_reposit
 
 
 def _caller_account(app) -> str:
-    from ..cli import CommandFailed
     from ..errors import WorkflowError
     from ..identity import caller_account
+    from ..runner import CommandFailed
 
     try:
         return caller_account(app.clients()("sts"))

@@ -2,14 +2,15 @@
 
 import math
 import re
-import sys
 from datetime import datetime, timedelta
 
 import click
 
-from ..cli import App, CommandFailed, Terminated, interruption, signals_as_interrupts, silence_stdout
-from ..errors import NotFound, WorkflowError
+from ..app import App
+from ..env import Env
+from ..errors import NotFound
 from ..options import option
+from ..runner import Terminated, echo, stream
 from .run import complete_role, service_name
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -32,38 +33,10 @@ class Duration(click.ParamType):
         return timedelta(seconds=int(match[1]) * UNITS[match[2]])
 
 
-class _ReaderGone(Exception):
-    """Whoever read stdout has gone (`| head`): stop quietly."""
-
-
-def _echo(text: str) -> None:
-    try:
-        click.echo(text)
-    except BrokenPipeError:
-        raise _ReaderGone from None
-
-
-def line(event) -> str:
-    from ..render import short_task
-
-    return f"{event.at:%H:%M:%S}Z {short_task(event.task_id)} {event.container} | {event.message.rstrip(chr(10))}"
-
-
-def as_json(event) -> dict:
-    return {
-        "time": event.at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
-        "task": event.task_id,
-        "container": event.container,
-        "message": event.message.rstrip("\n"),
-        "stream": event.stream,
-        "id": event.id,
-    }
-
-
-def read_logs(env, name: str, since: datetime, task: str | None, container: str | None, output: str) -> None:
+def read_logs(env: Env, name: str, since: datetime, task: str | None, container: str | None, output: str) -> None:
     """Print the lines the service's tasks logged since `since`, oldest first."""
-    from .. import render
     from ..logs import ServiceLogs
+    from ..render import log_event, log_line, to_json
 
     reader = ServiceLogs(env, env.ecs.service(name), since, container, task)
     reader.refresh()
@@ -71,19 +44,20 @@ def read_logs(env, name: str, since: datetime, task: str | None, container: str 
         raise NotFound(f"no task of {name} has an id starting with {task} (ECS lists stopped tasks for about an hour)")
     events = reader.read()
     if output == "json":
-        _echo(render.to_json([as_json(e) for e in events]))
+        echo(to_json([log_event(e) for e in events]))
         return
     for event in events:
-        _echo(line(event))
+        echo(log_line(event))
     if not events:
         env.report.line(f"no log lines from {len(reader.tasks)} task(s) of {name} since {since:%Y-%m-%d %H:%M:%S}Z")
 
 
-def follow_logs(env, name: str, since: datetime, task: str | None, container: str | None) -> None:
+def follow_logs(env: Env, name: str, since: datetime, task: str | None, container: str | None) -> None:
     """Print the lines since `since`, then new ones as they arrive, each once, until interrupted."""
     from ..logs import ServiceLogs
     from ..poller import Poller
-    from ..render import short_task
+    from ..progress import short_task
+    from ..render import log_line
 
     reader = ServiceLogs(env, env.ecs.service(name), since, container, task)
     report = env.report
@@ -106,7 +80,7 @@ def follow_logs(env, name: str, since: datetime, task: str | None, container: st
                 report.line(f"following task {short_task(started.id)} of {name} ({started.last_status})")
             listed_at = clock()
         for event in reader.read():
-            _echo(line(event))
+            echo(log_line(event))
         return None  # never done: following ends with Ctrl-C
 
     try:
@@ -115,22 +89,6 @@ def follow_logs(env, name: str, since: datetime, task: str | None, container: st
         if isinstance(interrupt, Terminated):
             raise
         # Ctrl-C is how following ends: exit 0.
-
-
-def _run(app: App, operation) -> None:
-    """Like App.run, for a command whose result is the lines it printed: errors become one message."""
-    from ..render import Reporter, use_color
-
-    report = Reporter(app.runtime.clock, color=use_color(sys.stderr), now=app.runtime.utcnow)
-    try:
-        with signals_as_interrupts():
-            operation(app.env(report))
-    except _ReaderGone:
-        silence_stdout()
-    except WorkflowError as error:
-        raise CommandFailed.of(error) from None
-    except KeyboardInterrupt as interrupt:
-        raise CommandFailed(*interruption(interrupt)) from None
 
 
 @click.command("logs")
@@ -161,6 +119,6 @@ def logs(app: App, service, since, follow, task, container):
     name = service_name(app, service)
     start = app.runtime.utcnow() - since
     if follow:
-        _run(app, lambda env: follow_logs(env, name, start, task, container))
+        stream(app, lambda: follow_logs(app.env(), name, start, task, container))
     else:
-        _run(app, lambda env: read_logs(env, name, start, task, container, output))
+        stream(app, lambda: read_logs(app.env(), name, start, task, container, output))

@@ -2,8 +2,9 @@
 
 import click
 
-from ..cli import App, confirm
+from ..app import App
 from ..options import option, yes_option
+from ..runner import confirm, run
 
 repository_option = option("--repository", env="REPOSITORY", default="airflow-prod",
                            help="Production repository: the one promote writes `latest` and the stamp tags to.")
@@ -29,18 +30,18 @@ def releases(app: App, repository, limit, registry_id):
       workflow releases --repository airflow-prod --output json
     """
 
-    def operation(report):
+    def operation():
         from ..ecr import Ecr
         from ..releases import list_releases, running_images
 
         running = None
         if app.cluster:
-            running = running_images(app.env(report).ecs, app.target().services, repository)
+            running = running_images(app.env().ecs, app.target().services, repository)
         return list_releases(Ecr(app.clients()("ecr"), registry_id), repository, limit, running)
 
     if app.cluster:
         app.target()  # a usage error before any call
-    app.run(None, operation)
+    run(app, None, operation)
 
 
 @click.command("rollback")
@@ -55,7 +56,7 @@ def releases(app: App, repository, limit, registry_id):
 @yes_option
 @click.pass_obj
 def rollback(app: App, to, repository, redeploy, dry_run, registry_id, yes):
-    """Point latest back at the previous release, then redeploy the cluster onto it.
+    """Point latest at the previous release, then redeploy onto it.
 
     The previous release is the newest stamp-tagged image older than the one latest names now (or --to).
     latest moves by PutImage of that image's exact manifest: no blob is copied and the digest is unchanged.
@@ -77,19 +78,19 @@ def rollback(app: App, to, repository, redeploy, dry_run, registry_id, yes):
     target = app.target() if redeploy or app.cluster else None  # redeploying needs --cluster
     services = target.services if target else None
 
-    def operation(report):
+    def operation():
         from ..ecr import Ecr
         from ..releases import plan_rollback, running_images
-        from ..releases import rollback as run_rollback
+        from ..rollback import rollback as run_rollback
 
         ecr = Ecr(app.clients()("ecr"), registry_id)
         env = running = None
         if services:
-            env = app.env(report, holds="rollback" if redeploy and not dry_run else None)
+            env = app.env(holds="rollback" if redeploy and not dry_run else None)
             running = running_images(env.ecs, services, repository)
         plan = plan_rollback(ecr, repository, to, redeploy, running)
         if not dry_run:
             confirm(yes, plan.question())
-        return run_rollback(ecr, report, plan, dry_run, env, target)
+        return run_rollback(ecr, app.report, plan, dry_run, env, target)
 
-    app.run("redeploy --yes" if redeploy else None, operation)
+    run(app, "redeploy --yes" if redeploy else None, operation)

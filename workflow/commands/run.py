@@ -4,9 +4,11 @@ import shlex
 
 import click
 
-from ..cli import App, confirm
+from ..app import App
 from ..errors import TaskFailed
 from ..options import option, task_wait_option, yes_option
+from ..runner import confirm
+from ..runner import run as run_operation
 
 ROLES = ("scheduler", "worker", "web")
 # Exit statuses a shell leaves to the command itself: 126 and 127 mean "cannot execute" and "not found",
@@ -80,4 +82,4 @@ def run(app: App, service, container, yes, wait, command):
     name = service_name(app, service)
     confirm(yes, f"Run '{shlex.join(words)}' as a one-off task of {name} in cluster {app.target().cluster}?",
             lambda: app.where([name]))
-    app.run(None, lambda report: run_command(app.env(report, holds="run"), name, words, container, wait))
+    run_operation(app, None, lambda: run_command(app.env(holds="run"), name, words, container, wait))

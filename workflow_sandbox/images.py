@@ -4,7 +4,7 @@ import hashlib
 import json
 import random
 
-from ..ecr import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
+from workflow.ecr import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
 
 LAYER_TYPES = {DOCKER_MANIFEST: "application/vnd.docker.image.rootfs.diff.tar.gzip",
                OCI_MANIFEST: "application/vnd.oci.image.layer.v1.tar+gzip"}

@@ -18,7 +18,6 @@ import copy
 import hashlib
 import math
 import random
-import re
 import threading
 import unicodedata
 import uuid
@@ -31,17 +30,14 @@ from moto.ecs.exceptions import InvalidParameterException
 from moto.ecs.models import Task, TaskSet
 from moto.logs.models import logs_backends
 
+from workflow.images import ecr_image
+
 from .faults import Faults
 
 STARTING = ("PROVISIONING", "PENDING")
 PULL_ERROR = (
     "CannotPullContainerError: pull image manifest has been retried 5 time(s): "
     "failed to resolve ref {image}: {image}: not found"
-)
-# <account>.dkr.ecr.<region>.amazonaws.com/<repository>[:<tag>][@<digest>]
-ECR_IMAGE = re.compile(
-    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com/(?P<repository>[^:@]+)"
-    r"(?::(?P<tag>[^@]+))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
 )
 # What ECS accepts in tags: letters, numbers and spaces (\\p{L}\\p{Z}\\p{N} in the API model's pattern)
 # and these characters; at most 50 tags a resource, keys of 1 to 128 characters, values up to 256.
@@ -323,17 +319,17 @@ class Simulation:
         An image in an ECR repository of the simulated registry resolves through moto's ECR backend; any
         other image (another registry, or an ECR repository nobody created) gets a stable fake digest.
         """
-        match = ECR_IMAGE.match(image)
+        ref = ecr_image(image)
         try:
-            backend = ecr_backends[match["account"]][match["region"]] if match else None
+            backend = ecr_backends[ref.account][ref.region] if ref else None
         except KeyError:
             backend = None
-        repository = backend.repositories.get(match["repository"]) if backend else None
-        if repository is None:
+        repository = backend.repositories.get(ref.repository) if ref and backend else None
+        if ref is None or repository is None:
             return "sha256:" + hashlib.sha256(image.encode()).hexdigest()
         for candidate in list(repository.images):
             digest = candidate.get_image_digest()
-            if match["digest"] == digest or (not match["digest"] and (match["tag"] or "latest") in candidate.image_tags):
+            if ref.digest == digest or (not ref.digest and (ref.tag or "latest") in candidate.image_tags):
                 return digest
         return None
 

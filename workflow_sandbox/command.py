@@ -4,8 +4,8 @@ import sys
 
 import click
 
-from ..errors import USAGE
-from ..options import Seconds, option
+from workflow.errors import USAGE
+from workflow.options import Seconds, option
 
 
 def deployments_option(flag: str, env: str, whose_new_tasks: str):
@@ -78,7 +78,7 @@ def sandbox(app, port, task_start_seconds, task_stop_seconds, web_drain_seconds,
       workflow sandbox --crash-deployments worker --throttle 0.2 --missing-seconds 3
       workflow sandbox --deployment-controller web=CODE_DEPLOY
     """
-    from ..cli import CommandFailed
+    from workflow.runner import CommandFailed
 
     try:
         from .server import Sandbox, SandboxConfig

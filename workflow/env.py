@@ -1,0 +1,31 @@
+"""What an operation on a cluster works with: its ECS API, the poller, progress, recovery state and the lease."""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .deployments import WatchPolicy
+from .ecs import Ecs
+from .poller import Poller
+from .progress import Reporter
+from .recovery import Recovery
+
+
+class Lease(Protocol):
+    def before_change(self) -> None: ...
+
+
+@dataclass
+class Env:
+    ecs: Ecs
+    poller: Poller
+    report: Reporter
+    logs: Callable[[str | None], Any] | None = None  # builds a Logs client for a Region, only when one is read
+    policy: WatchPolicy = field(default_factory=WatchPolicy)
+    lease: Lease | None = None  # the operator lease this command holds, re-checked before each change
+    ecr: Callable[[str | None], Any] | None = None  # builds an ECR client for a Region, only when images are looked up
+    recovery: Recovery = field(default_factory=Recovery)
+
+    def before_change(self) -> None:
+        if self.lease is not None:
+            self.lease.before_change()

@@ -1,0 +1,14 @@
+"""What state the cluster is in while a command changes it, and the ways out, shown if the command stops early.
+
+Operations record it before each change, so an interrupt during a call says what may have happened. The
+runner prints it with the commands that resume or undo. It is domain state, kept apart from progress lines.
+"""
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Recovery:
+    state: str | None = None  # the cluster's state in words; None when nothing is under way
+    alternatives: list[tuple[str, str]] = field(default_factory=list)  # (what it does, command): other ways out
+    resumable: bool = True  # False while re-running the command would repeat something still under way

@@ -1,0 +1,183 @@
+"""Runs a command's operation: signals as interrupts, domain errors as exit codes with one clear message (and
+one JSON document on stdout with --output json), the cluster's state and the commands that resume or undo."""
+
+import shlex
+import sys
+from collections.abc import Callable
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from .app import App
+from .errors import INTERRUPTED, WorkflowError
+from .topology import default_services
+
+
+class CommandFailed(click.ClickException):
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    @classmethod
+    def of(cls, error: WorkflowError) -> "CommandFailed":
+        return cls(str(error), error.exit_code)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (a CI job's timeout, a dropped SSH session): handled like Ctrl-C, with its own exit code."""
+
+    def __init__(self, signum: int):
+        import signal
+
+        super().__init__()
+        self.name = f"interrupted by {signal.Signals(signum).name}"
+        self.exit_code = 128 + signum
+
+
+def interruption(interrupt: KeyboardInterrupt) -> tuple[str, int]:
+    """What stopped the command and its exit code: Ctrl-C (130), or the signal `signals_as_interrupts` named."""
+    return getattr(interrupt, "name", "interrupted"), getattr(interrupt, "exit_code", INTERRUPTED)
+
+
+@contextmanager
+def signals_as_interrupts():
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, _frame):
+        raise Terminated(signum)
+
+    previous = {sig: signal.signal(sig, terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def silence_stdout() -> None:
+    """Once stdout's reader has gone (`| head`), point it at /dev/null: Python's flush at exit must not fail."""
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # io.UnsupportedOperation is both
+        pass
+
+
+def run(app: App, resume: str | None, operation: Callable[[], Any]) -> Any:
+    """Run one operation; its result goes to stdout, expected failures become one clear message.
+
+    `resume` names the command that continues safely after a failure, when re-running one does.
+    """
+    from . import render
+
+    output = app.options["output"]
+    try:
+        with signals_as_interrupts():
+            try:
+                outcome = operation()
+            finally:
+                app.release_leases()
+    except WorkflowError as error:
+        _failed(app, str(error), error.exit_code, resume, getattr(error, "result", None))
+    except KeyboardInterrupt as interrupt:
+        _failed(app, *interruption(interrupt), resume, None)
+    try:
+        click.echo(render.result(outcome, output))
+    except BrokenPipeError:
+        silence_stdout()  # whoever reads stdout has gone: the operation succeeded, and that is the exit status
+    return outcome
+
+
+class ReaderGone(Exception):
+    """Whoever read stdout has gone (`| head`): stop quietly."""
+
+
+def echo(text: str) -> None:
+    """A line of a streamed result on stdout."""
+    try:
+        click.echo(text)
+    except BrokenPipeError:
+        raise ReaderGone from None
+
+
+def stream(app: App, operation: Callable[[], None]) -> None:
+    """Like `run`, for a command whose result is the lines it prints as it goes (`echo`)."""
+    try:
+        with signals_as_interrupts():
+            operation()
+    except ReaderGone:
+        silence_stdout()
+    except WorkflowError as error:
+        _failed(app, str(error), error.exit_code, None, None)
+    except KeyboardInterrupt as interrupt:
+        _failed(app, *interruption(interrupt), None, None)
+
+
+def _failed(app: App, message: str, code: int, resume: str | None, result) -> None:
+    """Say why on stderr; with JSON output, stdout still gets one document, with the error in it."""
+    from . import render
+
+    recovery = app.recovery
+    if app.options["output"] == "json":
+        click.echo(render.to_json({
+            "error": message,
+            "exit_code": code,
+            "cluster_state": recovery.state,
+            "resume": resume_command(app, resume) if resume and recovery.state and recovery.resumable else None,
+            "alternatives": [resume_command(app, command) for _, command in recovery.alternatives],
+            "result": result,
+        }))
+    elif result is not None:
+        click.echo(render.result(result, "text"))
+    raise CommandFailed(_explain(app, message, resume, failed=code != INTERRUPTED and code < 128), code) from None
+
+
+def _explain(app: App, message: str, resume: str | None, failed: bool = True) -> str:
+    recovery = app.recovery
+    if recovery.state is not None:
+        message += f"\n  cluster state: {recovery.state}"
+        if resume and recovery.resumable:
+            when = "once the cause is fixed, resume with" if failed else "resume with"
+            message += f"\n  {when}: {resume_command(app, resume)}"
+        for purpose, command in recovery.alternatives:
+            message += f"\n  or, {purpose}: {resume_command(app, command)}"
+    return message
+
+
+def resume_command(app: App, command: str) -> str:
+    """The exact command that picks up where an interrupted or failed one stopped."""
+    t = app.target()
+    words = ["workflow", "--cluster", t.cluster]
+    defaults = default_services(t.cluster)
+    for flag, name, default in (("--scheduler", t.scheduler, defaults[0]), ("--worker", t.worker, defaults[1]),
+                                ("--web", t.web, defaults[2])):
+        if name != default:  # only what the operator had to type
+            words += [flag, name]
+    return shlex.join(words + shlex.split(command))
+
+
+def confirm(yes: bool, question: str, where: Callable[[], str] | None = None) -> None:
+    """Ask before a change, naming where it lands; `where` also validates the names first (it may fail)."""
+    if yes:
+        return
+    if where is not None:
+        try:
+            question = f"{question.rstrip('?')} ({where()})?"
+        except WorkflowError as error:
+            raise CommandFailed.of(error) from None
+    try:
+        agreed = click.confirm(question, default=False, err=True)
+    except click.Abort:
+        if sys.stdin.isatty():
+            raise
+        raise click.UsageError("this command asks for confirmation and there is no terminal to ask on: "
+                               "pass --yes (or set WORKFLOW_YES=1)") from None
+    if not agreed:
+        raise click.Abort()
