@@ -49,6 +49,24 @@ REGION = "us-east-1"
 CLUSTER = "airflow-prod"
 SCHEDULER, WORKER, WEB = (f"{CLUSTER}-{role}" for role in ("scheduler", "worker", "web"))
 NAMES = ["--cluster", CLUSTER, "--scheduler", SCHEDULER, "--worker", WORKER, "--web", WEB]
+CLUSTER_ARN = f"arn:aws:ecs:{REGION}:123456789012:cluster/{CLUSTER}"
+
+
+def resume_of(stderr: str, purpose: str = "resume with") -> list[str] | None:
+    """The command a failure message offers after `purpose` (its continued lines joined), as words."""
+    import shlex
+
+    lines = stderr.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.rstrip().endswith(":") and purpose in line), None)
+    if start is None:
+        return None
+    text = ""
+    for line in lines[start + 1:]:
+        text += line.strip().removesuffix("\\")
+        if not line.rstrip().endswith("\\"):
+            break
+        text += " "
+    return shlex.split(text)
 
 
 # No test reads these; being the same for every test, they leave the environment the same too (see `_clients`).
@@ -84,6 +102,12 @@ def no_real_backoff(monkeypatch):
         return 0
 
     monkeypatch.setattr(standard.ExponentialBackoff, "delay_amount", delay_amount)
+
+
+@pytest.fixture(autouse=True)
+def invoked_as_workflow(monkeypatch):
+    """The CLI in tests was started as `workflow` (how_invoked itself is tested on its own)."""
+    monkeypatch.setattr("workflow.app.how_invoked", lambda: ["workflow"])
 
 
 @pytest.fixture(autouse=True)

@@ -316,4 +316,4 @@ def test_completion_knows_the_commands_and_the_roles():
         return [line.split(",", 1)[1] for line in result.output.splitlines()]
 
     assert complete("workflow lo") == ["logs"]
-    assert complete("workflow logs w") == ["worker", "web"]
+    assert complete("workflow logs w") == ["webserver", "worker", "web"]

@@ -139,9 +139,9 @@ def test_the_operator_sequence(start_sandbox):
 
     result = workflow(env, *SERVICES, "redeploy", "--yes", "--migrate")
     assert result.returncode == 0, result.stderr
-    one_offs = ecs.list_tasks(cluster=CLUSTER, family=f"{CLUSTER}-worker", desiredStatus="STOPPED",
-                              startedBy="workflow")["taskArns"]
-    assert len(one_offs) == 2  # initialize's and exactly one migration
+    migrations = ecs.list_tasks(cluster=CLUSTER, family=f"{CLUSTER}-scheduler", desiredStatus="STOPPED",
+                                startedBy="workflow")["taskArns"]
+    assert len(migrations) == 1  # exactly one migration, with the scheduler's task definition
     after = services(ecs)
     for role in ("scheduler", "worker", "web"):
         assert after[role]["deployments"][0]["id"] != before[role]["deployments"][0]["id"]

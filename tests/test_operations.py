@@ -3,7 +3,19 @@
 import json
 
 import pytest
-from conftest import CLUSTER, NAMES, SCHEDULER, WEB, WORKER, invoke_recording, new_client, shared_client
+from conftest import (
+    CLUSTER,
+    CLUSTER_ARN,
+    NAMES,
+    REGION,
+    SCHEDULER,
+    WEB,
+    WORKER,
+    invoke_recording,
+    new_client,
+    resume_of,
+    shared_client,
+)
 
 
 def describe(ecs, *names):
@@ -68,7 +80,8 @@ def test_failed_deployment_fails_fast_with_the_reason_and_how_to_resume(cluster,
     assert clock.now() - started < 30
     assert f"{WORKER}: task" in result.stderr and "CannotPullContainerError" in result.stderr
     assert "cluster state: the scheduler is stopped" in result.stderr
-    assert f"once the cause is fixed, resume with: workflow --cluster {CLUSTER} redeploy --yes" in result.stderr
+    assert resume_of(result.stderr, "once the cause is fixed, resume with") == [
+        "workflow", "--cluster", CLUSTER_ARN, "--region", REGION, "redeploy", "--yes"]
     assert "Traceback" not in result.output
     assert describe(ecs, SCHEDULER)[SCHEDULER]["desiredCount"] == 0
     assert describe(ecs, WORKER)[WORKER]["runningCount"] == 3  # the old workers still serve
@@ -134,7 +147,7 @@ def test_rerun_after_ctrl_c_at_each_step_converges(cluster, ecs, clock, sim, mom
     result = runner.invoke(main, [*NAMES, "redeploy", "--yes"], obj=Runtime(clock=clock.now, sleep=sleep))
     assert result.exit_code == 130, result.output
     assert "interrupted" in result.stderr and "cluster state: the scheduler is" in result.stderr
-    assert "resume with: workflow --cluster airflow-prod" in result.stderr
+    assert resume_of(result.stderr)[:6] == ["workflow", "--cluster", CLUSTER_ARN, "--region", REGION, "redeploy"]
     again = runner.invoke(main, [*NAMES, "redeploy", "--yes"], obj=Runtime(clock=clock.now, sleep=clock.sleep))
     assert again.exit_code == 0, again.output
     services = describe(ecs, SCHEDULER, WORKER, WEB)
@@ -411,7 +424,8 @@ def test_a_failed_migration_stops_the_redeploy_before_web_and_worker(cluster, ru
     assert "exited with code 1" in result.stderr
     assert "cluster state: the scheduler is stopped; the migration failed; web and worker are untouched" \
         in result.stderr
-    assert "--migrate --migrate-command 'airflow db migrate -r heads'" in result.stderr
+    assert resume_of(result.stderr)[-5:] == ["redeploy", "--yes", "--migrate", "--migrate-command",
+                                              "airflow db migrate -r heads"]
     assert "start-scheduler" in result.stderr
     assert {name: primary_id(describe(ecs, name)[name]) for name in (WEB, WORKER)} == before
     assert describe(ecs, SCHEDULER)[SCHEDULER]["desiredCount"] == 0

@@ -234,7 +234,7 @@ def test_rollback_redeploys_the_cluster_onto_the_previous_release(cluster_regist
     listed = run(*NAMES, "releases")
     assert listed.exit_code == 0, listed.output
     row = next(line for line in listed.stdout.splitlines() if line.startswith(STAMPS[1]))
-    assert "latest" in row and "scheduler, worker, web" in row
+    assert "latest" in row and "scheduler, web, worker" in row
 
     again = run(*NAMES, "rollback", "--yes", "--to", STAMPS[1])
     assert failed_cleanly(again, 2), again.output

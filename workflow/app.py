@@ -21,7 +21,7 @@ from .errors import WorkflowError
 from .lease import Lease
 from .progress import Reporter, use_color
 from .recovery import Recovery
-from .topology import Target, default_services
+from .topology import API_SERVER, ROLE_TAG, SCHEDULER, WEB, WEBSERVER, WORKER, Topology, assign, role_of
 
 
 @dataclass
@@ -32,23 +32,32 @@ class Runtime:
     sleep: Callable[[float], None] = time.sleep
     clients: Callable | None = None
     utcnow: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    invocation: Callable[[], list[str]] = field(default=lambda: how_invoked())  # the words that start this tool
 
 
 @dataclass
 class App:
     runtime: Runtime
     options: dict  # the global options, typed before or after the command name
+    given: set[str] = field(default_factory=set)  # the global options typed or set in WORKFLOW_* (not defaults)
     report: Reporter = field(init=False)
     recovery: Recovery = field(default_factory=Recovery, init=False)
     leases: list[Lease] = field(default_factory=list, init=False, repr=False)
     _clients: Any = field(default=None, init=False, repr=False)
+    _topology: Topology | None = field(default=None, init=False, repr=False)
+    _service_arns: list[str] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.report = Reporter(self.runtime.clock, color=use_color(sys.stderr), now=self.runtime.utcnow)
 
     @property
     def aws(self) -> AwsConfig:
-        return AwsConfig(self.options["profile"], self.options["region"], self.options["endpoint_url"])
+        """The AWS configuration; a cluster given as an ARN sets the Region, and another --region is refused."""
+        region, cluster = self.options["region"], self.cluster or ""
+        in_arn = cluster.split(":")[3] if cluster.startswith("arn:") and cluster.count(":") >= 5 else None
+        if in_arn and region and region != in_arn:
+            raise click.UsageError(f"--cluster {cluster} is in Region {in_arn}, not {region} (--region)")
+        return AwsConfig(self.options["profile"], region or in_arn or None, self.options["endpoint_url"])
 
     @property
     def policy(self) -> WatchPolicy:
@@ -59,11 +68,102 @@ class App:
     def cluster(self) -> str | None:
         return self.options["cluster"]
 
-    def target(self) -> Target:
+    def require_cluster(self) -> str:
         if not self.cluster:
             raise click.UsageError("Missing option '--cluster' (or WORKFLOW_CLUSTER).")
-        o, defaults = self.options, default_services(self.cluster)
-        return Target(self.cluster, o["scheduler"] or defaults[0], o["worker"] or defaults[1], o["web"] or defaults[2])
+        return self.cluster
+
+    def explicit_services(self) -> list[tuple[str, str]]:
+        """(role, service) pairs the operator named: --scheduler, --worker, --web and each --service ROLE=NAME.
+        A usage error, before any AWS call, for a pair that is not ROLE=NAME or names no role."""
+        o = self.options
+        pairs = [(role, o[key]) for role, key in ((SCHEDULER, "scheduler"), (WORKER, "worker"), (WEB, "web")) if o[key]]
+        for text in o.get("services") or ():
+            role, _, name = text.partition("=")
+            try:
+                pairs.append((role_of(role.strip()) if role.strip() != WEB else WEB, name.strip()))
+            except ValueError as error:
+                raise click.BadParameter(str(error), param_hint="--service") from None
+            if not name.strip():
+                raise click.BadParameter(f"expected ROLE=NAME, got {text!r}", param_hint="--service")
+        return pairs
+
+    def topology(self) -> Topology:
+        """Each service's role, found once per command: one ListServices and a DescribeServices per ten services.
+
+        Raises ServicesMissing (with the closest names) for a service the operator named that is not there."""
+        if self._topology is None:
+            from .ecs import Ecs
+
+            cluster = self.require_cluster()
+            explicit = self.explicit_services()
+            ecs = Ecs(self.clients()("ecs"), cluster)
+            listed = ecs.described(ecs.service_names(), tags=True)
+            named = [name.rsplit("/", 1)[-1] for _, name in explicit]
+            ecs.services([n for n in named if n not in listed])  # the missing ones fail here, with the closest names
+            resolved = [(_web_role(listed[name.rsplit("/", 1)[-1]]) if role == WEB else role, name)
+                        for role, name in explicit]
+            self._topology = assign(cluster, {s.name: s.tags for s in listed.values()}, resolved)
+            self._service_arns = [s.arn for s in listed.values()]
+        return self._topology
+
+    def service_named(self, text: str) -> str:
+        """A role (scheduler, worker, web, api-server, ...) names the cluster's service for it (for several, such as
+        workers by queue, the one named <cluster>-<role>, else the first); anything else is a service name."""
+        return self.services_named(text)[0]
+
+    def services_named(self, text: str) -> list[str]:
+        """Every service of a role (the one named <cluster>-<role> first), or the service named."""
+        try:
+            role = role_of(text)
+        except ValueError:
+            return [text]
+        topology = self.topology()
+        names = topology.services(API_SERVER, WEBSERVER) if text == WEB else topology.services(role)
+        if not names:
+            raise click.UsageError(f"cluster {topology.name} has no {text} service; name it with --service "
+                                   f"{role}=NAME, or give the service's name")
+        conventional = f"{topology.name}-{text}"
+        return sorted(names, key=lambda name: name != conventional)
+
+    def cluster_arn(self) -> str:
+        """The cluster's ARN once a call has shown it (it names the account and Region), else what was given."""
+        cluster = self.require_cluster()
+        if cluster.startswith("arn:") or self._topology is None:
+            return cluster
+        arn = next(iter(self._service_arns), None)
+        if arn is None:
+            return cluster
+        head = arn.split(":service/", 1)[0]
+        return f"{head}:cluster/{self._topology.name}"
+
+    def resume_words(self, command: str) -> list[str]:
+        """The command line that runs `command` on the same cluster, account, Region and endpoint, pasted into
+        any shell: the way this tool was started, every global option that was typed or set in the environment,
+        the cluster by ARN, and the Region, endpoint and profile in effect."""
+        import os
+        import shlex
+
+        from .topology import role_by_name
+
+        o = self.options
+        words = [*self.runtime.invocation(), "--cluster", self.cluster_arn()]
+        region = o["region"] or (self._clients and self._clients("ecs").meta.region_name) or os.environ.get("AWS_REGION")
+        endpoint = o["endpoint_url"] or os.environ.get("AWS_ENDPOINT_URL")
+        profile = o["profile"] or os.environ.get("AWS_PROFILE")
+        for flag, value in (("--region", region), ("--endpoint-url", endpoint), ("--profile", profile)):
+            if value:
+                words += [flag, value]
+        for flag, key, role in (("--scheduler", "scheduler", SCHEDULER), ("--worker", "worker", WORKER),
+                                ("--web", "web", WEBSERVER)):
+            if o[key] and role_by_name(self.require_cluster(), o[key]) != role:  # only what had to be typed
+                words += [flag, o[key]]
+        for pair in o.get("services") or ():
+            words += ["--service", pair]
+        for key in ("poll_interval", "timeout", "stability_window", "max_failed_tasks", "log_grace", "output"):
+            if key in self.given and o[key] is not None:
+                words += ["--" + key.replace("_", "-"), f"{o[key]:g}" if isinstance(o[key], float) else str(o[key])]
+        return words + shlex.split(command)
 
     def clients(self):
         if self._clients is None:
@@ -80,7 +180,8 @@ class App:
 
         clients = self.clients()
         ecs = clients("ecs")
-        services = Ecs(ecs, self.target().cluster).services(names)
+        services = Ecs(ecs, self.require_cluster()).services(names)
+        self._service_arns += [s.arn for s in services]
         account = services[0].arn.split(":")[4] if services else "?"
         text = f"account {account}, {ecs.meta.region_name}"
         if urlsplit(ecs.meta.endpoint_url).hostname in ("127.0.0.1", "localhost", "::1"):
@@ -103,7 +204,7 @@ class App:
             return lambda region: clients(service) if region in (None, ecs.meta.region_name) else clients(service, region)
 
         single_attempt = lambda: clients("ecs", attempts=1)  # noqa: E731  (built only when a scheduler starts)
-        env = Env(Ecs(ecs, self.target().cluster, single_attempt), poller, self.report, logs=in_region("logs"),
+        env = Env(Ecs(ecs, self.require_cluster(), single_attempt), poller, self.report, logs=in_region("logs"),
                   policy=self.policy, ecr=in_region("ecr"), recovery=self.recovery)
         if holds:
             env.lease = self._lease(env, holds)
@@ -130,3 +231,26 @@ class App:
                 lease.release()
             except WorkflowError as error:  # it expires on its own; say so rather than hide the outcome
                 self.report.line(f"could not release the lease on the cluster ({error}); it expires on its own")
+
+
+def _web_role(service) -> str:
+    """What `--web` names: the api-server when its tag or name says so, else the webserver."""
+    tagged = service.tags.get(ROLE_TAG)
+    return API_SERVER if tagged == API_SERVER or service.name.endswith("-" + API_SERVER) else WEBSERVER
+
+
+def how_invoked() -> list[str]:
+    """The words that start this tool the way the operator did: `pipenv run workflow` inside pipenv's
+    environment, `workflow` when that is what PATH finds, else the program's path."""
+    import os
+    import shutil
+
+    if os.environ.get("PIPENV_ACTIVE") == "1":
+        return ["pipenv", "run", "workflow"]
+    program = sys.argv[0] if sys.argv else "workflow"
+    if program.endswith("__main__.py"):
+        return ["python3", "-m", "workflow"]
+    found = shutil.which("workflow")
+    if found and os.path.realpath(found) == os.path.realpath(program):
+        return ["workflow"]
+    return [program] if os.sep in program else ["workflow"]

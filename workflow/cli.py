@@ -34,6 +34,7 @@ def _store(ctx: click.Context, name: str, value) -> None:
     app = ctx.find_object(App)
     if app is not None:
         app.options[name] = value
+        app.given.add(name)
 
 
 class Commands(click.Group):
@@ -53,6 +54,17 @@ class Commands(click.Group):
         command = getattr(importlib.import_module(module), attribute)
         also_after_the_command(self, command, _store)
         return command
+
+    def invoke(self, ctx: click.Context):
+        """A domain error raised while a command prepares (finding its services, say) ends it as the runner would."""
+        from .errors import WorkflowError
+
+        try:
+            return super().invoke(ctx)
+        except WorkflowError as error:
+            from .runner import CommandFailed
+
+            raise CommandFailed.of(error) from None
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, help) for name, (_, help) in COMMANDS.items()]
@@ -89,7 +101,10 @@ def main(ctx: click.Context, **options) -> None:
 
     Global options may also follow the command name.
     """
+    from click.core import ParameterSource
+
     from .app import App, Runtime
 
     runtime = ctx.obj if isinstance(ctx.obj, Runtime) else Runtime()
-    ctx.obj = App(runtime, options)
+    typed = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+    ctx.obj = App(runtime, options, given={name for name in options if ctx.get_parameter_source(name) in typed})

@@ -60,6 +60,8 @@ class Service:
     launch: dict = field(default_factory=dict, compare=False)
     controller: str = ROLLING_UPDATE
     deployment_configuration: dict = field(default_factory=dict, compare=False)
+    tags: dict[str, str] = field(default_factory=dict, compare=False)  # only when described with its tags
+    target_groups: tuple[str, ...] = ()  # the load balancer target groups its tasks register with
 
     @property
     def circuit_breaker(self) -> dict:
@@ -88,6 +90,8 @@ class Service:
             launch=launch,
             controller=(raw.get("deploymentController") or {}).get("type", ROLLING_UPDATE),
             deployment_configuration=raw.get("deploymentConfiguration") or {},
+            tags={t["key"]: t.get("value", "") for t in raw.get("tags") or [] if "key" in t},
+            target_groups=tuple(b["targetGroupArn"] for b in raw.get("loadBalancers") or [] if b.get("targetGroupArn")),
         )
 
     @property
@@ -298,41 +302,61 @@ class Ecs:
         return {t["key"]: t["value"] for t in answer.get("tags", [])}
 
     def tag_cluster(self, tags: list[dict]) -> None:
-        self._call_plain("tag_resource", resourceArn=self.cluster_arn(), tags=tags)
+        self.tag(self.cluster_arn(), tags)
 
     def untag_cluster(self, keys: list[str]) -> None:
-        self._call_plain("untag_resource", resourceArn=self.cluster_arn(), tagKeys=keys)
+        self.untag(self.cluster_arn(), keys)
+
+    def tag(self, arn: str, tags: list[dict]) -> None:
+        """Tag the cluster or one of its services."""
+        self._call_plain("tag_resource", resourceArn=arn, tags=tags)
+
+    def untag(self, arn: str, keys: list[str]) -> None:
+        self._call_plain("untag_resource", resourceArn=arn, tagKeys=keys)
 
     def _call_plain(self, operation: str, **kwargs) -> dict:
         """A call that names no cluster parameter."""
         with self._translated():
             return getattr(self.client, operation)(**kwargs)
 
-    def services(self, names: list[str]) -> list[Service]:
-        """Describe services (names or ARNs) in batches of ten; missing or deleted ones are an error naming them all."""
-        found: dict[str, Service] = {}
-        for start in range(0, len(names), DESCRIBE_SERVICES_MAX):
-            batch = names[start : start + DESCRIBE_SERVICES_MAX]
-            answer = self._call("describe_services", services=batch)
-            for raw in answer["services"]:
-                if raw.get("status") == "ACTIVE":
-                    found[raw["serviceName"]] = found[raw["serviceArn"]] = Service.parse(raw)
-        missing = [n for n in names if n not in found]
-        if missing:
-            raise ServicesMissing(self.cluster, missing, self._closest(missing))
-        return [found[n] for n in names]
-
-    def _closest(self, missing: list[str]) -> str:
-        import difflib
-
+    def service_names(self) -> list[str]:
+        """Every service in the cluster, by name (ListServices, all pages)."""
         arns: list[str] = []
         try:
             with self._translated():
                 for page in self.client.get_paginator("list_services").paginate(cluster=self.cluster):
                     arns += page["serviceArns"]
+        except ClusterNotFound:
+            raise self._cluster_not_found() from None
+        return [arn.rsplit("/", 1)[-1] for arn in arns]
+
+    def services(self, names: list[str], tags: bool = False) -> list[Service]:
+        """Describe services (names or ARNs) in batches of ten, with their tags if asked; missing or deleted ones
+        are an error naming them all."""
+        found = self.described(names, tags)
+        missing = [n for n in names if n not in found]
+        if missing:
+            raise ServicesMissing(self.cluster, missing, self._closest(missing))
+        return [found[n] for n in names]
+
+    def described(self, names: list[str], tags: bool = False) -> dict[str, Service]:
+        """The ACTIVE services among `names`, by name and by ARN; the others are left out."""
+        found: dict[str, Service] = {}
+        for start in range(0, len(names), DESCRIBE_SERVICES_MAX):
+            batch = names[start : start + DESCRIBE_SERVICES_MAX]
+            answer = self._call("describe_services", services=batch, **({"include": ["TAGS"]} if tags else {}))
+            for raw in answer["services"]:
+                if raw.get("status") == "ACTIVE":
+                    found[raw["serviceName"]] = found[raw["serviceArn"]] = Service.parse(raw)
+        return found
+
+    def _closest(self, missing: list[str]) -> str:
+        import difflib
+
+        try:
+            have = sorted(self.service_names())
         except WorkflowError:  # only a hint
             return ""
-        have = sorted(arn.rsplit("/", 1)[-1] for arn in arns)
         guesses = {n: difflib.get_close_matches(n.rsplit("/", 1)[-1], have, n=1) for n in missing}
         if any(guesses.values()):
             return "; did you mean " + ", ".join(f"{g[0]} (for {n})" for n, g in guesses.items() if g) + "?"

@@ -51,7 +51,12 @@ cluster_options = stack(
     option("--cluster", env="CLUSTER", help="ECS cluster name, e.g. airflow-prod.", show_default=False),
     option("--scheduler", env="SCHEDULER", help="Scheduler service.", show_default="<cluster>-scheduler"),
     option("--worker", env="WORKER", help="Celery worker service.", show_default="<cluster>-worker"),
-    option("--web", env="WEB", help="Webserver service.", show_default="<cluster>-web"),
+    option("--web", env="WEB", help="Web server service: the api-server (Airflow 3) or webserver (Airflow 2).",
+           show_default="<cluster>-web"),
+    option("--service", "services", env="SERVICES", multiple=True, metavar="ROLE=NAME",
+           help="The service of a role (scheduler, dag-processor, triggerer, api-server, webserver, worker); "
+                "repeatable. Other services get their role from their airflow-role tag, then from their name.",
+           show_default="<cluster>-<role>, and <cluster>-worker-<queue> for workers"),
 )
 
 aws_options = stack(
@@ -80,6 +85,11 @@ wait_tuning_options = stack(
                 "last lines late."),
 )
 
+schedulers_option = option(
+    "--schedulers", env="SCHEDULERS", type=click.IntRange(min=1), default=None,
+    show_default="1, or the count the scheduler had when this tool stopped it",
+    help="Scheduler tasks per scheduler service, for Airflow's HA schedulers (Postgres 12+, MySQL 8+): never more, "
+         "and never an old one beside a new one.")
 lease_option = option("--break-lease", env="BREAK_LEASE", is_flag=True, default=False,
                       help="First remove other operators' leases on the cluster (their commands must have ended).")
 yes_option = option("--yes", "-y", env="YES", is_flag=True, default=False, help="Do not ask for confirmation.")
@@ -99,10 +109,11 @@ def also_after_the_command(group: click.Group, command: click.Command, store) ->
     for param in group.params:
         if not isinstance(param, click.Option) or param.is_eager or set(param.opts) & taken:
             continue
-        flag = {"is_flag": True, "flag_value": param.flag_value} if param.is_flag else {"type": param.type}
+        flag = {"is_flag": True, "flag_value": param.flag_value} if param.is_flag else {"type": param.type,
+                                                                                        "multiple": param.multiple}
         command.params.append(
             click.Option(
-                param.opts,
+                [param.name or "", *param.opts],
                 hidden=True,
                 expose_value=False,
                 callback=_stored_when_typed(param.name, store),

@@ -8,11 +8,10 @@ from dataclasses import dataclass
 from . import operations
 from .ecr import Ecr
 from .env import Env
-from .errors import Refused
 from .progress import Reporter
 from .releases import SCHEMA_NOTE, RollbackPlan
 from .tags import LATEST
-from .topology import Target
+from .topology import Topology
 
 
 @dataclass(frozen=True)
@@ -32,9 +31,10 @@ class RollbackOutcome:
 
 
 def rollback(ecr: Ecr, report: Reporter, plan: RollbackPlan, dry_run: bool = False,
-             env: Env | None = None, target: Target | None = None) -> RollbackOutcome:
+             env: Env | None = None, topology: Topology | None = None,
+             options: operations.RedeployOptions = operations.DEFAULTS) -> RollbackOutcome:
     """Carry out `plan`: PutImage of the target's exact manifest as `latest`, then the safe redeploy of `target`
-    (an operations.Target) through `env` when the plan says so. The operator lease is taken before the tag moves."""
+    through `env` when the plan says so. The operator lease is taken before the tag moves."""
     for note in plan.notes:
         report.line(note)
     base = dict(repository=plan.repository, from_digest=plan.from_digest, from_stamp=plan.from_stamp,
@@ -48,12 +48,8 @@ def rollback(ecr: Ecr, report: Reporter, plan: RollbackPlan, dry_run: bool = Fal
                                tag="would move" if plan.move_tag else "unchanged", redeployed=False, dry_run=True)
     redeploy = None
     if plan.redeploy:
-        assert env is not None and target is not None, "a plan to redeploy comes with the cluster"
-        # What redeploy refuses, refused before the tag moves.
-        scheduler = operations.preflight(env, [target.web, target.worker, target.scheduler])[2]
-        if scheduler.desired > 1:
-            raise Refused(f"scheduler {scheduler.name} has desired count {scheduler.desired}; only one may run; "
-                          "nothing was changed")
+        assert env is not None and topology is not None, "a plan to redeploy comes with the cluster"
+        operations.check_redeploy(env, topology, options)  # what redeploy refuses, refused before the tag moves
         env.before_change()  # the operator lease, before the first change
         redeploy = operations.redeploy
     tag = "unchanged"
@@ -68,6 +64,6 @@ def rollback(ecr: Ecr, report: Reporter, plan: RollbackPlan, dry_run: bool = Fal
                                dry_run=False)
     report.line(f"redeploying cluster {plan.cluster}; should it fail, resume with redeploy, not rollback "
                 "(another rollback would go one release further back)")
-    outcome = redeploy(env, target)
+    outcome = redeploy(env, topology, options)
     return RollbackOutcome(f"{said}; {outcome.summary}", **base, tag=tag, redeployed=True, dry_run=False,
                            services=outcome.services, scheduler_downtime=outcome.scheduler_downtime)

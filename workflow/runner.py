@@ -11,7 +11,6 @@ import click
 
 from .app import App
 from .errors import INTERRUPTED, WorkflowError
-from .topology import default_services
 
 
 class CommandFailed(click.ClickException):
@@ -130,8 +129,8 @@ def _failed(app: App, message: str, code: int, resume: str | None, result) -> No
             "error": message,
             "exit_code": code,
             "cluster_state": recovery.state,
-            "resume": resume_command(app, resume) if resume and recovery.state and recovery.resumable else None,
-            "alternatives": [resume_command(app, command) for _, command in recovery.alternatives],
+            "resume": shlex.join(app.resume_words(resume)) if resume and recovery.state and recovery.resumable else None,
+            "alternatives": [shlex.join(app.resume_words(command)) for _, command in recovery.alternatives],
             "result": result,
         }))
     elif result is not None:
@@ -145,22 +144,35 @@ def _explain(app: App, message: str, resume: str | None, failed: bool = True) ->
         message += f"\n  cluster state: {recovery.state}"
         if resume and recovery.resumable:
             when = "once the cause is fixed, resume with" if failed else "resume with"
-            message += f"\n  {when}: {resume_command(app, resume)}"
+            message += f"\n  {when}:\n{resume_command(app, resume)}"
         for purpose, command in recovery.alternatives:
-            message += f"\n  or, {purpose}: {resume_command(app, command)}"
+            message += f"\n  or, {purpose}:\n{resume_command(app, command)}"
     return message
 
 
 def resume_command(app: App, command: str) -> str:
-    """The exact command that picks up where an interrupted or failed one stopped."""
-    t = app.target()
-    words = ["workflow", "--cluster", t.cluster]
-    defaults = default_services(t.cluster)
-    for flag, name, default in (("--scheduler", t.scheduler, defaults[0]), ("--worker", t.worker, defaults[1]),
-                                ("--web", t.web, defaults[2])):
-        if name != default:  # only what the operator had to type
-            words += [flag, name]
-    return shlex.join(words + shlex.split(command))
+    """The exact command that picks up where an interrupted or failed one stopped, as the shell takes it."""
+    return shell_lines(app.resume_words(command))
+
+
+def shell_lines(words: list[str], width: int = 76, indent: str = "    ") -> str:
+    """Words as one shell command, continued with backslashes so no line passes `width` columns; an option
+    stays on the line of its value."""
+    units: list[str] = []
+    for word in map(shlex.quote, words):
+        if units and units[-1].startswith("-") and " " not in units[-1] and not word.startswith("-"):
+            units[-1] += " " + word
+        else:
+            units.append(word)
+    lines, line = [], ""
+    for unit in units:
+        if line and len(indent) + len(line) + 1 + len(unit) + 2 > width:
+            lines.append(line + " \\")
+            line = "  " + unit
+        else:
+            line = f"{line} {unit}" if line else unit
+    lines.append(line)
+    return "\n".join(indent + line for line in lines)
 
 
 def confirm(yes: bool, question: str, where: Callable[[], str] | None = None) -> None:

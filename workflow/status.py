@@ -2,13 +2,14 @@
 
 from dataclasses import dataclass
 
+from .changes import SCHEDULER_DEPLOYMENT
 from .ecr import tags_for_digests
 from .ecs import EXITED, FAILED_TO_START, UNHEALTHY, Service, Task
 from .env import Env
 from .errors import WorkflowError
 from .images import ecr_image
-from .operations import SCHEDULER_DEPLOYMENT, Outcome
-from .topology import Target
+from .operations import Outcome
+from .topology import SCHEDULER, Topology
 
 
 @dataclass(frozen=True)
@@ -23,18 +24,25 @@ class Image:
     tags: tuple[str, ...] = ()
 
 
-def status(env: Env, target: Target) -> Outcome:
-    services = env.ecs.services([target.scheduler, target.worker, target.web])
+def status(env: Env, topology: Topology) -> Outcome:
+    services = env.ecs.services(topology.services())
     tasks = env.ecs.service_tasks([s.name for s in services])  # listed and described once, for all that follows
-    alive = [t for t in tasks[services[0].name] if not t.is_stopped]
+    schedulers = topology.services(SCHEDULER)
+    alive = [t for name in schedulers for t in tasks[name] if not t.is_stopped]
     running = {name: [t for t in found if t.desired_status == t.last_status == "RUNNING"] for name, found in tasks.items()}
     images, notes = running_images(env, running)
+    warnings = _warnings(env, [s for s in services if s.name in schedulers], services, tasks) + notes
+    if not schedulers:
+        warnings.insert(0, f"cluster {topology.name} has no scheduler service: name it with --scheduler or tag it "
+                           "airflow-role=scheduler")
     return Outcome(
-        f"cluster {target.cluster}: {len(alive)} scheduler task(s) alive",
+        f"cluster {topology.name}: {len(alive)} scheduler task(s) alive",
         tuple(services),
-        warnings=tuple(_warnings(env, services[0], services[1:], tasks) + notes),
+        warnings=tuple(warnings),
         images=tuple(images),
         scheduler_tasks_alive=len(alive),
+        unmanaged=topology.unmanaged,
+        roles={c.service: c.role for c in topology.components},
     )
 
 
@@ -66,24 +74,26 @@ def running_images(env: Env, running: dict[str, list[Task]]) -> tuple[list[Image
     return images, notes
 
 
-def _warnings(env: Env, scheduler: Service, others: list[Service], tasks: dict[str, list[Task]]) -> list[str]:
+def _warnings(env: Env, schedulers: list[Service], services: list[Service], tasks: dict[str, list[Task]]) -> list[str]:
     """What an operator should know before the next command: nothing here changes the cluster."""
     found = []
-    config = scheduler.deployment_configuration
-    if any(config.get(key) != value for key, value in SCHEDULER_DEPLOYMENT.items()):
-        found.append(
-            f"{scheduler.name} has maximumPercent {config.get('maximumPercent')}, minimumHealthyPercent "
-            f"{config.get('minimumHealthyPercent')}: ECS may run two schedulers while it replaces one. Set "
-            "deployment_maximum_percent = 100 and deployment_minimum_healthy_percent = 0 in Terraform "
-            "(start-scheduler and stop-scheduler set them too)"
-        )
+    for scheduler in schedulers:
+        config = scheduler.deployment_configuration
+        if any(config.get(key) != value for key, value in SCHEDULER_DEPLOYMENT.items()):
+            found.append(
+                f"{scheduler.name} has maximumPercent {config.get('maximumPercent')}, minimumHealthyPercent "
+                f"{config.get('minimumHealthyPercent')}: ECS may run two schedulers while it replaces one. Set "
+                "deployment_maximum_percent = 100 and deployment_minimum_healthy_percent = 0 in Terraform "
+                "(start-scheduler and stop-scheduler set them too)"
+            )
     holder = _lease_holder(env)
     if holder:
         found.append(f"another command is changing the cluster: {holder}")
-    if scheduler.desired == 0:
-        found.append(f"{scheduler.name} is stopped (desired 0): nothing is scheduling; start-scheduler starts it"
-                     + (", once that command has ended" if holder else ""))
-    for service in [scheduler, *others]:
+    for scheduler in schedulers:
+        if scheduler.desired == 0:
+            found.append(f"{scheduler.name} is stopped (desired 0): nothing is scheduling; start-scheduler starts it"
+                         + (", once that command has ended" if holder else ""))
+    for service in services:
         primary = service.primary
         if primary is None:
             continue

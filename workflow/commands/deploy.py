@@ -5,8 +5,16 @@ import shlex
 import click
 
 from ..app import App
-from ..options import command_words, option, task_wait_option, yes_option
+from ..options import command_words, option, schedulers_option, task_wait_option, yes_option
 from ..runner import confirm, run
+from ..topology import ROLES, SCHEDULER, WORKER, role_of
+
+
+def _role(_ctx, param, value: str) -> str:
+    try:
+        return role_of(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param=param) from None
 
 
 @click.command()
@@ -16,12 +24,15 @@ from ..runner import confirm, run
         help="Command to run in place of the container's own (shell-quoted).")
 @option("--container", env="CONTAINER", default=None, show_default="the task definition's essential container",
         help="Container whose command to override.")
+@option("--from", "source", env="INITIALIZE_FROM", default=WORKER,
+        help="Role or service whose deployed task definition and network the task gets (on Airflow 3, where "
+             "workers may hold no database credentials: scheduler).")
 @click.pass_obj
-def initialize(app: App, yes, wait, command, container):
+def initialize(app: App, yes, wait, command, container, source):
     """Initialize the Airflow database in a one-off task.
 
-    Runs one task with the worker service's deployed task definition and network settings, the
-    essential container's command replaced by --command, and waits until it stops.
+    Runs one task with the worker service's deployed task definition and network settings (or --from's),
+    the essential container's command replaced by --command, and waits until it stops.
 
     \b
     Example:
@@ -30,10 +41,10 @@ def initialize(app: App, yes, wait, command, container):
     """
     from .. import operations
 
-    target = app.target()
-    confirm(yes, f"Run '{shlex.join(command)}' as a one-off task in cluster {target.cluster}?",
-            lambda: app.where([target.worker]))
-    run(app, None, lambda: operations.initialize(app.env(holds="initialize"), target, command, container, wait))
+    name = app.service_named(source)
+    confirm(yes, f"Run '{shlex.join(command)}' as a one-off task in cluster {app.require_cluster()}?",
+            lambda: app.where([name]))
+    run(app, None, lambda: operations.initialize(app.env(holds="initialize"), name, command, container, wait))
 
 
 @click.command()
@@ -41,17 +52,23 @@ def initialize(app: App, yes, wait, command, container):
 @option("--wait-for-drain", env="WAIT_FOR_DRAIN", is_flag=True, default=False,
         help="Also wait until web's old tasks have drained behind the load balancer.")
 @option("--migrate", env="MIGRATE", is_flag=True, default=False,
-        help="Run the database migration as a one-off task after the scheduler has drained and before web and "
-             "worker roll. RunTask resolves the image tag when it launches, so it runs the newly promoted image.")
+        help="Run the database migration as a one-off task once the schedulers and dag-processors have stopped and "
+             "before anything else rolls. RunTask resolves the image tag when it launches, so it runs the newly "
+             "promoted image.")
 @option("--migrate-command", env="MIGRATE_COMMAND", default="airflow db migrate", callback=command_words,
         help="The migration command (shell-quoted), with --migrate.")
+@option("--migrate-from", env="MIGRATE_FROM", default=SCHEDULER, callback=_role, metavar="ROLE",
+        help=f"Role whose deployed task definition and network run the migration: {', '.join(ROLES)}.")
+@schedulers_option
 @click.pass_obj
-def redeploy(app: App, yes, wait_for_drain, migrate, migrate_command):
+def redeploy(app: App, yes, wait_for_drain, migrate, migrate_command, migrate_from, schedulers):
     """Stop the scheduler, roll web and worker, start the scheduler.
 
-    Web and worker keep their desired counts. The scheduler starts again as soon as the new
-    workers are stable and no old worker runs; web's rollout goes on meanwhile. Fails as soon
-    as a new deployment cannot succeed, and says how to resume.
+    Every component moves onto a new deployment of its task definition, in the order the database schema
+    allows: the schedulers and dag-processors stop; with --migrate, the migration runs; the api-server
+    rolls; the workers, triggerers and an Airflow 2 webserver roll; the dag-processors start; the
+    schedulers start once the new workers are stable and no old worker runs. Desired counts are kept.
+    Fails as soon as a new deployment cannot succeed, and says how to resume.
 
     \b
     Example:
@@ -60,9 +77,13 @@ def redeploy(app: App, yes, wait_for_drain, migrate, migrate_command):
     """
     from .. import operations
 
-    target = app.target()
-    confirm(yes, f"Redeploy cluster {target.cluster}: the scheduler stops until the new workers are stable?",
-            lambda: app.where([target.scheduler, target.worker, target.web]))
+    topology = app.topology()
+    confirm(yes, f"Redeploy cluster {topology.name}: the scheduler stops until the new workers are stable?",
+            lambda: app.where(topology.services()))
     resume = "redeploy --yes" + (f" --migrate --migrate-command {shlex.quote(shlex.join(migrate_command))}" if migrate else "")
-    run(app, resume, lambda: operations.redeploy(
-        app.env(holds="redeploy"), target, wait_for_drain, migrate_command if migrate else None))
+    if migrate and migrate_from != SCHEDULER:
+        resume += f" --migrate-from {migrate_from}"
+    if schedulers:
+        resume += f" --schedulers {schedulers}"
+    options = operations.RedeployOptions(wait_for_drain, migrate_command if migrate else None, migrate_from, schedulers)
+    run(app, resume, lambda: operations.redeploy(app.env(holds="redeploy"), topology, options))

@@ -52,8 +52,9 @@ def iam_policy(app, commands, account, lookup_account, partition, source_reposit
     if lookup_account:
         account = _caller_account(app)
     if any(COMMANDS[c].services for c in chosen):
-        target = app.target()  # the cluster and its service names, as every cluster command takes them
-        cluster, names = target.cluster, target.services
+        cluster = app.require_cluster()  # the cluster and its service names, as every cluster command takes them
+        typed = dict(app.explicit_services())
+        names = {role: typed.get(role) or f"{cluster.rsplit('/', 1)[-1]}-{role}" for role in ("scheduler", "worker", "web")}
     else:
         cluster, names = app.cluster or "*", {}
     name = cluster.rsplit("/", 1)[-1]

@@ -11,7 +11,7 @@ from ..env import Env
 from ..errors import NotFound
 from ..options import option
 from ..runner import Terminated, echo, stream
-from .run import complete_role, service_name
+from .run import complete_role
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 # CloudWatch Logs allows few FilterLogEvents calls a second per account and Region, shared with every other reader.
@@ -33,33 +33,38 @@ class Duration(click.ParamType):
         return timedelta(seconds=int(match[1]) * UNITS[match[2]])
 
 
-def read_logs(env: Env, name: str, since: datetime, task: str | None, container: str | None, output: str) -> None:
-    """Print the lines the service's tasks logged since `since`, oldest first."""
+def read_logs(env: Env, names: list[str], since: datetime, task: str | None, container: str | None,
+              output: str) -> None:
+    """Print the lines the services' tasks logged since `since`, oldest first."""
     from ..logs import ServiceLogs
     from ..render import log_event, log_line, to_json
 
-    reader = ServiceLogs(env, env.ecs.service(name), since, container, task)
-    reader.refresh()
-    if task and not reader.tasks:
+    readers = [ServiceLogs(env, service, since, container, task) for service in env.ecs.services(names)]
+    for reader in readers:
+        reader.refresh()
+    name = ", ".join(names)
+    tasks = sum(len(reader.tasks) for reader in readers)
+    if task and not tasks:
         raise NotFound(f"no task of {name} has an id starting with {task} (ECS lists stopped tasks for about an hour)")
-    events = reader.read()
+    events = sorted((e for reader in readers for e in reader.read()), key=lambda e: e.at)
     if output == "json":
         echo(to_json([log_event(e) for e in events]))
         return
     for event in events:
         echo(log_line(event))
     if not events:
-        env.report.line(f"no log lines from {len(reader.tasks)} task(s) of {name} since {since:%Y-%m-%d %H:%M:%S}Z")
+        env.report.line(f"no log lines from {tasks} task(s) of {name} since {since:%Y-%m-%d %H:%M:%S}Z")
 
 
-def follow_logs(env: Env, name: str, since: datetime, task: str | None, container: str | None) -> None:
+def follow_logs(env: Env, names: list[str], since: datetime, task: str | None, container: str | None) -> None:
     """Print the lines since `since`, then new ones as they arrive, each once, until interrupted."""
     from ..logs import ServiceLogs
     from ..poller import Poller
     from ..progress import short_task
     from ..render import log_line
 
-    reader = ServiceLogs(env, env.ecs.service(name), since, container, task)
+    readers = [ServiceLogs(env, service, since, container, task) for service in env.ecs.services(names)]
+    name = ", ".join(names)
     report = env.report
 
     def notice(text: str) -> None:
@@ -73,13 +78,14 @@ def follow_logs(env: Env, name: str, since: datetime, task: str | None, containe
     def check():
         nonlocal listed_at
         if listed_at is None:
-            report.line(f"following {len(reader.refresh())} task(s) of {name}; Ctrl-C stops")
+            report.line(f"following {sum(len(reader.refresh()) for reader in readers)} task(s) of {name}; Ctrl-C stops")
             listed_at = clock()
         elif clock() - listed_at >= RELIST_SECONDS:
-            for started in reader.refresh():
-                report.line(f"following task {short_task(started.id)} of {name} ({started.last_status})")
+            for reader in readers:
+                for started in reader.refresh():
+                    report.line(f"following task {short_task(started.id)} of {reader.service.name} ({started.last_status})")
             listed_at = clock()
-        for event in reader.read():
+        for event in sorted((e for reader in readers for e in reader.read()), key=lambda e: e.at):
             echo(log_line(event))
         return None  # never done: following ends with Ctrl-C
 
@@ -103,7 +109,8 @@ def follow_logs(env: Env, name: str, since: datetime, task: str | None, containe
 def logs(app: App, service, since, follow, task, container):
     """Print a service's CloudWatch Logs lines, interleaved by time.
 
-    SERVICE is scheduler, worker, web or a service name. Reads the awslogs streams
+    SERVICE is a role (scheduler, worker, web, dag-processor, triggerer, ...: every service of that role,
+    such as the workers of each queue) or a service name. Reads the awslogs streams
     (<prefix>/<container>/<task id>) of the service's tasks: those running and those ECS still lists
     as stopped (about an hour). Each line on stdout: time (UTC), short task id, container, message.
     --output json prints one JSON list of events (not with --follow).
@@ -116,9 +123,9 @@ def logs(app: App, service, since, follow, task, container):
     output = app.options["output"]
     if follow and output == "json":
         raise click.UsageError("--output json prints one document once everything is read: it cannot --follow")
-    name = service_name(app, service)
+    names = app.services_named(service)
     start = app.runtime.utcnow() - since
     if follow:
-        stream(app, lambda: follow_logs(app.env(), name, start, task, container))
+        stream(app, lambda: follow_logs(app.env(), names, start, task, container))
     else:
-        stream(app, lambda: read_logs(app.env(), name, start, task, container, output))
+        stream(app, lambda: read_logs(app.env(), names, start, task, container, output))

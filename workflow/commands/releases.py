@@ -36,11 +36,9 @@ def releases(app: App, repository, limit, registry_id):
 
         running = None
         if app.cluster:
-            running = running_images(app.env().ecs, app.target().services, repository)
+            running = running_images(app.env().ecs, _labelled(app), repository)
         return list_releases(Ecr(app.clients()("ecr"), registry_id), repository, limit, running)
 
-    if app.cluster:
-        app.target()  # a usage error before any call
     run(app, None, operation)
 
 
@@ -75,8 +73,8 @@ def rollback(app: App, to, repository, redeploy, dry_run, registry_id, yes):
       workflow --cluster airflow-prod rollback --to 20261120T080000Z
       workflow rollback --no-redeploy --repository airflow-prod
     """
-    target = app.target() if redeploy or app.cluster else None  # redeploying needs --cluster
-    services = target.services if target else None
+    if redeploy:
+        app.require_cluster()  # redeploying needs --cluster: a usage error before any call
 
     def operation():
         from ..ecr import Ecr
@@ -84,13 +82,20 @@ def rollback(app: App, to, repository, redeploy, dry_run, registry_id, yes):
         from ..rollback import rollback as run_rollback
 
         ecr = Ecr(app.clients()("ecr"), registry_id)
-        env = running = None
-        if services:
+        env = running = topology = None
+        if app.cluster:
+            topology = app.topology()
             env = app.env(holds="rollback" if redeploy and not dry_run else None)
-            running = running_images(env.ecs, services, repository)
+            running = running_images(env.ecs, _labelled(app), repository)
         plan = plan_rollback(ecr, repository, to, redeploy, running)
         if not dry_run:
             confirm(yes, plan.question())
-        return run_rollback(ecr, app.report, plan, dry_run, env, target)
+        return run_rollback(ecr, app.report, plan, dry_run, env, topology)
 
     run(app, "redeploy --yes" if redeploy else None, operation)
+
+
+def _labelled(app: App) -> dict[str, str]:
+    """Each managed service by a short label: its name without the cluster's (the role, for conventional names)."""
+    topology = app.topology()
+    return {name.removeprefix(topology.name + "-"): name for name in topology.services()}

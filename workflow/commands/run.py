@@ -9,21 +9,15 @@ from ..errors import TaskFailed
 from ..options import option, task_wait_option, yes_option
 from ..runner import confirm
 from ..runner import run as run_operation
+from ..topology import ROLES, WEB
 
-ROLES = ("scheduler", "worker", "web")
 # Exit statuses a shell leaves to the command itself: 126 and 127 mean "cannot execute" and "not found",
 # 128 + N "killed by signal N" (a container ECS stops with SIGTERM exits 143).
 PASSED_ON = range(1, 126)
 
 
-def service_name(app: App, service: str) -> str:
-    """A role (scheduler, worker, web) names the app's service for it; anything else is a service name."""
-    target = app.target()
-    return getattr(target, service) if service in ROLES else service
-
-
 def complete_role(_ctx, _param, incomplete: str) -> list[str]:
-    return [role for role in ROLES if role.startswith(incomplete)]
+    return [role for role in (*ROLES, WEB) if role.startswith(incomplete)]
 
 
 class CommandExited(TaskFailed):
@@ -51,7 +45,8 @@ def run_command(env, service: str, command: list[str], container: str | None, wa
 
 @click.command("run", context_settings={"allow_interspersed_args": False})
 @option("--service", env="SERVICE", default="worker", shell_complete=complete_role,
-        help="Service whose deployed task definition and network the task gets: scheduler, worker, web or a name.")
+        help="Service whose deployed task definition and network the task gets: a role (scheduler, worker, web, "
+             "dag-processor, ...) or a service name.")
 @option("--container", env="CONTAINER", default=None, show_default="the task definition's essential container",
         help="Container whose command to override.")
 @yes_option
@@ -79,7 +74,7 @@ def run(app: App, service, container, yes, wait, command):
     words = list(command)
     if not words:
         raise click.UsageError("no command to run: put it after --, e.g. workflow run -- airflow dags list")
-    name = service_name(app, service)
-    confirm(yes, f"Run '{shlex.join(words)}' as a one-off task of {name} in cluster {app.target().cluster}?",
+    name = app.service_named(service)
+    confirm(yes, f"Run '{shlex.join(words)}' as a one-off task of {name} in cluster {app.require_cluster()}?",
             lambda: app.where([name]))
     run_operation(app, None, lambda: run_command(app.env(holds="run"), name, words, container, wait))

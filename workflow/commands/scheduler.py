@@ -1,10 +1,19 @@
-"""`workflow stop-scheduler` and `workflow start-scheduler`: never two schedulers at once."""
+"""`workflow stop-scheduler` and `workflow start-scheduler`: never two schedulers, nor an old and a new one."""
 
 import click
 
 from ..app import App
-from ..options import option, wait_option, yes_option
+from ..options import option, schedulers_option, wait_option, yes_option
 from ..runner import confirm, run
+from ..topology import SCHEDULER
+
+
+def _schedulers(app: App) -> list[str]:
+    names = app.topology().services(SCHEDULER)
+    if not names:
+        raise click.UsageError(f"cluster {app.topology().name} has no scheduler service: name it with --scheduler "
+                               "(or tag it airflow-role=scheduler)")
+    return names
 
 
 @click.command("stop-scheduler")
@@ -14,27 +23,31 @@ from ..runner import confirm, run
 def stop_scheduler(app: App, yes, wait):
     """Scale the scheduler to zero and wait until its tasks stop.
 
+    A task that is DEACTIVATING or STOPPING still runs its scheduler process: the wait ends when none does.
+    A desired count other than 1 (Airflow's HA schedulers) is remembered on the service for start-scheduler.
+
     \b
     Example:
       workflow --cluster airflow-prod --scheduler airflow-prod-scheduler stop-scheduler
     """
     from .. import operations
 
-    target = app.target()
-    confirm(yes, f"Stop scheduler {target.scheduler} in cluster {target.cluster}?", lambda: app.where([target.scheduler]))
-    run(app, "stop-scheduler --yes",
-        lambda: operations.stop_scheduler(app.env(holds="stop-scheduler"), target.scheduler, wait))
+    names = _schedulers(app)
+    confirm(yes, f"Stop scheduler {', '.join(names)} in cluster {app.topology().name}?", lambda: app.where(names))
+    run(app, "stop-scheduler --yes", lambda: operations.stop_scheduler(app.env(holds="stop-scheduler"), names, wait))
 
 
 @click.command("start-scheduler")
 @option("--yes", "-y", env="YES", is_flag=True, default=False, hidden=True,
         help="Accepted for scripts that pass it to every command; starting asks nothing.")
 @wait_option
+@schedulers_option
 @click.pass_obj
-def start_scheduler(app: App, yes, wait):
+def start_scheduler(app: App, yes, wait, schedulers):
     """Start exactly one scheduler, once no other scheduler task is alive.
 
-    With --no-wait it still waits for old scheduler tasks to stop, but not for the new one to run.
+    With --schedulers N (or the count recorded when stop-scheduler ran), N tasks per scheduler service.
+    With --no-wait it still waits for old scheduler tasks to stop, but not for the new ones to run.
 
     \b
     Example:
@@ -42,6 +55,6 @@ def start_scheduler(app: App, yes, wait):
     """
     from .. import operations
 
-    target = app.target()
-    run(app, "start-scheduler",
-        lambda: operations.start_scheduler(app.env(holds="start-scheduler"), target.scheduler, wait))
+    names = _schedulers(app)
+    resume = "start-scheduler" + (f" --schedulers {schedulers}" if schedulers else "")
+    run(app, resume, lambda: operations.start_scheduler(app.env(holds="start-scheduler"), names, wait, schedulers))

@@ -23,5 +23,4 @@ def status(app: App):
     """
     from ..status import status as cluster_status
 
-    target = app.target()
-    run(app, None, lambda: cluster_status(app.env(), target))
+    run(app, None, lambda: cluster_status(app.env(), app.topology()))

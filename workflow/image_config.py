@@ -1,0 +1,57 @@
+"""An image's config as ECR serves it (its manifest, then its config blob), and the Airflow version it carries:
+ENV AIRFLOW_VERSION, else the label org.apache.airflow.version, as the official image sets both."""
+
+import json
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+from .ecr import Ecr
+from .errors import NotFound, WorkflowError
+from .images import ecr_image
+
+CONFIG_MAX_BYTES = 4 * 1024 * 1024  # image configs are kilobytes; more is not a config
+VERSION_LABEL = "org.apache.airflow.version"
+VERSION_ENV = "AIRFLOW_VERSION"
+
+
+class ConfigUnreadable(WorkflowError):
+    """The image's config could not be read; what it says is unknown."""
+
+
+def image_config(ecr: Callable[[str | None], Any], image_uri: str, digest: str) -> dict | None:
+    """The config of the image `digest` in `image_uri`'s ECR repository (for an index, its first manifest's),
+    or None when the image is not in ECR. Raises WorkflowError when ECR cannot be read."""
+    ref = ecr_image(image_uri)
+    if ref is None:
+        return None
+    registry = Ecr(ecr(ref.region), ref.account)
+    try:
+        manifest = registry.manifest(ref.repository, digest=digest)
+    except NotFound:  # deleted since, or never in this registry: nothing to say about it
+        return None
+    if manifest.is_index:
+        manifest = registry.manifest(ref.repository, digest=manifest.children[0])
+    config = manifest.parsed.get("config") or {}
+    if not config.get("digest"):
+        return None
+    url = registry.download_url(ref.repository, config["digest"])
+    try:
+        with urllib.request.urlopen(url, timeout=15) as answer:  # a pre-signed URL: never quoted in an error
+            body = answer.read(CONFIG_MAX_BYTES + 1)
+        document = json.loads(body)
+    except (OSError, ValueError) as error:
+        raise ConfigUnreadable(f"cannot read the config of {ref.repository}@{digest[:19]}: "
+                               f"{type(error).__name__}") from None
+    return document if isinstance(document, dict) else None
+
+
+def airflow_version(config: dict | None) -> str | None:
+    """The Airflow version an image config declares, or None."""
+    inner = (config or {}).get("config") or {}
+    for entry in inner.get("Env") or []:
+        name, _, value = str(entry).partition("=")
+        if name == VERSION_ENV and value:
+            return value
+    label = (inner.get("Labels") or {}).get(VERSION_LABEL)
+    return str(label) if label else None
