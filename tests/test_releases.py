@@ -195,9 +195,10 @@ def test_rollback_needs_a_cluster_to_redeploy(released, run):
     assert latest(released.ecr)["imageId"]["imageDigest"] == released.digests[2]
 
 
-def test_help_says_a_rollback_does_not_downgrade_the_schema(run):
+def test_help_says_the_schema_is_checked_and_downgraded_only_when_asked(run):
     text = " ".join(run("rollback", "--help").output.split())
-    assert "A rollback does not downgrade the database schema:" in text
+    assert "The database's schema is checked first" in text
+    assert "which downgrades the database with the current image before the tag moves" in text
 
 
 # rollback with the simulated cluster --------------------------------------------------------------------

@@ -205,7 +205,7 @@ class App:
 
         single_attempt = lambda: clients("ecs", attempts=1)  # noqa: E731  (built only when a scheduler starts)
         env = Env(Ecs(ecs, self.require_cluster(), single_attempt), poller, self.report, logs=in_region("logs"),
-                  policy=self.policy, ecr=in_region("ecr"), recovery=self.recovery)
+                  policy=self.policy, ecr=in_region("ecr"), recovery=self.recovery, rds=lambda: clients("rds"))
         if holds:
             env.lease = self._lease(env, holds)
         return env

@@ -5,10 +5,14 @@ The record is the ECS cluster tag `workflow-airflow-schema` = the Airflow versio
 checks migrations crash-looping, so it is refused unless the database is downgraded first.
 """
 
+from dataclasses import dataclass
+
+from .airflow_schema import compare, same_schema, version_from_config
 from .ecs import Task
 from .env import Env
-from .errors import WorkflowError
-from .image_config import airflow_version, image_config
+from .errors import OperationFailed, WorkflowError
+from .image_config import image_config
+from .rds import Rds, Snapshot, snapshot_name
 
 SCHEMA_TAG = "workflow-airflow-schema"
 MIGRATING = ("migrate", "upgrade", "init", "reset", "downgrade")
@@ -32,7 +36,7 @@ def task_airflow_version(env: Env, task: Task) -> str | None:
     container = next((c for c in task.containers if c.image_digest), None)
     if container is None or env.ecr is None:
         return None
-    return airflow_version(image_config(env.ecr, container.image, container.image_digest or ""))
+    return version_from_config(image_config(env.ecr, container.image, container.image_digest or ""))
 
 
 def record_migration(env: Env, command: list[str], task: Task) -> str | None:
@@ -57,3 +61,55 @@ def record_migration(env: Env, command: list[str], task: Task) -> str | None:
 def recorded(env: Env) -> str | None:
     """The Airflow version whose schema the database was last moved to by this tool, if recorded."""
     return env.ecs.cluster_tags().get(SCHEMA_TAG)
+
+
+@dataclass(frozen=True)
+class SchemaCheck:
+    """Whether a release can run on the database's schema, as recorded."""
+
+    recorded: str | None  # the Airflow version the database was last moved to
+    target: str | None  # the target release's Airflow version
+    needs_downgrade: bool = False
+    needs_migration: bool = False
+    note: str | None = None  # what is unknown, said as a warning
+
+    @property
+    def fits(self) -> bool:
+        return not (self.needs_downgrade or self.needs_migration)
+
+
+def check_schema(recorded: str | None, target: str | None) -> SchemaCheck:
+    """Can an image of Airflow `target` run on a database migrated to `recorded`? Components that check migrations
+    exit with "Database migration required" when the two schemas differ, in either direction."""
+    if recorded is None or target is None:
+        unknown = "the database's schema" if recorded is None else "the target release's Airflow version"
+        return SchemaCheck(recorded, target, note=f"{unknown} is not known: the schema cannot be checked")
+    same = same_schema(recorded, target)
+    if same is None:
+        return SchemaCheck(recorded, target, note=f"the schemas of Airflow {recorded} and {target} are not known here")
+    if same:
+        return SchemaCheck(recorded, target)
+    older = compare(target, recorded) < 0
+    return SchemaCheck(recorded, target, needs_downgrade=older, needs_migration=not older)
+
+
+def take_snapshot(env: Env, instance: str, cluster: str) -> Snapshot:
+    """An RDS snapshot of `instance`, named after the cluster and the UTC time, waited for until available."""
+    if env.rds is None:
+        raise WorkflowError("no RDS client to take the snapshot with")
+    rds = Rds(env.rds())
+    name = snapshot_name(cluster, env.report.now())
+    with env.report.phase(f"snapshot RDS instance {instance} as {name}"):
+        env.before_change()
+        rds.create_snapshot(instance, name)
+
+        def available() -> Snapshot | None:
+            found = rds.snapshot(name, instance)
+            if found is not None and found.status in ("failed", "incompatible-restore", "incompatible-parameters"):
+                raise OperationFailed(f"RDS snapshot {name} of {instance} ended {found.status}; the schema was not moved")
+            return found if found is not None and found.status == "available" else None
+
+        snapshot = env.poller.until(available, lambda: f"RDS snapshot {name} to be available")
+    env.report.line(f"snapshot {name} is available; restore it with: aws rds restore-db-instance-from-db-snapshot "
+                    f"--db-snapshot-identifier {name} --db-instance-identifier <new instance>")
+    return snapshot

@@ -233,6 +233,7 @@ class ContainerDefinition:
     name: str
     essential: bool
     log_options: dict  # the awslogs driver's options: awslogs-group, awslogs-stream-prefix, awslogs-region
+    image: str = ""  # as the task definition names it: a tag (resolved by ECS at launch) or a digest
 
 
 @dataclass(frozen=True)
@@ -443,7 +444,8 @@ class Ecs:
                 arn=raw["taskDefinitionArn"],
                 containers=tuple(
                     ContainerDefinition(
-                        c["name"], c.get("essential", True), (c.get("logConfiguration") or {}).get("options", {})
+                        c["name"], c.get("essential", True), (c.get("logConfiguration") or {}).get("options", {}),
+                        c.get("image", ""),
                     )
                     for c in raw["containerDefinitions"]
                 ),

@@ -25,6 +25,7 @@ class Env:
     lease: Lease | None = None  # the operator lease this command holds, re-checked before each change
     ecr: Callable[[str | None], Any] | None = None  # builds an ECR client for a Region, only when images are looked up
     recovery: Recovery = field(default_factory=Recovery)
+    rds: Callable[[], Any] | None = None  # builds the RDS client, only when a snapshot is taken
 
     def before_change(self) -> None:
         if self.lease is not None:

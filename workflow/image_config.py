@@ -1,5 +1,4 @@
-"""An image's config as ECR serves it (its manifest, then its config blob), and the Airflow version it carries:
-ENV AIRFLOW_VERSION, else the label org.apache.airflow.version, as the official image sets both."""
+"""An image's config as ECR serves it: its manifest, then its config blob (where the Airflow version is)."""
 
 import json
 import urllib.request
@@ -8,11 +7,9 @@ from typing import Any
 
 from .ecr import Ecr
 from .errors import NotFound, WorkflowError
-from .images import ecr_image
+from .images import ImageRef, ecr_image
 
 CONFIG_MAX_BYTES = 4 * 1024 * 1024  # image configs are kilobytes; more is not a config
-VERSION_LABEL = "org.apache.airflow.version"
-VERSION_ENV = "AIRFLOW_VERSION"
 
 
 class ConfigUnreadable(WorkflowError):
@@ -25,7 +22,12 @@ def image_config(ecr: Callable[[str | None], Any], image_uri: str, digest: str) 
     ref = ecr_image(image_uri)
     if ref is None:
         return None
-    registry = Ecr(ecr(ref.region), ref.account)
+    return config_of(Ecr(ecr(ref.region), ref.account), ref.repository, digest)
+
+
+def config_of(registry: Ecr, repository: str, digest: str) -> dict | None:
+    """The config of the image `digest` in a repository of `registry`, or None when it is not there."""
+    ref = ImageRef(repository, digest=digest)
     try:
         manifest = registry.manifest(ref.repository, digest=digest)
     except NotFound:  # deleted since, or never in this registry: nothing to say about it
@@ -44,14 +46,3 @@ def image_config(ecr: Callable[[str | None], Any], image_uri: str, digest: str) 
         raise ConfigUnreadable(f"cannot read the config of {ref.repository}@{digest[:19]}: "
                                f"{type(error).__name__}") from None
     return document if isinstance(document, dict) else None
-
-
-def airflow_version(config: dict | None) -> str | None:
-    """The Airflow version an image config declares, or None."""
-    inner = (config or {}).get("config") or {}
-    for entry in inner.get("Env") or []:
-        name, _, value = str(entry).partition("=")
-        if name == VERSION_ENV and value:
-            return value
-    label = (inner.get("Labels") or {}).get(VERSION_LABEL)
-    return str(label) if label else None

@@ -29,6 +29,7 @@ from .ecs import Service
 from .env import Env
 from .errors import OperationFailed, Refused, TaskFailed
 from .oneoff import TaskOutcome, run_one_off
+from .plan import Plan
 from .topology import API_SERVER, DAG_PROCESSOR, SCHEDULER, TRIGGERER, WEBSERVER, WORKER, Topology
 
 RESTORE_SCHEDULER = ("to schedule on the old workers ECS keeps running", "start-scheduler")
@@ -47,6 +48,7 @@ class Outcome:
     scheduler_tasks_alive: int | None = None
     unmanaged: tuple[str, ...] = ()  # services with no Airflow role, left alone
     roles: dict[str, str] = field(default_factory=dict)  # service -> role, for the services shown
+    plan: Plan | None = None  # what a redeploy moved: each role's image before and after
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class RedeployOptions:
     migrate: list[str] | None = None  # the migration command, run once the schedulers and dag-processors stopped
     migrate_from: str = SCHEDULER  # whose deployed task definition runs it
     schedulers: int | None = None  # scheduler tasks per scheduler service; None: as recorded, else 1
+    snapshot: str | None = None  # an RDS instance to snapshot before the schema moves
 
 
 DEFAULTS = RedeployOptions()
@@ -184,15 +187,17 @@ def redeploy(env: Env, topology: Topology, options: RedeployOptions = DEFAULTS) 
 
     schedulers, processors = of(SCHEDULER), of(DAG_PROCESSOR)
     count = scheduler_count(schedulers, options.schedulers)
-    source = _migration_source(topology, by_name, options) if options.migrate else None
+    source = migration_source(topology, by_name, options.migrate_from) if options.migrate else None
     rehearse_reads(env, by_name.values())
     processor_counts = {s.name: s.desired or stopped_count(s) or 1 for s in processors}
     down_since = env.poller.clock()
     # Schedulers already stopped with the rest rolling is what an interrupted redeploy leaves behind.
     resuming = all(s.desired == 0 for s in schedulers) and not options.migrate
-    _stop_for_upgrade(env, schedulers, processors)
+    stop_for_upgrade(env, schedulers, processors)
     if source is not None and options.migrate:
-        _migrate(env, source, options.migrate, untouched=words(of(API_SERVER, WEBSERVER, WORKER, TRIGGERER)))
+        if options.snapshot:
+            database.take_snapshot(env, options.snapshot, topology.name)
+        migrate(env, source, options.migrate, untouched=words(of(API_SERVER, WEBSERVER, WORKER, TRIGGERER)))
     api_watches = _roll_api_servers(env, of(API_SERVER), resuming, options)
     rolled = of(WEBSERVER, WORKER, TRIGGERER)
     with env.report.phase(f"redeploy {_and([s.name for s in rolled + processors])}"):
@@ -256,7 +261,7 @@ def check_redeploy(env: Env, topology: Topology, options: RedeployOptions) -> di
     return by_name
 
 
-def _stop_for_upgrade(env: Env, schedulers: list[Service], processors: list[Service]) -> None:
+def stop_for_upgrade(env: Env, schedulers: list[Service], processors: list[Service]) -> None:
     """UPGRADE_ORDER's first step: scale the schedulers and dag-processors to zero, wait until no process runs."""
     if not processors:
         stop_scheduler(env, [s.name for s in schedulers], known=schedulers)
@@ -272,16 +277,17 @@ def _stop_for_upgrade(env: Env, schedulers: list[Service], processors: list[Serv
     env.recovery.state = "the scheduler and the dag-processor are stopped"
 
 
-def _migration_source(topology: Topology, by_name: dict[str, Service], options: RedeployOptions) -> Service:
-    names = topology.services(options.migrate_from)
+def migration_source(topology: Topology, by_name: dict[str, Service], role: str) -> Service:
+    names = topology.services(role)
     if not names:
-        raise Refused(f"cluster {topology.name} has no {options.migrate_from} service to run the migration with "
+        raise Refused(f"cluster {topology.name} has no {role} service to run the migration with "
                       "(--migrate-from); nothing was changed")
     return by_name[names[0]]
 
 
-def _migrate(env: Env, source: Service, command: list[str], untouched: str) -> TaskOutcome:
-    """UPGRADE_ORDER's second step: the migration, one-off, with the source's deployed task definition."""
+def migrate(env: Env, source: Service, command: list[str], untouched: str) -> TaskOutcome:
+    """UPGRADE_ORDER's second step: the migration (or a downgrade), one-off, with the source's task definition;
+    the schema's version is recorded on the cluster when it succeeds."""
     env.recovery.alternatives = [RESTORE_SCHEDULER]
     try:
         outcome = run_one_off(env, source, command, None, wait=True)

@@ -1,17 +1,25 @@
-"""Rollback: point `latest` back at an earlier release, then redeploy the cluster onto it.
+"""Rollback: point `latest` back at an earlier release, then redeploy the cluster onto it, the database's schema
+checked first (and, with --downgrade-db, moved back with the newer image before the tag moves).
 
-Above both releases (what to roll back to) and operations (the safe redeploy).
+Above both releases (what to roll back to) and operations (the safe redeploy). A rollback records its target on
+the cluster before its first change (tag `workflow-rollback`), so a re-run after an interrupt, a kill or a failed
+redeploy finishes that same rollback instead of going one release further back.
 """
 
 from dataclasses import dataclass
 
-from . import operations
+from . import database, operations
+from .airflow_schema import version_from_config
 from .ecr import Ecr
 from .env import Env
+from .errors import WorkflowError
+from .image_config import config_of
 from .progress import Reporter
 from .releases import SCHEMA_NOTE, RollbackPlan
 from .tags import LATEST
-from .topology import Topology
+from .topology import DAG_PROCESSOR, SCHEDULER, Topology
+
+ROLLBACK_TAG = "workflow-rollback"  # <repository>@<digest>: the rollback under way on this cluster
 
 
 @dataclass(frozen=True)
@@ -27,31 +35,92 @@ class RollbackOutcome:
     dry_run: bool
     services: tuple = ()  # the services as the redeploy left them
     scheduler_downtime: float | None = None
-    warnings: tuple[str, ...] = (SCHEMA_NOTE,)
+    warnings: tuple[str, ...] = ()
+    schema: database.SchemaCheck | None = None
+    downgraded_to: str | None = None  # the Airflow version the database was downgraded to
+    snapshot: str | None = None
+
+
+@dataclass(frozen=True)
+class Options:
+    downgrade_db: bool = False
+    snapshot: str | None = None  # an RDS instance to snapshot before the schema moves back
+    redeploy: operations.RedeployOptions = operations.DEFAULTS
+
+
+def unfinished(env: Env, repository: str) -> str | None:
+    """The digest an earlier rollback of `repository` on this cluster was moving to and did not finish."""
+    try:
+        value = env.ecs.cluster_tags().get(ROLLBACK_TAG, "")
+    except WorkflowError:
+        return None
+    name, _, digest = value.partition("@")
+    return digest if name == repository and digest else None
+
+
+def check_schema(env: Env | None, ecr: Ecr, plan: RollbackPlan) -> database.SchemaCheck:
+    """The target release against the schema the cluster records; unknown parts are a note, never a refusal."""
+    recorded = None
+    if env is not None:
+        try:
+            recorded = database.recorded(env)
+        except WorkflowError:
+            recorded = None
+    try:
+        target = version_from_config(config_of(ecr, plan.repository, plan.to_digest))
+    except WorkflowError:
+        target = None
+    return database.check_schema(recorded, target)
+
+
+def refusal(check: database.SchemaCheck, plan: RollbackPlan, options: Options) -> str | None:
+    """Why the rollback may not go ahead as asked, or None."""
+    if check.needs_migration:
+        return (f"the database is at Airflow {check.recorded}'s schema and {plan.target} is Airflow {check.target}, "
+                "which needs a newer one: it is no rollback; deploy it with `redeploy --migrate`; nothing was changed")
+    if check.needs_downgrade and not options.downgrade_db:
+        return (f"the database is at Airflow {check.recorded}'s schema and {plan.target} is Airflow {check.target}: "
+                "its scheduler, dag-processor, api-server and triggerer would exit with 'Database migration required'. "
+                f"Pass --downgrade-db to run `airflow db downgrade --to-version {check.target} -y` with the current "
+                "image first (with --snapshot DB_INSTANCE to snapshot the database before), or restore a backup "
+                "taken before the migration; nothing was changed")
+    return None
 
 
 def rollback(ecr: Ecr, report: Reporter, plan: RollbackPlan, dry_run: bool = False,
-             env: Env | None = None, topology: Topology | None = None,
-             options: operations.RedeployOptions = operations.DEFAULTS) -> RollbackOutcome:
-    """Carry out `plan`: PutImage of the target's exact manifest as `latest`, then the safe redeploy of `target`
-    through `env` when the plan says so. The operator lease is taken before the tag moves."""
+             env: Env | None = None, topology: Topology | None = None, options: Options | None = None,
+             check: database.SchemaCheck | None = None) -> RollbackOutcome:
+    """Carry out `plan`: with --downgrade-db, stop the schedulers and dag-processors and downgrade the database with
+    the image `latest` names now; PutImage of the target's exact manifest as `latest`; then the safe redeploy. The
+    operator lease is taken before the first change, and the target is recorded on the cluster with it."""
+    options = options or Options()
     for note in plan.notes:
         report.line(note)
+    if options.downgrade_db and not (check and check.needs_downgrade):
+        report.line(f"--downgrade-db: the database's schema already fits {plan.target}; it is not downgraded")
+    warnings = [SCHEMA_NOTE] if check is None or check.note else []
+    if check is not None and check.note:
+        warnings.insert(0, check.note)
     base = dict(repository=plan.repository, from_digest=plan.from_digest, from_stamp=plan.from_stamp,
-                to_digest=plan.to_digest, to_stamp=plan.to_stamp)
+                to_digest=plan.to_digest, to_stamp=plan.to_stamp, schema=check, warnings=tuple(warnings))
     moves = f"{LATEST} in {plan.repository} from {plan.source} to {plan.target}"
+    downgrade = bool(check and check.needs_downgrade and options.downgrade_db)
     if dry_run:
         ecr.manifest(plan.repository, digest=plan.to_digest)  # what PutImage would need can be read
-        would = [f"would move {moves}" if plan.move_tag else f"{LATEST} in {plan.repository} already names {plan.target}"]
+        would = ([f"would downgrade the database to Airflow {check.target}'s schema"] if downgrade and check else [])
+        would.append(f"would move {moves}" if plan.move_tag else f"{LATEST} in {plan.repository} already names {plan.target}")
         would.append(f"would redeploy cluster {plan.cluster}" if plan.redeploy else "would not redeploy")
-        return RollbackOutcome("; ".join(would) + " (dry run: nothing was changed)", **base,
+        return RollbackOutcome("; ".join(would) + " (dry run: nothing was changed)", **base,  # type: ignore[arg-type]
                                tag="would move" if plan.move_tag else "unchanged", redeployed=False, dry_run=True)
-    redeploy = None
+    by_name = None
     if plan.redeploy:
         assert env is not None and topology is not None, "a plan to redeploy comes with the cluster"
-        operations.check_redeploy(env, topology, options)  # what redeploy refuses, refused before the tag moves
+        by_name = operations.check_redeploy(env, topology, options.redeploy)  # refused before anything moves
         env.before_change()  # the operator lease, before the first change
-        redeploy = operations.redeploy
+        env.ecs.tag_cluster([{"key": ROLLBACK_TAG, "value": f"{plan.repository}@{plan.to_digest}"}])
+    snapshot = downgraded = None
+    if downgrade and env is not None and topology is not None and by_name is not None and check is not None:
+        snapshot, downgraded = _downgrade(env, topology, by_name, check, options)
     tag = "unchanged"
     if plan.move_tag:
         manifest = ecr.manifest(plan.repository, digest=plan.to_digest)
@@ -59,11 +128,29 @@ def rollback(ecr: Ecr, report: Reporter, plan: RollbackPlan, dry_run: bool = Fal
         report.line(f"{LATEST} in {plan.repository} now names {plan.target} (was {plan.source}); the same digest, "
                     "no blob copied")
     said = f"rolled back {moves}" if plan.move_tag else f"{LATEST} in {plan.repository} already named {plan.target}"
-    if redeploy is None:
-        return RollbackOutcome(said + "; the cluster was not redeployed", **base, tag=tag, redeployed=False,
-                               dry_run=False)
-    report.line(f"redeploying cluster {plan.cluster}; should it fail, resume with redeploy, not rollback "
-                "(another rollback would go one release further back)")
-    outcome = redeploy(env, topology, options)
-    return RollbackOutcome(f"{said}; {outcome.summary}", **base, tag=tag, redeployed=True, dry_run=False,
-                           services=outcome.services, scheduler_downtime=outcome.scheduler_downtime)
+    if downgraded:
+        said = f"downgraded the database to Airflow {downgraded}'s schema; {said}"
+    if not plan.redeploy or env is None or topology is None:
+        return RollbackOutcome(said + "; the cluster was not redeployed", **base,  # type: ignore[arg-type]
+                               tag=tag, redeployed=False, dry_run=False, snapshot=snapshot)
+    report.line(f"redeploying cluster {plan.cluster}; should it fail, run the same rollback again: it finishes this "
+                "one (the target is recorded on the cluster)")
+    outcome = operations.redeploy(env, topology, options.redeploy)
+    env.ecs.untag_cluster([ROLLBACK_TAG])
+    return RollbackOutcome(f"{said}; {outcome.summary}", **base, tag=tag, redeployed=True,  # type: ignore[arg-type]
+                           dry_run=False, services=outcome.services, scheduler_downtime=outcome.scheduler_downtime,
+                           downgraded_to=downgraded, snapshot=snapshot)
+
+
+def _downgrade(env: Env, topology: Topology, by_name: dict, check: database.SchemaCheck,
+               options: Options) -> tuple[str | None, str | None]:
+    """Stop what checks the schema, snapshot, then `airflow db downgrade` with the image `latest` still names (it
+    holds the revision scripts the downgrade walks back through): RunTask resolves the tag as it launches."""
+    schedulers = [by_name[n] for n in topology.services(SCHEDULER)]
+    processors = [by_name[n] for n in topology.services(DAG_PROCESSOR)]
+    operations.stop_for_upgrade(env, schedulers, processors)
+    snapshot = database.take_snapshot(env, options.snapshot, topology.name).name if options.snapshot else None
+    source = operations.migration_source(topology, by_name, options.redeploy.migrate_from)
+    command = ["airflow", "db", "downgrade", "--to-version", str(check.target), "-y"]
+    operations.migrate(env, source, command, untouched="the other components")
+    return snapshot, check.target

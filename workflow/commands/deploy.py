@@ -60,8 +60,11 @@ def initialize(app: App, yes, wait, command, container, source):
 @option("--migrate-from", env="MIGRATE_FROM", default=SCHEDULER, callback=_role, metavar="ROLE",
         help=f"Role whose deployed task definition and network run the migration: {', '.join(ROLES)}.")
 @schedulers_option
+@option("--dry-run", env="DRY_RUN", is_flag=True, default=False,
+        help="Print the plan (the roles in order, each one's image now and after, whether a migration runs) and "
+             "change nothing.")
 @click.pass_obj
-def redeploy(app: App, yes, wait_for_drain, migrate, migrate_command, migrate_from, schedulers):
+def redeploy(app: App, yes, wait_for_drain, migrate, migrate_command, migrate_from, schedulers, dry_run):
     """Stop the scheduler, roll web and worker, start the scheduler.
 
     Every component moves onto a new deployment of its task definition, in the order the database schema
@@ -75,15 +78,28 @@ def redeploy(app: App, yes, wait_for_drain, migrate, migrate_command, migrate_fr
       workflow --cluster airflow-prod --scheduler airflow-prod-scheduler \\
         --worker airflow-prod-worker --web airflow-prod-web redeploy
     """
+    from dataclasses import replace
+
     from .. import operations
+    from ..plan import plan as plan_for
 
     topology = app.topology()
-    confirm(yes, f"Redeploy cluster {topology.name}: the scheduler stops until the new workers are stable?",
+    plan = plan_for(app.env(), topology, migrate_command if migrate else None)
+    if dry_run:
+        run(app, None, lambda: plan)
+        return
+    lines = "\n".join(f"  {line}" for line in plan.steps())
+    confirm(yes, f"{lines}\nRedeploy {plan.summary()}: the scheduler stops until the new workers are stable?",
             lambda: app.where(topology.services()))
+    if yes:
+        for line in plan.steps():
+            app.report.line(f"plan: {line}")
+    if plan.nothing_to_change:
+        app.report.line(f"warning: {plan.summary()}")
     resume = "redeploy --yes" + (f" --migrate --migrate-command {shlex.quote(shlex.join(migrate_command))}" if migrate else "")
     if migrate and migrate_from != SCHEDULER:
         resume += f" --migrate-from {migrate_from}"
     if schedulers:
         resume += f" --schedulers {schedulers}"
     options = operations.RedeployOptions(wait_for_drain, migrate_command if migrate else None, migrate_from, schedulers)
-    run(app, resume, lambda: operations.redeploy(app.env(holds="redeploy"), topology, options))
+    run(app, resume, lambda: replace(operations.redeploy(app.env(holds="redeploy"), topology, options), plan=plan))

@@ -3,7 +3,7 @@
 import click
 
 from ..app import App
-from ..options import option, yes_option
+from ..options import option, schedulers_option, yes_option
 from ..runner import confirm, run
 
 repository_option = option("--repository", env="REPOSITORY", default="airflow-prod",
@@ -42,57 +42,88 @@ def releases(app: App, repository, limit, registry_id):
     run(app, None, operation)
 
 
+def _not_empty(_ctx, param, value: str | None) -> str | None:
+    if value is not None and not value.strip():
+        raise click.BadParameter("is empty; give a stamp tag, another tag or a digest", param=param)
+    return value
+
+
 @click.command("rollback")
-@option("--to", "to", env="ROLLBACK_TO", default=None,
-        show_default="the newest release older than the one latest names",
+@option("--to", "to", env="ROLLBACK_TO", default=None, callback=_not_empty,
+        show_default="the newest release older than the one latest names (or the target of an unfinished rollback)",
         help="Tag (e.g. a stamp 20261120T080000Z) or digest of the image to point latest at.")
 @repository_option
 @option("--redeploy/--no-redeploy", env="REDEPLOY", default=True,
         help="Redeploy the cluster onto the image afterwards; --no-redeploy only moves the tag (no --cluster needed).")
+@option("--downgrade-db", env="DOWNGRADE_DB", is_flag=True, default=False,
+        help="When the target release needs an older schema than the database is at: stop the schedulers and "
+             "dag-processors and run `airflow db downgrade --to-version <its version> -y` with the current image "
+             "before the tag moves.")
+@option("--snapshot", env="SNAPSHOT", default=None, metavar="DB_INSTANCE", show_default="none",
+        help="With --downgrade-db: snapshot this RDS instance first and wait until it is available.")
+@schedulers_option
 @option("--dry-run", env="DRY_RUN", is_flag=True, default=False, help="Say what would happen, and change nothing.")
 @registry_option
 @yes_option
 @click.pass_obj
-def rollback(app: App, to, repository, redeploy, dry_run, registry_id, yes):
+def rollback(app: App, to, repository, redeploy, downgrade_db, snapshot, schedulers, dry_run, registry_id, yes):
     """Point latest at the previous release, then redeploy onto it.
 
     The previous release is the newest stamp-tagged image older than the one latest names now (or --to).
     latest moves by PutImage of that image's exact manifest: no blob is copied and the digest is unchanged.
-    Then the safe redeploy runs: the scheduler is drained, web and worker are rolled and watched, and one
-    scheduler starts. Refused, with nothing changed, when there is no earlier release, when --to names no
-    image, or when the cluster already runs the target and latest names it. Should the redeploy fail, resume
-    with `workflow redeploy`: another rollback would go one release further back.
+    Then the safe redeploy runs, in the order the schema allows. The rollback's target is recorded on the
+    cluster first, so a re-run after an interrupt or a failed redeploy finishes that same rollback.
 
-    A rollback does not downgrade the database schema: the earlier image runs against the schema the later
-    one migrated to. Roll back only to a release that works with that schema, or restore the database first.
+    The database's schema is checked first: when `redeploy --migrate` recorded a schema the target release
+    cannot run on, the rollback is refused (its components would exit with "Database migration required")
+    unless --downgrade-db, which downgrades the database with the current image before the tag moves.
+    Refused too, with nothing changed, when there is no earlier release, when --to names no image, or when
+    the cluster already runs the target and latest names it.
 
     \b
     Example:
       workflow --cluster airflow-prod rollback --dry-run
       workflow --cluster airflow-prod rollback
       workflow --cluster airflow-prod rollback --to 20261120T080000Z
+      workflow --cluster airflow-prod rollback --downgrade-db --snapshot airflow-prod-db
       workflow rollback --no-redeploy --repository airflow-prod
     """
+    from ..operations import RedeployOptions
+    from ..rollback import Options
+
     if redeploy:
         app.require_cluster()  # redeploying needs --cluster: a usage error before any call
+    if snapshot and not downgrade_db:
+        raise click.UsageError("--snapshot goes with --downgrade-db: only a downgrade moves the schema here")
+    options = Options(downgrade_db, snapshot, RedeployOptions(schedulers=schedulers))
 
     def operation():
         from ..ecr import Ecr
+        from ..errors import Refused
         from ..releases import plan_rollback, running_images
+        from ..rollback import check_schema, refusal, unfinished
         from ..rollback import rollback as run_rollback
 
         ecr = Ecr(app.clients()("ecr"), registry_id)
         env = running = topology = None
+        target = to
         if app.cluster:
             topology = app.topology()
             env = app.env(holds="rollback" if redeploy and not dry_run else None)
             running = running_images(env.ecs, _labelled(app), repository)
-        plan = plan_rollback(ecr, repository, to, redeploy, running)
+            if target is None and (target := unfinished(env, repository)):
+                app.report.line(f"finishing the rollback to {target[:19]} that an earlier run began")
+        plan = plan_rollback(ecr, repository, target, redeploy, running)
+        check = check_schema(env, ecr, plan)
+        why = refusal(check, plan, options)
+        if why:
+            raise Refused(why)
         if not dry_run:
             confirm(yes, plan.question())
-        return run_rollback(ecr, app.report, plan, dry_run, env, topology)
+        return run_rollback(ecr, app.report, plan, dry_run, env, topology, options, check)
 
-    run(app, "redeploy --yes" if redeploy else None, operation)
+    resume = "rollback --yes" + (" --downgrade-db" if downgrade_db else "") + (f" --snapshot {snapshot}" if snapshot else "")
+    run(app, resume if redeploy else None, operation)
 
 
 def _labelled(app: App) -> dict[str, str]:

@@ -1,0 +1,146 @@
+"""What a redeploy or a rollback will move: each component's image now and after (release stamp, Airflow version,
+digest), whether the schema moves, and the steps in topology.UPGRADE_ORDER. Read-only: it changes nothing."""
+
+from dataclasses import dataclass
+
+from .airflow_schema import version_from_config
+from .ecr import Ecr, tags_for_digests
+from .env import Env
+from .errors import WorkflowError
+from .image_config import image_config
+from .images import ecr_image
+from .tags import stamp_of
+from .topology import UPGRADE_ORDER, Topology
+
+
+@dataclass(frozen=True)
+class Image:
+    digest: str | None
+    stamp: str | None = None  # its release stamp in its repository
+    version: str | None = None  # the Airflow version its config declares
+
+    def label(self) -> str:
+        if not self.digest:
+            return "an unknown image"
+        parts = [f"Airflow {self.version}" if self.version else "", self.stamp or "", self.digest.split(":")[-1][:8]]
+        return " ".join(p for p in parts if p)
+
+
+@dataclass(frozen=True)
+class Move:
+    role: str
+    services: tuple[str, ...]
+    now: tuple[Image, ...]  # what its RUNNING tasks run: one image, or several mid-rollout, or none
+    after: Image  # what a new deployment runs: the image its task definition's tag names now
+
+    @property
+    def changes(self) -> bool:
+        return not (self.after.digest and [i.digest for i in self.now] == [self.after.digest])
+
+
+@dataclass(frozen=True)
+class Plan:
+    cluster: str
+    moves: tuple[Move, ...]
+    migration: tuple[str, ...] = ()  # the migration command, when one runs
+    schema: str | None = None  # the Airflow version whose schema the database was last moved to, if recorded
+
+    @property
+    def nothing_to_change(self) -> bool:
+        return not self.migration and bool(self.moves) and not any(m.changes for m in self.moves)
+
+    def versions(self) -> tuple[set[str], set[str]]:
+        """The Airflow versions running now, and after."""
+        now = {i.version for m in self.moves for i in m.now if i.version}
+        return now, {m.after.version for m in self.moves if m.after.version}
+
+    def steps(self) -> list[str]:
+        """The plan in UPGRADE_ORDER, one line per step, each role with its image now and after."""
+        lines = []
+        for step in UPGRADE_ORDER:
+            if step.action == "migrate":
+                if self.migration:
+                    lines.append(f"migrate: {' '.join(self.migration)}")
+                continue
+            for move in (m for m in self.moves if m.role in step.roles):
+                now = ", ".join(i.label() for i in move.now) or "nothing running"
+                verb = {"stop": "stop", "roll": "roll", "start": "start"}[step.action]
+                if step.action == "stop":
+                    lines.append(f"stop {move.role}: {now}")
+                else:
+                    lines.append(f"{verb} {move.role}: {now} -> {move.after.label()}")
+        return lines
+
+    def summary(self) -> str:
+        now, after = self.versions()
+        if self.nothing_to_change:
+            return (f"every service of cluster {self.cluster} already runs {self.moves[0].after.label()}: a redeploy "
+                    "only restarts them, with the scheduler stopped meanwhile")
+        moving = f" (Airflow {', '.join(sorted(now)) or '?'} -> {', '.join(sorted(after)) or '?'})" if now != after else ""
+        return f"cluster {self.cluster}{moving}" + (", with the migration" if self.migration else "")
+
+
+def plan(env: Env, topology: Topology, migration: list[str] | None = None) -> Plan:
+    """Each managed role's image now (from its RUNNING tasks) and after (its task definition's tag, resolved now),
+    with release stamps and Airflow versions from ECR. What cannot be read is shown as unknown, never fatal."""
+    services = env.ecs.services(topology.services())
+    running = env.ecs.running_tasks([s.name for s in services])
+    wanted: dict[str, str] = {}  # service -> the image reference a new deployment launches
+    now: dict[str, list[tuple[str, str]]] = {}  # service -> (image, digest) its RUNNING tasks run
+    for service in services:
+        definition = env.ecs.task_definition(service.task_definition)
+        essential = next((c for c in definition.containers if c.essential), None)
+        if essential is None:
+            continue
+        wanted[service.name] = essential.image
+        pairs = {(c.image, c.image_digest) for t in running[service.name] for c in t.containers
+                 if c.name == essential.name and c.image_digest}
+        now[service.name] = sorted(pairs)
+    images = _Images(env)
+    moves = []
+    for role, names in topology.by_role.items():
+        after = images.resolve(wanted.get(names[0], ""))
+        seen = {digest: image for name in names for image, digest in now.get(name, [])}
+        moves.append(Move(role, tuple(names), tuple(images.describe(image, d) for d, image in sorted(seen.items())),
+                          after))
+    from .database import recorded
+
+    try:
+        schema = recorded(env)
+    except WorkflowError:
+        schema = None
+    return Plan(topology.name, tuple(moves), tuple(migration or ()), schema)
+
+
+class _Images:
+    """Digests, stamps and versions of images, each asked of ECR once."""
+
+    def __init__(self, env: Env):
+        self.env = env
+        self._described: dict[str, Image] = {}
+
+    def resolve(self, reference: str) -> Image:
+        """The image a new deployment of `reference` gets now: the digest its tag names in ECR."""
+        ref = ecr_image(reference)
+        if ref is None or self.env.ecr is None:
+            return Image(None)
+        digest = ref.digest
+        if digest is None:
+            try:
+                found = Ecr(self.env.ecr(ref.region), ref.account).find(ref.repository, tag=ref.tag or "latest")
+            except WorkflowError:
+                return Image(None)
+            digest = found.digest if found else None
+        return self.describe(reference, digest) if digest else Image(None)
+
+    def describe(self, reference: str, digest: str) -> Image:
+        if digest not in self._described:
+            stamp = version = None
+            if self.env.ecr is not None:
+                try:
+                    stamp = stamp_of(tags_for_digests(self.env.ecr, reference, {digest}).get(digest, []))
+                    version = version_from_config(image_config(self.env.ecr, reference, digest))
+                except WorkflowError:  # shown as unknown: the plan informs, it does not gate
+                    pass
+            self._described[digest] = Image(digest, stamp, version)
+        return self._described[digest]
