@@ -1,161 +1,181 @@
-"""Measure `workflow promote` against the simulated registry.
+"""Measure `workflow promote`: against Debian's docker-registry side by side with `skopeo copy`, and through the
+sandbox's ECR on both paths (the registry API, and the ECR API it falls back to).
 
-Run: pipenv run python benchmarks/promote.py [--layers 4] [--layer-mib 4] [--big-layer-mib 100] [--no-memory]
+Run: pipenv run python benchmarks/promote.py [--layers 4] [--layer-mib 100] [--runs 2] [--no-sandbox] [--no-real]
 
-1. API calls, bytes uploaded and wall time for a small image, in process (moto mocked).
-2. Peak memory and throughput for big images: the registry (moto's server plus workflow/sandbox/registry.py)
-   runs on loopback in this process; promote runs in a child process, which reports its own peak RSS.
-   The same run copies the same blobs raw (HTTP GET from the registry's blob server, HTTP PUT to a sink
-   that discards them, as many at a time as promote copies) as the yardstick for throughput.
+1. Real registries (needs scripts/install-registry-tools): two docker-registry processes on loopback, filesystem
+   storage, each behind a byte-counting TCP proxy (tests/contract/registries.py) through which both tools go. One
+   image (default 4 layers of 100 MiB) is pushed once; then, in the same run and alternately, `workflow promote`
+   and `skopeo copy` copy it within one registry (to another repository) and across the two. For each: wall time,
+   MiB/s (image bytes over wall time), peak RSS of the process (wait4's ru_maxrss of that child alone), bytes the
+   destination registry received (the proxy's count) and blob bytes its storage gained.
+2. The sandbox's ECR (moto's server plus workflow_sandbox/registry.py, in this process): the same promote in a child
+   process through the registry API (with BLOB_MOUNTING enabled, and between two repositories without it) and
+   through the ECR API (the path promote takes when the registry endpoint cannot be reached).
 Prints Markdown tables; BENCHMARKS.md records a run.
 """
 
 import argparse
 import json
 import os
-import resource
+import shutil
+import statistics
 import subprocess
 import sys
-import threading
+import tempfile
 import time
-import urllib.request
-from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
-from http.client import HTTPConnection
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "tests", "contract"))
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
-import boto3  # noqa: E402
-
-from workflow.aws import AwsConfig, Clients  # noqa: E402
-from workflow.ecr import Ecr  # noqa: E402
-from workflow.images import ImageRef  # noqa: E402
-from workflow.progress import Reporter  # noqa: E402
-from workflow.promote import COPY_WORKERS, promote  # noqa: E402
-
 MIB = 1024 * 1024
-CHUNK = MIB  # the raw copy's read and send size
+SKOPEO_CACHES = ("/var/lib/containers/cache/blob-info-cache-v1.boltdb",
+                 os.path.expanduser("~/.local/share/containers/cache/blob-info-cache-v1.boltdb"))
 
 
-def measure(name, client, registry, source, dest, tags):
-    calls = Counter()
-    handler = lambda model, **_: calls.update([model.name])  # noqa: E731
-    client.meta.events.register("before-call.ecr.*", handler)
-    registry.uploads.clear()
+def timed(command: list[str], env: dict | None = None) -> dict:
+    """Run `command`: its wall time, output, CPU time and peak RSS. The peak is the child's own VmHWM, read from /proc
+    while it runs (wait4's ru_maxrss would carry the parent's peak over fork and exec)."""
+    import selectors
+
     started = time.perf_counter()
-    outcome = promote(Ecr(client), Reporter(time.perf_counter, write=lambda _: None), ImageRef.parse(source), dest, tags)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    out, err, peak_kib = b"", b"", 0
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    selector.register(process.stderr, selectors.EVENT_READ)
+    open_pipes = 2
+    while open_pipes:
+        peak_kib = max(peak_kib, _hwm_kib(process.pid))
+        for key, _ in selector.select(timeout=0.01):
+            chunk = os.read(key.fileobj.fileno(), 65536)
+            if not chunk:
+                selector.unregister(key.fileobj)
+                open_pipes -= 1
+            elif key.fileobj is process.stdout:
+                out += chunk
+            else:
+                err += chunk
+    peak_kib = max(peak_kib, _hwm_kib(process.pid))
+    _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - started
-    client.meta.events.unregister("before-call.ecr.*", handler)
-    uploaded = sum(size for repo, _, size in registry.uploads if repo == dest)
-    return [name, sum(calls.values()), ", ".join(f"{k} {v}" for k, v in sorted(calls.items())), uploaded,
-            outcome.blobs_copied, f"{seconds:.2f}"]
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{command[:3]} failed ({os.waitstatus_to_exitcode(status)}): {err.decode()[-2000:]}")
+    return {"seconds": seconds, "rss_mib": peak_kib / 1024, "cpu": usage.ru_utime + usage.ru_stime,
+            "stdout": out.decode(), "stderr": err.decode()}
 
 
-def api_calls(args):
-    from moto import mock_aws
+def _hwm_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return next((int(line.split()[1]) for line in status if line.startswith("VmHWM:")), 0)
+    except (OSError, ValueError):
+        return 0
 
+
+def promote_command(source: str, dest: str, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "workflow", "promote", "--yes", "--output", "json", "--source", source, "--dest", dest,
+            *extra]
+
+
+def skopeo_command(source: str, dest: str) -> list[str]:
+    return ["skopeo", "copy", "--quiet", "--preserve-digests", "--src-tls-verify=false", "--dest-tls-verify=false",
+            f"docker://{source}", f"docker://{dest}"]
+
+
+def forget_skopeo_cache() -> None:
+    """skopeo remembers where it saw each blob and mounts from there next time: a cold cache is the fair start."""
+    for path in SKOPEO_CACHES:
+        if os.path.exists(path):
+            os.remove(path)
+
+
+def real_registries(args) -> None:
+    from registries import Registries, missing_reason, push_image, random_layers, tag_digest
+
+    reason = missing_reason() or (None if shutil.which("skopeo") else "skopeo is not installed")
+    if reason:
+        print(f"(real registries skipped: {reason})\n")
+        return
+    layers = random_layers(args.layers, args.layer_mib * MIB, seed=7)
+    image_bytes = sum(map(len, layers))
+    registries = Registries()
+    docker_config = tempfile.mkdtemp(prefix="docker-config-")
+    env = {**os.environ, "DOCKER_CONFIG": docker_config, "PYTHONPATH": ROOT}
+    rows = []
+    try:
+        one, two = registries.get("one"), registries.get("two")
+        started = time.perf_counter()
+        image = push_image(one.host, "bench/stage", layers, "latest")
+        del layers
+        print(f"pushed {args.layers} x {args.layer_mib} MiB in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+        source = f"{one.host}/bench/stage:latest"
+        for run in range(1, args.runs + 1):
+            cases = [
+                ("within one registry", one, f"{one.host}/bench/prod-promote-{run}", f"{one.host}/bench/prod-skopeo-{run}"),
+                ("across two registries", two, f"{two.host}/bench/prod-promote-{run}", f"{two.host}/bench/prod-skopeo-{run}"),
+            ]
+            for case, dest, promote_to, skopeo_to in cases:
+                for tool in ("promote", "skopeo"):
+                    forget_skopeo_cache()
+                    dest.proxy.reset()
+                    one.proxy.reset()
+                    stored = dest.stored_blob_bytes()
+                    if tool == "promote":
+                        result = timed(promote_command(source, promote_to), env)
+                        target = promote_to
+                    else:
+                        result = timed(skopeo_command(source, skopeo_to + ":latest"), env)
+                        target = skopeo_to
+                    repository = target.split("/", 1)[1]
+                    assert tag_digest(dest.direct, repository, "latest") == image["digest"] or tool == "skopeo"
+                    rows.append({"case": case, "tool": tool, "run": run, "seconds": result["seconds"],
+                                 "rss": result["rss_mib"], "cpu": result["cpu"], "up": dest.proxy.up,
+                                 "down": one.proxy.down, "stored": dest.stored_blob_bytes() - stored,
+                                 "digest": tag_digest(dest.direct, repository, "latest")})
+                    print(f"{case}, {tool}, run {run}: {result['seconds']:.2f}s", file=sys.stderr)
+    finally:
+        registries.close()
+        shutil.rmtree(docker_config, ignore_errors=True)
+
+    print(f"Image: {args.layers} layers of {args.layer_mib} MiB ({image_bytes} bytes) plus a config blob, pushed once "
+          f"to registry one. Each row is one run (a new destination repository each time, skopeo's blob cache "
+          f"emptied before every run). MiB/s: image bytes over wall time.\n")
+    print("| case | tool | run | wall s | MiB/s | peak RSS MiB | CPU s | bytes uploaded to the destination | digest equal |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    for row in rows:
+        print(f"| {row['case']} | {row['tool']} | {row['run']} | {row['seconds']:.2f} | "
+              f"{image_bytes / MIB / row['seconds']:.0f} | {row['rss']:.0f} | {row['cpu']:.1f} | {row['up']} | "
+              f"{'yes' if row['digest'] == image['digest'] else 'no: ' + str(row['digest'])[:19]} |")
+    print()
+    for case in ("within one registry", "across two registries"):
+        promote_wall = statistics.median(r["seconds"] for r in rows if r["case"] == case and r["tool"] == "promote")
+        skopeo_wall = statistics.median(r["seconds"] for r in rows if r["case"] == case and r["tool"] == "skopeo")
+        print(f"- {case}: promote's median wall time is {promote_wall / skopeo_wall:.2f} times skopeo's "
+              f"({promote_wall:.2f} s against {skopeo_wall:.2f} s).")
+    print()
+
+
+# The sandbox's ECR: both of promote's paths ------------------------------------------------------------------------
+
+
+def sandbox(args) -> None:
+    import logging
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from workflow_sandbox import moto_models  # noqa: F401  (first: see there)
     from workflow_sandbox.images import push_image, random_layers
     from workflow_sandbox.registry import Registry, simulated_ecr
 
-    layers = random_layers(args.layers, args.layer_mib * MIB, seed=7)
-    image_bytes = sum(map(len, layers))
-    with mock_aws(), simulated_ecr(Registry()) as registry:
-        client = boto3.client("ecr")
-        for repo in ("airflow-stage", "airflow-prod", "airflow-warm"):
-            client.create_repository(repositoryName=repo)
-        push_image(client, "airflow-stage", layers, "latest")
-        push_image(client, "airflow-warm", layers, "previous")  # the same blobs, already in place
-        rows = [
-            measure("(a) retag within one repository", client, registry, "airflow-stage:latest", "airflow-stage", ["release"]),
-            measure("(b) across repositories, every blob present", client, registry, "airflow-stage:latest", "airflow-warm",
-                    ["latest"]),
-            measure("(c) across repositories, every blob missing", client, registry, "airflow-stage:latest", "airflow-prod",
-                    ["latest", "20261125T142501Z"]),
-        ]
-
-    print(f"Image: {args.layers} layers of {args.layer_mib} MiB ({image_bytes} bytes) plus a config blob.\n")
-    print("| case | API calls | by action | bytes uploaded | blobs copied | seconds |")
-    print("| --- | ---: | --- | ---: | ---: | ---: |")
-    for row in rows:
-        print("| " + " | ".join(str(x) for x in row) + " |")
-    print(f"\ndocker pull + push for the same cases moves the whole image down ({image_bytes} bytes) every time, "
-          f"and up: (a) 0, (b) 0, (c) {image_bytes} bytes of layers.")
-
-
-# Memory and throughput: the parent serves, children copy ---------------------------------------------------
-
-
-def peak_rss_mib() -> float:
-    """This process's peak RSS. Not getrusage's ru_maxrss: it keeps the parent's peak across fork and exec."""
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
-
-
-def child_promote(endpoint: str, dest: str, source: str) -> dict:
-    client = Clients(AwsConfig(region="us-east-1", endpoint_url=endpoint))("ecr")
-    before = peak_rss_mib()
-    started = time.perf_counter()
-    outcome = promote(Ecr(client), Reporter(time.perf_counter, write=lambda _: None), ImageRef(source, tag="latest"), dest,
-                      ["latest"])
-    cpu = resource.getrusage(resource.RUSAGE_SELF)
-    return {"seconds": time.perf_counter() - started, "bytes": outcome.bytes_copied, "before": before,
-            "peak": peak_rss_mib(), "cpu": cpu.ru_utime + cpu.ru_stime}
-
-
-def child_raw_copy(urls: list[str], sink: str) -> dict:
-    def copy(url: str) -> int:
-        with urllib.request.urlopen(url, timeout=60) as down:
-            size = int(down.headers["Content-Length"])
-            up = HTTPConnection(urlsplit(sink).netloc, timeout=60)
-            up.putrequest("PUT", "/sink")
-            up.putheader("Content-Length", str(size))
-            up.endheaders()
-            while chunk := down.read(CHUNK):
-                up.send(chunk)
-            up.getresponse().read()
-            up.close()
-        return size
-
-    started = time.perf_counter()
-    with ThreadPoolExecutor(COPY_WORKERS) as pool:
-        moved = sum(pool.map(copy, urls))
-    return {"seconds": time.perf_counter() - started, "bytes": moved, "peak": peak_rss_mib()}
-
-
-def in_child(*args: str) -> dict:
-    done = subprocess.run([sys.executable, __file__, "--child", *args], check=True, capture_output=True, text=True)
-    return json.loads(done.stdout)
-
-
-class Sink(BaseHTTPRequestHandler):
-    def do_PUT(self):
-        remaining = int(self.headers["Content-Length"])
-        while remaining:
-            remaining -= len(self.rfile.read(min(CHUNK, remaining)))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
-def memory(args):
-    import logging
-
-    from moto.server import ThreadedMotoServer
-
-    from workflow_sandbox.images import digest_of, push_image, random_layers
-    from workflow_sandbox.registry import Registry, simulated_ecr
-
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    images = [(4, args.big_layer_mib // 4), (4, args.big_layer_mib), (1, 4 * args.big_layer_mib)]
-    sink = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
-    threading.Thread(target=sink.serve_forever, daemon=True).start()
-    sink_url = f"http://127.0.0.1:{sink.server_address[1]}"
+    layers = random_layers(args.layers, args.layer_mib * MIB, seed=8)
+    image_bytes = sum(map(len, layers))
     rows = []
     with simulated_ecr(Registry()) as registry:
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -163,48 +183,55 @@ def memory(args):
         host, port = server.get_host_and_port()
         endpoint = f"http://{host}:{port}"
         client = boto3.client("ecr", endpoint_url=endpoint)
-        for number, (count, mib) in enumerate(images):
-            stage, dest = f"stage-{number}", f"prod-{number}"
-            for repo in (stage, dest):
-                client.create_repository(repositoryName=repo)
-            layers = random_layers(count, mib * MIB, seed=number)
-            started = time.perf_counter()
-            push_image(client, stage, layers, "latest")
-            print(f"pushed {count} x {mib} MiB in {time.perf_counter() - started:.1f}s", file=sys.stderr)
-            raw = in_child("raw", sink_url, *[registry.issue_url(stage, digest_of(x)) for x in layers])
-            del layers
-            result = in_child("promote", endpoint, dest, stage)
-            rows.append([f"{count} x {mib} MiB", min(COPY_WORKERS, count + 1), f"{result['before']:.0f}",
-                         f"{result['peak']:.0f}", f"{result['seconds']:.1f}", f"{result['cpu']:.1f}",
-                         f"{result['bytes'] / MIB / result['seconds']:.0f}",
-                         f"{raw['bytes'] / MIB / raw['seconds']:.0f}", f"{raw['seconds'] / result['seconds']:.2f}"])
+        for repository in ("stage", "prod-mount", "prod-registry", "prod-api"):
+            client.create_repository(repositoryName=repository)
+        started = time.perf_counter()
+        push_image(client, "stage", layers, "latest")
+        del layers
+        print(f"pushed to the sandbox in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+        env = {**os.environ, "AWS_ENDPOINT_URL": endpoint, "AWS_REGION": "us-east-1", "PYTHONPATH": ROOT,
+               "DOCKER_CONFIG": tempfile.mkdtemp(prefix="docker-config-")}
+        cases = [
+            ("registry API, BLOB_MOUNTING enabled (mounts)", "prod-mount", "registry", "ENABLED"),
+            ("registry API, BLOB_MOUNTING disabled (streamed copies)", "prod-registry", "registry", "DISABLED"),
+            ("ECR API (the fallback)", "prod-api", "ecr-api", "DISABLED"),
+        ]
+        for name, dest, via, mounting in cases:
+            client.put_account_setting(name="BLOB_MOUNTING", value=mounting)
+            registry.uploads.clear()
+            result = timed(promote_command("stage:latest", dest, "--via", via), env)
+            outcome = json.loads(result["stdout"])
+            uploaded = sum(size for repository, _, size in registry.uploads if repository == dest)
+            rows.append([name, f"{result['seconds']:.2f}", f"{image_bytes / MIB / result['seconds']:.0f}",
+                         f"{result['rss_mib']:.0f}", f"{result['cpu']:.1f}", outcome["blobs_mounted"],
+                         outcome["blobs_copied"], uploaded])
+            print(f"sandbox {name}: {result['seconds']:.2f}s", file=sys.stderr)
         server.stop()
-    sink.shutdown()
 
-    print(f"\nPeak memory of the promote process (its own peak RSS; {COPY_WORKERS} copies at a time) and throughput,")
-    print("against a raw loopback copy of the same layers (HTTP GET from the registry, HTTP PUT to a sink) in the same run:\n")
-    print("| image | copies in flight | RSS before copying (MiB) | peak RSS (MiB) | seconds | CPU seconds | MiB/s | "
-          "raw copy MiB/s | fraction of raw |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(f"The sandbox's ECR (moto's server and workflow_sandbox/registry.py on loopback, in the benchmark's own "
+          f"process, which serves and stores every byte): the same {args.layers} x {args.layer_mib} MiB image from "
+          f"`stage` to a new repository, promote in a child process.\n")
+    print("| path | wall s | MiB/s | peak RSS MiB | CPU s | blobs mounted | blobs copied | bytes uploaded |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for row in rows:
         print("| " + " | ".join(str(x) for x in row) + " |")
+    print()
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--layer-mib", type=int, default=4)
-    parser.add_argument("--big-layer-mib", type=int, default=100, help="layer size of the 4-layer image for the memory run")
-    parser.add_argument("--no-memory", action="store_true", help="skip the memory and throughput run")
-    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    parser.add_argument("--layer-mib", type=int, default=100)
+    parser.add_argument("--runs", type=int, default=2, help="runs of each tool and case against the real registries")
+    parser.add_argument("--no-sandbox", action="store_true", help="skip the sandbox's ECR")
+    parser.add_argument("--no-real", action="store_true", help="skip the real registries and skopeo")
     args = parser.parse_args()
-    if args.child:
-        kind, *rest = args.child
-        print(json.dumps(child_promote(*rest) if kind == "promote" else child_raw_copy(rest[1:], rest[0])))
-        return
-    api_calls(args)
-    if not args.no_memory:
-        memory(args)
+    print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the start.\n")
+    if not args.no_real:
+        real_registries(args)
+    if not args.no_sandbox:
+        sandbox(args)
+    print(f"Load average {os.getloadavg()[0]:.2f} at the end.")
 
 
 if __name__ == "__main__":

@@ -42,6 +42,13 @@ def ecr(registry):
     return client
 
 
+@pytest.fixture(autouse=True, params=["registry", "ecr-api"])
+def via(request):
+    """Every test runs on both paths unless it names one (`command["via"]`)."""
+    command["via"] = request.param
+    return request.param
+
+
 @pytest.fixture(autouse=True)
 def sleeps():
     """Every sleep promote asks for; none is taken."""
@@ -51,7 +58,7 @@ def sleeps():
 
 def promote(*args, input=None, now=NOW):
     runtime = Runtime(utcnow=lambda: now, sleep=command["sleeps"].append, clients=lambda config: lambda name: command["client"])
-    return CliRunner().invoke(main, ["promote", *args], obj=runtime, input=input)
+    return CliRunner().invoke(main, ["promote", *args, "--via", command["via"]], obj=runtime, input=input)
 
 
 def failed_cleanly(result, code):
@@ -97,7 +104,8 @@ def test_promote_copies_every_missing_blob_and_writes_both_tags(ecr, registry, s
     stored = ecr.batch_get_image(repositoryName="airflow-prod", imageIds=[{"imageTag": "latest"}])["images"][0]
     assert stored["imageManifest"] == source["manifest"]  # the exact bytes, so the same digest
     assert "destination digest matches source" in result.stdout
-    assert re.search(rf"blobs copied\s+4 \({sum(s for _, s in expected)} bytes\)", result.stdout)
+    assert re.search(r"blobs\s+0 mounted, 4 copied, 0 already there", result.stdout)
+    assert re.search(rf"bytes moved\s+{sum(s for _, s in expected)} ", result.stdout)
 
 
 def test_promote_copies_only_what_the_destination_lacks(ecr, registry, source, layers):
@@ -269,6 +277,7 @@ def test_a_download_that_keeps_failing_names_the_blob_and_tags_nothing(ecr, regi
     assert digest_of(layers[2]) not in {d for d, _ in uploads_to(registry, "airflow-prod")}
 
 
+@pytest.mark.parametrize("via", ["ecr-api"], indirect=True)
 def test_a_concurrent_push_that_completes_the_blob_first_is_success(ecr, registry, source, layers):
     registry.race_completes(digest_of(layers[0]))
     result = promote("--yes")
@@ -279,6 +288,7 @@ def test_a_concurrent_push_that_completes_the_blob_first_is_success(ecr, registr
     assert tag_digest(ecr, "airflow-prod", "latest") == source["digest"]
 
 
+@pytest.mark.parametrize("via", ["ecr-api"], indirect=True)
 def test_parts_follow_the_part_size_ecr_answers(ecr, registry, source, layers):
     registry.part_size = 20_000
     registry.parts.clear()
@@ -291,6 +301,7 @@ def test_parts_follow_the_part_size_ecr_answers(ecr, registry, source, layers):
     assert tag_digest(ecr, "airflow-prod", "latest") == source["digest"]
 
 
+@pytest.mark.parametrize("via", ["ecr-api"], indirect=True)
 def test_a_blob_needing_more_parts_than_ecr_allows_is_refused_before_upload(ecr, registry, source, layers):
     registry.part_size = 10  # 64 KiB in 10-byte parts: 6,554 parts, over ECR's 4,200
     result = promote("--yes")
@@ -299,6 +310,7 @@ def test_a_blob_needing_more_parts_than_ecr_allows_is_refused_before_upload(ecr,
     assert tag_digest(ecr, "airflow-prod", "latest") is None
 
 
+@pytest.mark.parametrize("via", ["ecr-api"], indirect=True)
 def test_a_part_whose_answer_was_lost_is_not_sent_twice(ecr, registry, source, layers):
     registry.part_size = 20_000
     registry.drop_part_response("airflow-prod", first_byte=20_000)  # stored; botocore's retry is refused
@@ -323,7 +335,7 @@ def test_an_image_ecr_cannot_return_quotes_its_failure(ecr, registry, source, co
     registry.image_failures["airflow-stage:latest"] = (code, reason)
     result = promote("--yes")
     assert failed_cleanly(result, 1), result.output
-    assert f"ECR cannot return image airflow-stage:latest: {code}: {reason}" in result.stderr
+    assert f"cannot return image airflow-stage:latest: {code}: {reason}" in result.stderr
     assert "not found" not in result.stderr
 
 
@@ -387,3 +399,249 @@ def test_release_tags():
     assert release_tags([], LATER) == (["latest", "20261126T090000Z"], None)
     assert release_tags(["latest", "release-7"], LATER) == (["latest", "20261126T090000Z"], None)
     assert release_tags(["20261125T142501Z", "latest", "20261120T080000Z"], LATER) == (["latest"], "20261120T080000Z")
+
+
+# The registry API: mounts, the fallback, upload faults --------------------------------------------------------
+
+
+def blob_mounting(ecr, value):
+    ecr.put_account_setting(name="BLOB_MOUNTING", value=value)
+
+
+def blobs_of(source, layers):
+    config = json.loads(source["manifest"])["config"]
+    return sorted([(config["digest"], config["size"])] + [(digest_of(x), len(x)) for x in layers])
+
+
+@pytest.mark.parametrize("via", ["registry"], indirect=True)
+def test_within_one_registry_every_blob_is_mounted(ecr, registry, source, layers):
+    blob_mounting(ecr, "ENABLED")
+    registry.uploads.clear()
+    registry.downloads.clear()
+    result = promote("--yes", "--output", "json")
+    assert result.exit_code == 0, result.output
+    outcome = json.loads(result.stdout)
+    assert (outcome["blobs_mounted"], outcome["blobs_copied"], outcome["bytes_copied"]) == (4, 0, 0)
+    assert outcome["path"] == "registry API"
+    assert registry.uploads == [] and registry.downloads == []  # no byte moved
+    assert sorted(digest for _, digest, _ in registry.mounts) == sorted(d for d, _ in blobs_of(source, layers))
+    assert tag_digest(ecr, "airflow-prod", "latest") == source["digest"]
+    assert tag_digest(ecr, "airflow-prod", STAMP) == source["digest"]
+
+
+@pytest.mark.parametrize("via", ["registry"], indirect=True)
+def test_without_blob_mounting_the_blobs_are_copied_and_the_result_says_why(ecr, registry, source, layers):
+    assert ecr.get_account_setting(name="BLOB_MOUNTING")["value"] == "DISABLED"  # ECR's default
+    registry.uploads.clear()
+    result = promote("--yes")
+    assert result.exit_code == 0, result.output
+    assert uploads_to(registry, "airflow-prod") == blobs_of(source, layers)
+    assert registry.mounts == []
+    assert "note: no blob was mounted" in result.stdout and "--name BLOB_MOUNTING --value ENABLED" in result.stdout
+
+
+def test_a_blob_the_source_manifests_do_not_name_is_not_mounted(ecr, registry, source):
+    """ECR mounts only a blob that a manifest in the source repository references."""
+    blob_mounting(ecr, "ENABLED")
+    stray = push_blob(ecr, "airflow-stage", b"not in any manifest")
+    token = ecr.get_authorization_token()["authorizationData"][0]
+    import urllib3
+
+    answer = urllib3.PoolManager().request(
+        "POST", f"{token['proxyEndpoint']}/v2/airflow-prod/blobs/uploads/?mount={stray}&from=airflow-stage",
+        headers={"Authorization": f"Basic {token['authorizationToken']}"})
+    assert answer.status == 202  # an upload session instead
+    assert urllib3.PoolManager().request("GET", f"{token['proxyEndpoint']}/v2/").status == 401  # the token is checked
+
+
+@pytest.mark.parametrize("via", ["auto"], indirect=True)
+def test_auto_falls_back_to_the_ecr_api_when_the_registry_endpoint_cannot_be_reached(ecr, registry, source, layers):
+    registry.unreachable = True
+    result = promote("--yes", "--output", "json")
+    assert result.exit_code == 0, result.output
+    outcome = json.loads(result.stdout)
+    assert outcome["path"] == "ECR API"
+    assert "the registry API cannot be used" in result.stderr and "copied through the ECR API instead" in result.stderr
+    assert uploads_to(registry, "airflow-prod") == blobs_of(source, layers)
+    assert tag_digest(ecr, "airflow-prod", "latest") == source["digest"]
+
+
+@pytest.mark.parametrize("via", ["auto"], indirect=True)
+def test_auto_uses_the_registry_api_when_it_answers(ecr, registry, source):
+    result = promote("--yes", "--output", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["path"] == "registry API"
+
+
+@pytest.mark.parametrize("via", ["registry"], indirect=True)
+def test_the_registry_path_alone_fails_when_the_endpoint_cannot_be_reached(ecr, registry, source):
+    registry.unreachable = True
+    result = promote("--yes")
+    assert failed_cleanly(result, 1), result.output
+    assert "the connection was refused" in result.stderr
+    assert tag_digest(ecr, "airflow-prod", "latest") is None
+
+
+@pytest.mark.parametrize("via", ["registry"], indirect=True)
+@pytest.mark.parametrize("faults, retried", [([500], 1), (["reset"], 1), ([503, "reset"], 2)])
+def test_a_failed_upload_starts_the_blob_over(ecr, registry, source, layers, sleeps, faults, retried):
+    registry.fail_uploads(digest_of(layers[1]), *faults)
+    result = promote("--yes")
+    assert result.exit_code == 0, result.output
+    assert sleeps == [1, 2][:retried]
+    assert uploads_to(registry, "airflow-prod").count((digest_of(layers[1]), len(layers[1]))) == 1
+    assert tag_digest(ecr, "airflow-prod", "latest") == source["digest"]
+
+
+@pytest.mark.parametrize("via", ["registry"], indirect=True)
+def test_an_upload_that_keeps_failing_names_the_blob_and_tags_nothing(ecr, registry, source, layers, sleeps):
+    registry.fail_uploads(digest_of(layers[0]), *["reset"] * 4)
+    result = promote("--yes")
+    assert failed_cleanly(result, 1), result.output
+    assert f"could not upload blob {digest_of(layers[0])} to airflow-prod" in result.stderr
+    assert "(attempt 4 of 4); nothing was tagged" in result.stderr
+    assert tag_digest(ecr, "airflow-prod", "latest") is None and tag_digest(ecr, "airflow-prod", STAMP) is None
+
+
+@pytest.mark.parametrize("via", ["registry"], indirect=True)
+def test_a_concurrent_push_of_the_same_blob_on_the_registry_path_is_success(ecr, registry, source, layers):
+    registry.race_completes(digest_of(layers[0]))
+    result = promote("--yes")
+    assert result.exit_code == 0, result.output
+    assert tag_digest(ecr, "airflow-prod", "latest") == source["digest"]
+
+
+# Safety: what a failure or a concurrent promote leaves -------------------------------------------------------------
+
+
+def test_a_failed_promote_moves_no_tag(ecr, registry, source):
+    """The stamp is written first; when `latest` is then refused (immutable), the stamp is removed again."""
+    ecr.create_repository(repositoryName="airflow-locked", imageTagMutability="IMMUTABLE")
+    old = push_image(ecr, "airflow-locked", random_layers(1, 1024, seed=9), "latest")
+    result = promote("--yes", "--dest", "airflow-locked")
+    assert failed_cleanly(result, 1), result.output
+    assert "tag latest in airflow-locked is immutable" in result.stderr
+    assert f"every tag this promote had moved was put back ({STAMP} removed)" in result.stderr
+    assert tag_digest(ecr, "airflow-locked", "latest") == old["digest"]
+    assert tag_digest(ecr, "airflow-locked", STAMP) is None
+
+
+def test_explicit_tags_are_all_put_back_when_a_later_one_fails(ecr, registry, source):
+    ecr.create_repository(repositoryName="airflow-locked", imageTagMutability="IMMUTABLE")
+    old = push_image(ecr, "airflow-locked", random_layers(1, 1024, seed=9), "b")
+    result = promote("--yes", "--dest", "airflow-locked", "--tag", "a", "--tag", "b")
+    assert failed_cleanly(result, 1), result.output
+    assert tag_digest(ecr, "airflow-locked", "a") is None and tag_digest(ecr, "airflow-locked", "b") == old["digest"]
+    assert "a removed" in result.stderr
+
+
+def test_a_stamp_another_image_holds_is_never_moved(ecr, registry, source):
+    """A promote in the same second took the stamp first: this one takes the next second, and says so."""
+    other = push_image(ecr, "airflow-prod", random_layers(1, 1024, seed=9), STAMP)
+    result = promote("--yes")
+    assert result.exit_code == 0, result.output
+    assert tag_digest(ecr, "airflow-prod", STAMP) == other["digest"]
+    assert tag_digest(ecr, "airflow-prod", "20261125T142502Z") == source["digest"]
+    assert "20261125T142502Z" in result.stdout and "names another image" in result.stderr
+
+
+def test_a_stamp_taken_between_the_check_and_the_write_is_left_to_its_image(ecr, registry, source, monkeypatch):
+    """Two promotes write the same stamp at the same moment: the one whose write is read back loses nothing, the other
+    moves on to the next second; no release is left without a stamp."""
+    from workflow import promote as module
+
+    original = module._write_stamp
+    other = push_image(ecr, "airflow-prod", random_layers(1, 1024, seed=9), None)
+
+    def racing(dest, top, children, stamp, report):
+        if stamp == STAMP:  # the other promote's write lands right after this one's
+            manifest = ecr.batch_get_image(repositoryName="airflow-prod", imageIds=[{"imageDigest": other["digest"]}])
+            real_put = dest.put
+
+            def put_then_lose(manifest_, tag, children_):
+                state = real_put(manifest_, tag, children_)
+                if tag != STAMP:
+                    return state
+                ecr.put_image(repositoryName="airflow-prod", imageManifest=manifest["images"][0]["imageManifest"],
+                              imageTag=STAMP)
+                return state
+
+            monkeypatch.setattr(dest, "put", put_then_lose)
+            try:
+                return original(dest, top, children, stamp, report)
+            finally:
+                monkeypatch.setattr(dest, "put", real_put)
+        return original(dest, top, children, stamp, report)
+
+    monkeypatch.setattr(module, "_write_stamp", racing)
+    result = promote("--yes")
+    assert result.exit_code == 0, result.output
+    assert "was written by another promote at the same moment" in result.stderr
+    assert tag_digest(ecr, "airflow-prod", STAMP) == other["digest"]
+    assert tag_digest(ecr, "airflow-prod", "20261125T142502Z") == source["digest"]
+
+
+# What the operator reads -----------------------------------------------------------------------------------------
+
+
+def test_the_confirmation_names_region_and_registry(ecr, registry, source, via):
+    result = promote(input="n\n")
+    assert result.exit_code == 1
+    assert "us-east-1" in result.stderr
+    if via == "registry":
+        assert "sandbox registry at http://127.0.0.1:" in result.stderr and "through the registry API" in result.stderr
+    else:
+        assert "through the ECR API" in result.stderr
+    assert tag_digest(ecr, "airflow-prod", "latest") is None
+
+
+def test_the_result_says_to_redeploy_when_latest_moved(ecr, registry, source):
+    result = promote("--yes")
+    assert result.exit_code == 0, result.output
+    assert "next: workflow --cluster CLUSTER redeploy" in result.stdout
+    again = promote("--yes")
+    assert "next:" not in again.stdout  # latest did not move
+
+
+def test_releases_show_the_size_of_layers_and_config(ecr, registry, source, layers):
+    assert promote("--yes").exit_code == 0
+    runtime = Runtime(utcnow=lambda: NOW, clients=lambda config: lambda name: command["client"])
+    listed = CliRunner().invoke(main, ["releases", "--output", "json"], obj=runtime)
+    assert listed.exit_code == 0, listed.output
+    (release,) = json.loads(listed.stdout)["releases"]
+    assert release["size"] == sum(size for _, size in blobs_of(source, layers))
+
+
+def test_a_destination_with_a_tag_is_a_usage_error(ecr, registry, source):
+    result = promote("--yes", "--dest", "airflow-prod:latest")
+    assert result.exit_code == 2 and "give the repository alone" in result.stderr
+
+
+def test_ecr_api_between_other_registries_is_refused(ecr, registry, source):
+    command["via"] = "ecr-api"
+    result = promote("--yes", "--source", "127.0.0.1:1/a:latest", "--dest", "127.0.0.1:1/b")
+    assert result.exit_code == 2 and "--via ecr-api works between ECR registries only" in result.stderr
+
+
+@pytest.mark.parametrize("via", ["auto"], indirect=True)
+def test_without_get_authorization_token_auto_falls_back(ecr, registry, source, monkeypatch):
+    def denied(**_):
+        raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "not authorized to perform: "
+                                     "ecr:GetAuthorizationToken"}, "ResponseMetadata": {"HTTPStatusCode": 400}},
+                          "GetAuthorizationToken")
+
+    monkeypatch.setattr(ecr, "get_authorization_token", denied)
+    result = promote("--yes", "--output", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["path"] == "ECR API"
+    assert "access denied to GetAuthorizationToken" in result.stderr
+
+
+def test_references_may_name_the_ecr_host(ecr, registry, source, via):
+    host = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+    result = promote("--yes", "--output", "json", "--source", f"{host}/airflow-stage:latest", "--dest", f"{host}/airflow-prod")
+    assert result.exit_code == 0, result.output
+    outcome = json.loads(result.stdout)
+    assert outcome["where"].startswith(f"account 123456789012, us-east-1, registry {host}")
+    assert outcome["destination"] == f"{host}/airflow-prod"
+    assert tag_digest(ecr, "airflow-prod", "latest") == source["digest"]

@@ -9,15 +9,21 @@ from botocore.exceptions import ClientError
 
 from .errors import AwsError, NotFound, OperationFailed, translated
 from .images import ecr_image
+from .registry import (  # noqa: F401  (the manifest types, named here as before)
+    DOCKER_LIST,
+    DOCKER_MANIFEST,
+    INDEX_TYPES,
+    MEDIA_TYPES,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    Basic,
+    Blob,
+    Manifest,
+)
 from .tags import ordered_tags
 
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-MEDIA_TYPES = [DOCKER_MANIFEST, DOCKER_LIST, OCI_MANIFEST, OCI_INDEX]
-INDEX_TYPES = (DOCKER_LIST, OCI_INDEX)
 CHECK_LAYERS_MAX = 100
+BATCH_GET_MAX = 100  # image ids one BatchGetImage call takes
 DESCRIBE_IMAGES_MAX = 100  # image ids one DescribeImages call takes
 # ECR's quotas for uploads through the API: parts of 5 to 10 MiB, at most 4,200 of them per layer.
 # InitiateLayerUpload answers with the part size to use; this is only the fallback when it does not.
@@ -29,41 +35,16 @@ class ImageUnavailable(OperationFailed):
     """BatchGetImage answered with a failure other than "not found" (KMS, pull-through cache, ...)."""
 
 
+class TagImmutable(OperationFailed):
+    """The repository's tags are immutable and this one names another image."""
+
+
+class TagMoved(OperationFailed):
+    """Another push wrote the tag at the same time."""
+
+
 class ReferencedImagesNotFound(OperationFailed):
     """PutImage refused an image index: ECR does not find some of the manifests it references."""
-
-
-@dataclass(frozen=True)
-class Blob:
-    digest: str
-    size: int
-
-
-@dataclass(frozen=True)
-class Manifest:
-    repository: str
-    digest: str
-    media_type: str
-    body: str  # exactly as stored: the digest is computed over these bytes
-
-    @property
-    def parsed(self) -> dict:
-        return json.loads(self.body)
-
-    @property
-    def is_index(self) -> bool:
-        return self.media_type in INDEX_TYPES
-
-    @property
-    def children(self) -> list[str]:
-        return [m["digest"] for m in self.parsed.get("manifests", [])] if self.is_index else []
-
-    @property
-    def blobs(self) -> list[Blob]:
-        if self.is_index:
-            return []
-        doc = self.parsed
-        return [Blob(b["digest"], b.get("size", 0)) for b in [doc["config"], *doc.get("layers", [])]]
 
 
 @dataclass(frozen=True)
@@ -118,6 +99,46 @@ class Ecr:
         body = image["imageManifest"]
         media_type = image.get("imageManifestMediaType") or json.loads(body).get("mediaType") or DOCKER_MANIFEST
         return Manifest(repository, image["imageId"]["imageDigest"], media_type, body)
+
+    def manifests(self, repository: str, digests: list[str]) -> dict[str, Manifest]:
+        """The manifests of the given digests, BATCH_GET_MAX per call; a digest ECR cannot return is left out."""
+        found: dict[str, Manifest] = {}
+        for start in range(0, len(digests), BATCH_GET_MAX):
+            batch = [{"imageDigest": d} for d in digests[start : start + BATCH_GET_MAX]]
+            answer = self._call("batch_get_image", repository, imageIds=batch, acceptedMediaTypes=MEDIA_TYPES)
+            for image in answer.get("images", []):
+                body = image["imageManifest"]
+                media_type = image.get("imageManifestMediaType") or json.loads(body).get("mediaType") or DOCKER_MANIFEST
+                digest = image["imageId"]["imageDigest"]
+                found[digest] = Manifest(repository, digest, media_type, body)
+        return found
+
+    def authorization(self, clock: Callable[[], float] | None = None) -> tuple[str, Basic, float]:
+        """GetAuthorizationToken for this registry: its registry API endpoint, the credentials, and when they expire
+        (epoch seconds; ECR's last 12 hours)."""
+        import base64
+        import time
+
+        ids = {"registryIds": [self._registry["registryId"]]} if self._registry else {}
+        with translated():
+            answer = self.client.get_authorization_token(**ids)
+        try:
+            data = answer["authorizationData"][0]
+            user, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
+            endpoint = data["proxyEndpoint"]
+        except (KeyError, IndexError, ValueError, UnicodeDecodeError):
+            raise OperationFailed("ECR answered GetAuthorizationToken with no usable token") from None
+        expires = data.get("expiresAt")
+        expiry = expires.timestamp() if isinstance(expires, datetime) else (clock or time.time)() + 12 * 3600
+        return endpoint, Basic(user, password), expiry
+
+    def delete_tag(self, repository: str, tag: str) -> None:
+        """BatchDeleteImage of one tag: the image stays while another tag or digest reference holds it."""
+        answer = self._call("batch_delete_image", repository, imageIds=[{"imageTag": tag}])
+        failures = [f for f in answer.get("failures", []) if f.get("failureCode") != "ImageNotFound"]
+        if failures:
+            raise OperationFailed(f"ECR did not remove tag {tag} from {repository}: {failures[0].get('failureCode')}: "
+                                  f"{failures[0].get('failureReason') or 'no reason given'}")
 
     def manifest(self, repository: str, tag: str | None = None, digest: str | None = None) -> Manifest:
         found = self.find(repository, tag, digest)
@@ -193,9 +214,10 @@ class Ecr:
                     layerPartBlob=part,
                 )
             except ClientError as error:
-                received = error.response.get("lastValidByteReceived")
-                if error.response.get("Error", {}).get("Code") != "InvalidLayerPartException" or received is None:
+                answered = error.response.get("lastValidByteReceived")
+                if error.response.get("Error", {}).get("Code") != "InvalidLayerPartException" or answered is None:
                     raise
+                received = answered if isinstance(answered, int) else int(str(answered))
                 # botocore retried a part whose first attempt landed but whose answer was lost:
                 # ECR tells how far it got, so carry on from there instead of starting the blob over.
                 if first_byte <= received <= last_byte:
@@ -252,9 +274,10 @@ class Ecr:
         current = found.digest if found else "no image"
         if current == manifest.digest:
             return "unchanged"
-        raise OperationFailed(
-            f"tag {tag} in {repository} is immutable and points at {current}, not {manifest.digest} ({code})"
-        )
+        if code == "ImageTagAlreadyExistsException":  # only this code says the repository's tags are immutable
+            raise TagImmutable(f"tag {tag} in {repository} is immutable and points at {current}, not {manifest.digest} ({code})")
+        raise TagMoved(f"tag {tag} in {repository} points at {current}, not {manifest.digest}: another push moved it "
+                       f"while this one wrote it ({code})")
 
 
 def tags_for_digests(ecr: "Ecr | Callable[[str | None], object]", image_uri: str, digests: set[str]) -> dict[str, list[str]]:

@@ -154,8 +154,11 @@ GRANTS = {
               ("ecr:BatchCheckLayerAvailability", "ecr:CompleteLayerUpload", "ecr:InitiateLayerUpload",
                "ecr:UploadLayerPart"),
               lambda s, _r: [s.arn("ecr", f"repository/{s.dest_repository}")],
-              why="which blobs and tags the destination has, the blob uploads, and PutImage per tag "
-                  "(no GetAuthorizationToken: nothing talks to the registry's Docker endpoint)"),
+              why="which blobs and tags the destination has, the blob uploads and mounts, and PutImage per tag"),
+        Grant("UndoPromoteTags", ("ecr:BatchDeleteImage",), lambda s, _r: [s.arn("ecr", f"repository/{s.dest_repository}")],
+              why="a tag a failed promote had just written, removed again, so that a failed promote moves no tag"),
+        Grant("RegistryToken", ("ecr:GetAuthorizationToken",), _any,
+              why="the token for the registry API (the action supports no resource)"),
     ]
 }
 
@@ -185,7 +188,8 @@ COMMANDS: dict[str, CommandNeeds] = {
     "initialize": CommandNeeds(_ONE_OFF, ("worker",)),
     "run": CommandNeeds(_ONE_OFF, ALL_SERVICES),  # --service picks the service, the worker by default
     "logs": CommandNeeds((*_WATCH, "DescribeTaskDefinitions", "SearchLogs"), ALL_SERVICES),
-    "promote": CommandNeeds(("ReadSourceImage", "ReadReleases", "WriteDestinationImage", "TagReleases")),
+    "promote": CommandNeeds(("ReadSourceImage", "ReadReleases", "WriteDestinationImage", "TagReleases", "UndoPromoteTags",
+                                 "RegistryToken")),
     "releases": CommandNeeds(("ListTasks", "DescribeTasks", "ReadReleases"), ALL_SERVICES),
     "rollback": CommandNeeds((*_DEPLOY, "ReadReleases", "TagReleases"), ALL_SERVICES),
 }

@@ -111,6 +111,29 @@ class Catalog:
         return next((i for i in self.images if name == i.digest or name in i.tags), None)
 
 
+def image_sizes(ecr: Ecr, repository: str, digests: list[str]) -> dict[str, int]:
+    """Each image's size as its manifest adds it up: its layers and its config (for an index, each platform's image;
+    a blob two platforms share counts once). ECR's own imageSizeInBytes is not that; one BatchGetImage per 100 images,
+    and one more for the platforms of indexes. An image whose manifest cannot be read is left out."""
+    if not digests:
+        return {}
+    manifests = ecr.manifests(repository, digests)
+    children = sorted({child for m in manifests.values() for child in m.children} - set(manifests))
+    if children:
+        manifests.update(ecr.manifests(repository, children))
+    sizes = {}
+    for digest in digests:
+        manifest = manifests.get(digest)
+        if manifest is None:
+            continue
+        parts = [manifests.get(child) for child in manifest.children] if manifest.is_index else [manifest]
+        if any(part is None for part in parts):
+            continue
+        blobs = {blob.digest: blob.size for part in parts if part is not None for blob in part.blobs}
+        sizes[digest] = sum(blobs.values())
+    return sizes
+
+
 def catalog(ecr: Ecr, repository: str) -> Catalog:
     return Catalog(repository, tuple(ecr.images(repository)))
 
@@ -139,13 +162,14 @@ def list_releases(ecr: Ecr, repository: str, limit: int | None = None, running: 
     found = catalog(ecr, repository)
     latest = found.latest
     releases = found.releases
+    sizes = image_sizes(ecr, repository, [i.digest for i in releases[:limit]])
     rows = tuple(
         Release(
             stamp=stamp_of(i.tags),
             digest=i.digest,
             tags=tuple(ordered_tags(i.tags)),
             pushed_at=i.pushed_at,
-            size=i.size,
+            size=sizes.get(i.digest, i.size),
             latest=latest is not None and i.digest == latest.digest,
             running_on=running.roles_running(i.digest) if running else {},
         )

@@ -12,9 +12,13 @@ def result(outcome, output: str) -> str:
     if output == "json":
         return to_json(outcome)
     from .oneoff import TaskOutcome
+    from .plan import Plan
     from .promote import PromoteOutcome
     from .releases import ReleasesOutcome
 
+    if isinstance(outcome, Plan):
+        return "\n".join([f"plan for {outcome.summary()} (dry run: nothing was changed):",
+                          *(f"  {n}. {line}" for n, line in enumerate(outcome.steps(), 1))])
     lines = [outcome.summary]
     if isinstance(outcome, PromoteOutcome):
         lines.append(promote_table(outcome))
@@ -29,6 +33,8 @@ def result(outcome, output: str) -> str:
             lines.append(f"log: {outcome.log}")
         lines += outcome.next_steps
     elif getattr(outcome, "services", None):
+        if getattr(outcome, "plan", None):
+            lines += [f"  {line}" for line in outcome.plan.steps() if not line.startswith("stop ")]
         lines.append(services_table(outcome.services))
         if getattr(outcome, "images", None):
             lines += ["", images_table(outcome.images)]
@@ -65,17 +71,24 @@ def containers_table(task, essential: frozenset[str]) -> str:
 
 
 def promote_table(outcome) -> str:
+    """Where it went and through which API, what each tag did, and what moved: blobs mounted, copied and already
+    there, and the bytes uploaded; then what to run next."""
     from tabulate import tabulate
 
+    moved = "would move" if outcome.dry_run else "moved"
     rows = [
         ["source", outcome.source],
         ["destination", f"{outcome.destination} ({outcome.digest})"],
+        ["through", f"the {outcome.path}" + (f" ({outcome.where})" if outcome.where else "")],
         ["tags", ", ".join(f"{tag} ({state})" for tag, state in outcome.tags.items())],
-        ["blobs already present", outcome.blobs_present],
-        ["blobs copied", f"{outcome.blobs_copied} ({outcome.bytes_copied} bytes)"],
+        ["blobs", f"{outcome.blobs_mounted} mounted, {outcome.blobs_copied} copied, {outcome.blobs_present} already there"],
+        [f"bytes {moved}", f"{outcome.bytes_copied} ({size(outcome.bytes_copied)})"],
         ["elapsed", f"{outcome.seconds:.1f}s"],
     ]
-    return tabulate(rows, tablefmt="plain")
+    lines = [tabulate(rows, tablefmt="plain")]
+    lines += [f"note: {note}" for note in outcome.notes]
+    lines += [f"next: {step}" for step in outcome.next_steps]
+    return "\n".join(lines)
 
 
 def releases_table(outcome) -> str:
