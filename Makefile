@@ -7,7 +7,7 @@ endif
 PROMOTE_SOURCE ?= airflow-stage:latest
 PROMOTE_DEST ?= airflow-prod
 
-.PHONY: pipenv install install-runtime lock check-clean-install test lint promote demo
+.PHONY: pipenv install install-runtime install-test-tools lock check-clean-install test lint docs promote demo
 
 # pipenv itself, at least the version the Pipfile needs (scripts/ensure-pipenv).
 pipenv:
@@ -31,12 +31,26 @@ lock: pipenv
 check-clean-install: pipenv
 	scripts/check-clean-install
 
+# What the contract tests run against, outside the project's virtualenv: Debian's docker-registry and skopeo (apt),
+# and Apache Airflow in a virtualenv of its own (scripts/airflow-contract-env). Each step is a no-op once done.
+install-test-tools:
+	scripts/install-registry-tools
+	scripts/airflow-contract-env
+
 # One worker per core; each test is its own unit of work, so the real-time tests (run first) go to different workers.
-test: install
+test: install install-test-tools
 	pipenv run pytest -q -n auto --dist loadgroup
 
+# Style, types, the import layers (pyproject.toml's import-linter contract), and the CLI reference against --help.
 lint: install
-	pipenv run ruff check workflow tests benchmarks
+	pipenv run ruff check workflow workflow_sandbox tests benchmarks scripts/cli-reference
+	pipenv run mypy
+	pipenv run lint-imports
+	pipenv run python scripts/cli-reference --check
+
+# docs/cli-reference.md from each command's --help.
+docs: install
+	pipenv run python scripts/cli-reference
 
 promote: install-runtime
 	pipenv run workflow promote --source $(PROMOTE_SOURCE) --dest $(PROMOTE_DEST)

@@ -6,6 +6,7 @@ interrupt says it (Env.recovery).
 """
 
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import TypeVar
 
 from .deployments import DeploymentWatch
@@ -157,15 +158,18 @@ def _find_start(env: Env, service: Service, count: int) -> str | None:
     return env.poller.until(look, lambda: f"{service.name}'s start request to show")[0]
 
 
-def resume_or_deploy(env: Env, service: Service, resuming: bool, **watch_options) -> DeploymentWatch:
-    """Watch the deployment an interrupted redeploy left rolling, when it runs the current image; else force one."""
+def resume_or_deploy(env: Env, service: Service, resuming: datetime | None, **watch_options) -> DeploymentWatch:
+    """Take over the deployment an interrupted redeploy began (after `resuming`, when its scheduler stopped) when it
+    runs the current image, rolling or already complete; else force a new one."""
     primary = service.primary
-    if resuming and primary and primary.rollout_state == "IN_PROGRESS" and not primary.failed_tasks:
-        if _runs_current_image(env, service, primary.id):
-            env.report.line(f"{service.name}: resuming deployment {primary.id}, already rolling out the current image")
-            watch = DeploymentWatch(env, service.name, primary.id, adopted=True, **watch_options)
-            watch.latest = service
-            return watch
+    began = primary.created_at if primary else None
+    if resuming and primary and began and began >= resuming and not primary.failed_tasks \
+            and primary.rollout_state in ("IN_PROGRESS", "COMPLETED") and _runs_current_image(env, service, primary.id):
+        how = "already rolling out" if primary.rollout_state == "IN_PROGRESS" else "already rolled out"
+        env.report.line(f"{service.name}: resuming deployment {primary.id}, {how} the current image")
+        watch = DeploymentWatch(env, service.name, primary.id, adopted=True, **watch_options)
+        watch.latest = service
+        return watch
     return deploy(env, service.name, **watch_options)
 
 

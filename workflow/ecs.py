@@ -23,6 +23,7 @@ class Deployment:
     failed_tasks: int
     rollout_state: str | None
     rollout_reason: str | None
+    created_at: datetime | None = None
 
     @classmethod
     def parse(cls, raw: dict) -> "Deployment":
@@ -36,6 +37,7 @@ class Deployment:
             failed_tasks=raw.get("failedTasks", 0),
             rollout_state=raw.get("rolloutState"),
             rollout_reason=raw.get("rolloutStateReason"),
+            created_at=raw.get("createdAt"),
         )
 
 
@@ -159,6 +161,10 @@ class Task:
     group: str = ""
     reached_running: bool = False  # ECS sets startedAt when the task turns RUNNING
     stopping_at: datetime | None = None  # when ECS was told to stop it
+    # When its image pull began and ended (no end: it never pulled) and when its containers had stopped.
+    pull_started_at: datetime | None = None
+    pull_stopped_at: datetime | None = None
+    execution_stopped_at: datetime | None = None
 
     @classmethod
     def parse(cls, raw: dict) -> "Task":
@@ -178,6 +184,9 @@ class Task:
             group=raw.get("group", ""),
             reached_running=raw.get("startedAt") is not None,
             stopping_at=raw.get("stoppingAt"),
+            pull_started_at=raw.get("pullStartedAt"),
+            pull_stopped_at=raw.get("pullStoppedAt"),
+            execution_stopped_at=raw.get("executionStoppedAt"),
         )
 
     @property

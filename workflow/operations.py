@@ -9,6 +9,7 @@ by `redeploy`), and a deployment counts as done only when the very deployment we
 """
 
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from . import database
 from .changes import (
@@ -27,7 +28,7 @@ from .changes import (
 from .deployments import DeploymentWatch, await_deployments
 from .ecs import Service
 from .env import Env
-from .errors import OperationFailed, Refused, TaskFailed
+from .errors import OperationFailed, Refused, TaskFailed, WorkflowError
 from .oneoff import TaskOutcome, run_one_off
 from .plan import Plan
 from .topology import API_SERVER, DAG_PROCESSOR, SCHEDULER, TRIGGERER, WEBSERVER, WORKER, Topology
@@ -91,6 +92,8 @@ def stop_scheduler(env: Env, names: list[str], wait: bool = True, known: list[Se
     alive = [task for name in names for task in env.ecs.live_tasks(name)]
     label = _and(names)
     if not alive and all(s.desired == 0 for s in services):
+        # Nothing to change, but the lease still matters: another operator's command may be about to start it.
+        env.before_change()
         env.recovery.state = "the scheduler is stopped"
         return Outcome(f"scheduler {label} is already stopped", tuple(services))
     with env.report.phase(f"stop scheduler {label}"):
@@ -114,18 +117,25 @@ def start_scheduler(env: Env, names: list[str], wait: bool = True, count: int | 
     label = _and(names)
     if all(s.desired == allowed for s in services):
         primaries = [s.primary for s in services]
-        if all(p and s.has_completed(p.id) for s, p in zip(services, primaries, strict=True)):
+        crashing = _recently_exited(env, services)
+        if not crashing and all(p and s.has_completed(p.id) for s, p in zip(services, primaries, strict=True)):
+            # Nothing to change, but the lease still matters: another operator's command may be about to stop it.
+            env.before_change()
             env.recovery.state = "the scheduler is running"
             return Outcome(f"scheduler {label} is already running", tuple(services))
-        if not wait or None in primaries:
+        if crashing:
+            env.report.line(f"{crashing}: watching it for the stability window before calling it running")
+        elif not wait or None in primaries:
             return Outcome(f"scheduler {label} is already starting", tuple(services))
-        with env.report.phase(f"wait for scheduler {label} already starting"):
+        what = "watch scheduler {} whose tasks exited" if crashing else "wait for scheduler {} already starting"
+        with env.report.phase(what.format(label)):
             env.recovery.state = "the scheduler is starting"
             watches = [DeploymentWatch(env, s.name, p.id, adopted=True) for s, p in zip(services, primaries, strict=True)
                        if p is not None]
             services = await_deployments(env, watches)
         env.recovery.state = "the scheduler is running"
-        return Outcome(f"scheduler {label} started", tuple(services))
+        said = "is running: its tasks stayed up for the stability window" if crashing else "started"
+        return Outcome(f"scheduler {label} {said}", tuple(services))
     partly = [s for s in services if 0 < s.desired < allowed]
     if partly:
         raise OperationFailed(
@@ -133,6 +143,23 @@ def start_scheduler(env: Env, names: list[str], wait: bool = True, count: int | 
             "would run old and new scheduler tasks at once; run stop-scheduler first"
         )
     return _start_schedulers(env, [s for s in services if s.desired == 0], allowed, wait, alive_checked=False)[0]
+
+
+def _recently_exited(env: Env, services: list[Service]) -> str | None:
+    """Which scheduler's tasks of its current deployment have been exiting, if any: a scheduler whose tasks keep
+    exiting is not running, whatever its counts say between two crashes."""
+    from .ecs import EXITED, FAILED_TO_START
+
+    for service in services:
+        primary = service.primary
+        try:
+            stopped = env.ecs.stopped_tasks(service.name, set())
+        except WorkflowError as error:  # cannot tell: the watch that follows is the safe way to find out
+            return f"{service.name}'s stopped tasks cannot be read now ({error})"
+        failed = [t for t in stopped if primary and t.started_by == primary.id and t.stop_cause in (EXITED, FAILED_TO_START)]
+        if failed:
+            return f"{len(failed)} task(s) of {service.name}'s deployment {primary.id if primary else ''} exited recently"
+    return None
 
 
 def _start_schedulers(env: Env, services: list[Service], count: int, wait: bool, alive_checked: bool,
@@ -190,9 +217,11 @@ def redeploy(env: Env, topology: Topology, options: RedeployOptions = DEFAULTS) 
     source = migration_source(topology, by_name, options.migrate_from) if options.migrate else None
     rehearse_reads(env, by_name.values())
     processor_counts = {s.name: s.desired or stopped_count(s) or 1 for s in processors}
-    down_since = env.poller.clock()
-    # Schedulers already stopped with the rest rolling is what an interrupted redeploy leaves behind.
-    resuming = all(s.desired == 0 for s in schedulers) and not options.migrate
+    # Schedulers already stopped is what an interrupted redeploy leaves behind: the rollouts it began since the
+    # stop are taken over, not begun again, and the downtime counts from that stop.
+    stopped_since = _stopped_since(env, schedulers) if all(s.desired == 0 for s in schedulers) else None
+    resuming = stopped_since if not options.migrate else None
+    down_since = stopped_since or env.report.now()
     stop_for_upgrade(env, schedulers, processors)
     if source is not None and options.migrate:
         if options.snapshot:
@@ -234,7 +263,8 @@ def redeploy(env: Env, topology: Topology, options: RedeployOptions = DEFAULTS) 
     if draining:
         env.report.line(f"{draining} old web task(s) draining behind the load balancer; ECS finishes it")
     env.recovery.state = None
-    downtime = round(running_since - down_since, 1)
+    running_at = env.report.now() - timedelta(seconds=env.poller.clock() - running_since)
+    downtime = round(max(0.0, (running_at - down_since).total_seconds()), 1)
     finished = {s.name: s for s in [*settled, *started.services]}
     for watch in worker_watches:
         if watch.latest is not None:
@@ -294,11 +324,19 @@ def migrate(env: Env, source: Service, command: list[str], untouched: str) -> Ta
     except TaskFailed:
         env.recovery.state = f"the scheduler is stopped; the migration failed; {untouched} are untouched"
         raise
+    env.recovery.milestone = "migrated"  # resuming from here must not migrate again
     database.record_migration(env, command, outcome.task)
     return outcome
 
 
-def _roll_api_servers(env: Env, services: list[Service], resuming: bool, options: RedeployOptions) -> list[DeploymentWatch]:
+def _stopped_since(env: Env, schedulers: list[Service]) -> datetime | None:
+    """When the last scheduler task was told to stop, as ECS says (it lists stopped tasks for about an hour)."""
+    moments = [t.stopping_at for s in schedulers for t in env.ecs.stopped_tasks(s.name, set()) if t.stopping_at]
+    return max(moments, default=None)
+
+
+def _roll_api_servers(env: Env, services: list[Service], resuming: datetime | None,
+                      options: RedeployOptions) -> list[DeploymentWatch]:
     """UPGRADE_ORDER's third step: the api-servers serve on the new image, stable, before any new worker starts."""
     if not services:
         return []

@@ -12,3 +12,9 @@ class Recovery:
     state: str | None = None  # the cluster's state in words; None when nothing is under way
     alternatives: list[tuple[str, str]] = field(default_factory=list)  # (what it does, command): other ways out
     resumable: bool = True  # False while re-running the command would repeat something still under way
+    milestone: str | None = None  # the last step done that a resume must not repeat (e.g. "migrated")
+    resume_after: dict[str, str] = field(default_factory=dict)  # milestone -> the command that resumes after it
+
+    def resume(self, command: str | None) -> str | None:
+        """The command that resumes: `command`, or what replaces it once a milestone has passed."""
+        return self.resume_after.get(self.milestone or "", command) if command else None

@@ -124,6 +124,7 @@ def _failed(app: App, message: str, code: int, resume: str | None, result) -> No
     from . import render
 
     recovery = app.recovery
+    resume = recovery.resume(resume)
     if app.options["output"] == "json":
         click.echo(render.to_json({
             "error": message,
@@ -140,6 +141,7 @@ def _failed(app: App, message: str, code: int, resume: str | None, result) -> No
 
 def _explain(app: App, message: str, resume: str | None, failed: bool = True) -> str:
     recovery = app.recovery
+    resume = recovery.resume(resume)
     if recovery.state is not None:
         message += f"\n  cluster state: {recovery.state}"
         if resume and recovery.resumable:

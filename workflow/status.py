@@ -63,12 +63,19 @@ def running_images(env: Env, running: dict[str, list[Task]]) -> tuple[list[Image
             by_repository.setdefault((ref.account, ref.region, ref.repository), set()).add((image, digest))
     tags: dict[str, list[str]] = {}
     notes = []
-    for pairs in by_repository.values():
+    for (_, _, repository), pairs in by_repository.items():
         image = next(iter(pairs))[0]
         try:
             tags.update(tags_for_digests(env.ecr, image, {d for _, d in pairs}) if env.ecr else {})
         except WorkflowError as error:  # the tags are a courtesy: the digests alone answer "what runs"
             notes.append(f"cannot read the tags of {image.split('@')[0].split(':')[0]}: {error}")
+            continue
+        # A tag the task definitions name (`latest`) that no running digest carries has moved on: promote ran since.
+        for tag in sorted({ref.tag for i, _ in pairs if (ref := ecr_image(i)) and ref.tag and not ref.digest}):
+            if not any(tag in tags.get(d, []) for _, d in pairs):
+                notes.append(f"{tag} in {repository} names an image no service runs yet (promoted since the last "
+                             "redeploy): `redeploy` moves them onto it (`redeploy --migrate` when its Airflow version "
+                             "needs a new schema; `redeploy --dry-run` shows the plan)")
     images = [Image(name, revision, image, digest, n, tuple(tags.get(digest, ())))
               for (name, revision, image, digest), n in counts.items()]
     return images, notes

@@ -59,12 +59,15 @@ def initialize(app: App, yes, wait, command, container, source):
         help="The migration command (shell-quoted), with --migrate.")
 @option("--migrate-from", env="MIGRATE_FROM", default=SCHEDULER, callback=_role, metavar="ROLE",
         help=f"Role whose deployed task definition and network run the migration: {', '.join(ROLES)}.")
+@option("--snapshot", env="SNAPSHOT", default=None, metavar="DB_INSTANCE", show_default="none",
+        help="With --migrate: snapshot this RDS instance (named <cluster>-<UTC time>) and wait until it is available "
+             "before the migration starts.")
 @schedulers_option
 @option("--dry-run", env="DRY_RUN", is_flag=True, default=False,
         help="Print the plan (the roles in order, each one's image now and after, whether a migration runs) and "
              "change nothing.")
 @click.pass_obj
-def redeploy(app: App, yes, wait_for_drain, migrate, migrate_command, migrate_from, schedulers, dry_run):
+def redeploy(app: App, yes, wait_for_drain, migrate, migrate_command, migrate_from, snapshot, schedulers, dry_run):
     """Stop the scheduler, roll web and worker, start the scheduler.
 
     Every component moves onto a new deployment of its task definition, in the order the database schema
@@ -83,6 +86,8 @@ def redeploy(app: App, yes, wait_for_drain, migrate, migrate_command, migrate_fr
     from .. import operations
     from ..plan import plan as plan_for
 
+    if snapshot and not migrate:
+        raise click.UsageError("--snapshot goes with --migrate: only a migration moves the schema")
     topology = app.topology()
     plan = plan_for(app.env(), topology, migrate_command if migrate else None)
     if dry_run:
@@ -96,10 +101,14 @@ def redeploy(app: App, yes, wait_for_drain, migrate, migrate_command, migrate_fr
             app.report.line(f"plan: {line}")
     if plan.nothing_to_change:
         app.report.line(f"warning: {plan.summary()}")
+    rest = f" --schedulers {schedulers}" if schedulers else ""
     resume = "redeploy --yes" + (f" --migrate --migrate-command {shlex.quote(shlex.join(migrate_command))}" if migrate else "")
     if migrate and migrate_from != SCHEDULER:
         resume += f" --migrate-from {migrate_from}"
-    if schedulers:
-        resume += f" --schedulers {schedulers}"
-    options = operations.RedeployOptions(wait_for_drain, migrate_command if migrate else None, migrate_from, schedulers)
+    if snapshot:
+        resume += f" --snapshot {shlex.quote(snapshot)}"
+    resume += rest
+    app.recovery.resume_after["migrated"] = "redeploy --yes" + rest  # once migrated, a resume only rolls
+    options = operations.RedeployOptions(wait_for_drain, migrate_command if migrate else None, migrate_from, schedulers,
+                                         snapshot)
     run(app, resume, lambda: replace(operations.redeploy(app.env(holds="redeploy"), topology, options), plan=plan))
