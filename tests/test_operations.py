@@ -491,3 +491,101 @@ def test_a_redeploy_resumed_after_ctrl_c_waits_for_the_rollout_in_flight(release
     assert f"{WORKER}: resuming deployment {rolling}" in again.stderr
     assert primary_id(describe(ecs, WORKER)[WORKER]) == rolling  # not thrown away by a second force
     assert describe(ecs, SCHEDULER)[SCHEDULER]["runningCount"] == 1 and max(one_scheduler_at_most) == 1
+
+
+def test_a_resumed_redeploy_takes_over_what_finished_and_counts_the_downtime_from_the_stop(released_cluster, sim,
+                                                                                          clock, ecs, run):
+    """Ctrl-C once web and worker have completed, while the scheduler waits to start: the re-run forces nothing
+    again, and its downtime runs from the stop the first run made."""
+    from click.testing import CliRunner
+    from conftest import runtime
+
+    from workflow.cli import main
+
+    before = {name: primary_id(describe(ecs, name)[name]) for name in (WEB, WORKER)}
+
+    def sleep(seconds):
+        services = describe(ecs, WEB, WORKER)
+        if all(s["deployments"][0]["rolloutState"] == "COMPLETED" and primary_id(s) != before[name]
+               for name, s in services.items()):
+            raise KeyboardInterrupt
+        clock.sleep(seconds)
+
+    interrupted = runtime(clock)
+    interrupted.sleep = sleep
+    stopped_at = clock.now()
+    first = CliRunner().invoke(main, [*NAMES, "redeploy", "--yes"], obj=interrupted)
+    assert first.exit_code == 130, first.output
+    rolled = {name: primary_id(describe(ecs, name)[name]) for name in (WEB, WORKER)}
+    clock.sleep(20)  # the operator looks around before resuming
+    again = run(*NAMES, "redeploy", "--yes")
+    assert again.exit_code == 0, again.output
+    assert {name: primary_id(describe(ecs, name)[name]) for name in (WEB, WORKER)} == rolled  # nothing forced again
+    assert f"{WORKER}: resuming deployment {rolled[WORKER]}, already rolled out" in again.stderr
+    downtime = json.loads(run(*NAMES, "-o", "json", "status").stdout)  # the scheduler runs again
+    assert downtime["scheduler_tasks_alive"] == 1
+    reported = float(again.stdout.split("the scheduler was down for ", 1)[1].split("s", 1)[0])
+    assert reported >= clock.now() - stopped_at - 40  # from the first run's stop, not from the re-run's start
+
+
+def test_ha_schedulers_are_the_operators_choice_and_are_restored_at_their_count(cluster, run, ecs, sim):
+    most = []
+    sim.observers.append(lambda s: most.append(sum(t.is_live for t in s.service(SCHEDULER).tasks)))
+    refused = run(*NAMES, "start-scheduler", "--schedulers", "2")
+    assert refused.exit_code == 1 and "starting more beside them" in refused.stderr  # never old beside new
+    assert run(*NAMES, "stop-scheduler", "--yes").exit_code == 0
+    started = run(*NAMES, "start-scheduler", "--schedulers", "2")
+    assert started.exit_code == 0, started.output
+    assert describe(ecs, SCHEDULER)[SCHEDULER]["runningCount"] == 2
+    assert max(most) <= 2
+
+    # A redeploy refuses two schedulers unless told, then keeps them at two, never more.
+    refused = run(*NAMES, "redeploy", "--yes")
+    assert refused.exit_code == 2, refused.output
+    redeployed = run(*NAMES, "redeploy", "--yes", "--schedulers", "2")
+    assert redeployed.exit_code == 0, redeployed.output
+    assert describe(ecs, SCHEDULER)[SCHEDULER]["runningCount"] == 2 and max(most) <= 2
+
+    # stop-scheduler remembers the count; start-scheduler restores it without being told.
+    assert run(*NAMES, "stop-scheduler", "--yes").exit_code == 0
+    tags = ecs.list_tags_for_resource(resourceArn=describe(ecs, SCHEDULER)[SCHEDULER]["serviceArn"])["tags"]
+    assert {"key": "workflow-stopped-count", "value": "2"} in tags
+    assert run(*NAMES, "start-scheduler").exit_code == 0
+    assert describe(ecs, SCHEDULER)[SCHEDULER]["runningCount"] == 2 and max(most) <= 2
+    tags = ecs.list_tags_for_resource(resourceArn=describe(ecs, SCHEDULER)[SCHEDULER]["serviceArn"])["tags"]
+    assert "workflow-stopped-count" not in {t["key"] for t in tags}
+
+
+def test_start_scheduler_does_not_call_a_crash_looping_scheduler_running(cluster, run, sim, ecs):
+    sim.crash_deployments(SCHEDULER, exit_code=1, after=10.0)
+    ecs.update_service(cluster=CLUSTER, service=SCHEDULER, forceNewDeployment=True,
+                       deploymentConfiguration={"maximumPercent": 100, "minimumHealthyPercent": 0})
+    for _ in range(40):  # long enough for the new deployment to complete, crash, and be replaced
+        run(*NAMES, "status")
+    result = run(*NAMES, "start-scheduler")
+    assert result.exit_code == 1, result.output
+    assert "exited after it was running" in result.stderr and "already running" not in result.stdout
+
+
+def test_a_stop_during_another_operators_redeploy_is_no_false_success(cluster, run, ecs, clock):
+    from workflow.lease import TAG_PREFIX
+
+    assert run(*NAMES, "stop-scheduler", "--yes").exit_code == 0
+    arn = ecs.describe_clusters(clusters=[CLUSTER])["clusters"][0]["clusterArn"]
+    since, until = clock.wall(clock.now()), clock.wall(clock.now() + 3600)
+    ecs.tag_resource(resourceArn=arn, tags=[{"key": TAG_PREFIX + "other", "value":
+        f"owner=ada@ops command=redeploy since={since:%Y-%m-%dT%H:%M:%SZ} expires={until:%Y-%m-%dT%H:%M:%SZ}"}])
+    result = run(*NAMES, "stop-scheduler", "--yes")
+    assert result.exit_code == 4, result.output
+    assert "ada@ops (redeploy)" in result.stderr and "already stopped" not in result.stdout
+
+
+def test_status_says_when_latest_has_moved_past_what_runs(released_cluster, run):
+    from workflow_sandbox.images import push_image, random_layers
+
+    assert "names an image no service runs yet" not in run(*NAMES, "status").stdout
+    push_image(shared_client("ecr"), "airflow-prod", random_layers(2, 1024, seed=2), "latest")  # as promote leaves it
+    result = run(*NAMES, "status")
+    assert result.exit_code == 0, result.output
+    assert "warning: latest in airflow-prod names an image no service runs yet" in result.stdout
+    assert "`redeploy` moves them onto it" in result.stdout

@@ -381,3 +381,48 @@ def test_running_images_describes_every_services_tasks_in_one_call():
     assert running.by_role() == {"scheduler": {DIGEST: 1}, "worker": {DIGEST: 1, OTHER: 1}, "web": {DIGEST: 2}}
     assert running.roles_running(DIGEST) == {"scheduler": 1, "worker": 1, "web": 2}
     assert not running.all_run(DIGEST)  # one worker runs another image (the PENDING scheduler does not count)
+
+
+class Killed(BaseException):
+    """SIGKILL: the process ends where it is, releasing nothing (no handler, no finally that matters)."""
+
+
+def test_a_killed_rollback_re_run_finishes_that_rollback_not_one_release_further(cluster_registry, cluster, clock, ecs):
+    from click.testing import CliRunner
+    from conftest import runtime
+
+    from workflow.cli import main
+
+    ecr, (v1, v2, v3) = cluster_registry.ecr, cluster_registry.digests
+
+    def killed_once_latest_moved(seconds):
+        if latest(ecr)["imageId"]["imageDigest"] == v2:
+            raise Killed
+        clock.sleep(seconds)
+
+    killed = runtime(clock)
+    killed.sleep = killed_once_latest_moved
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(Killed):
+        patch.setattr("workflow.app.App.release_leases", lambda self: None)  # a killed process releases nothing
+        CliRunner().invoke(main, [*NAMES, "rollback", "--yes"], obj=killed, catch_exceptions=False)
+    assert latest(ecr)["imageId"]["imageDigest"] == v2
+
+    held = CliRunner().invoke(main, [*NAMES, "rollback", "--yes"], obj=runtime(clock))
+    assert failed_cleanly(held, 4), held.output  # the dead run's lease, as the message then advises breaking it
+    assert "--break-lease" in held.stderr
+
+    again = CliRunner().invoke(main, [*NAMES, "--break-lease", "rollback", "--yes"], obj=runtime(clock))
+    assert again.exit_code == 0, again.output
+    assert f"finishing the rollback to {v2[:19]}" in again.stderr
+    assert latest(ecr)["imageId"]["imageDigest"] == v2  # not v1: the same rollback, finished
+    for name in (SCHEDULER, WORKER, WEB):
+        assert running_digests(ecs, name) == {v2}, name
+    assert "workflow-rollback" not in {t["key"] for t in ecs.list_tags_for_resource(
+        resourceArn=ecs.describe_clusters(clusters=[CLUSTER])["clusters"][0]["clusterArn"])["tags"]}
+    assert v1 not in {d for name in (SCHEDULER, WORKER, WEB) for d in running_digests(ecs, name)}
+
+
+def test_an_empty_to_is_a_usage_error_before_anything_moves(released, run):
+    result = run("rollback", "--no-redeploy", "--yes", "--to", "")
+    assert failed_cleanly(result, 2), result.output
+    assert "--to" in result.stderr and latest(released.ecr)["imageId"]["imageDigest"] == released.digests[2]

@@ -27,8 +27,9 @@ STOPPED_COUNT_TAG = "workflow-stopped-count"
 
 
 def preflight(env: Env, names: list[str]) -> list[Service]:
-    """Every service exists, is ACTIVE and deploys by rolling update; checked before anything changes."""
-    services = env.ecs.services(names)
+    """Every service exists, is ACTIVE and deploys by rolling update; checked before anything changes. Described
+    with their tags: a count this tool recorded when it stopped one is among them."""
+    services = env.ecs.services(names, tags=True)
     for service in services:
         env.report.service(service)
     others = [s for s in services if s.controller != ROLLING_UPDATE]

@@ -15,8 +15,9 @@ from .images import ecr_image, short
 from .tags import LATEST, label, ordered_tags, stamp_of
 
 SCHEMA_NOTE = (
-    "A rollback does not downgrade the database schema: the earlier image runs against the schema the later "
-    "one migrated to. Roll back only to a release that works with that schema, or restore the database first."
+    "The database's schema is not recorded (no migration by this tool yet), so it cannot be checked: the earlier "
+    "image runs against the schema the later one migrated to. Roll back only to a release that works with that "
+    "schema, or restore the database first."
 )
 
 

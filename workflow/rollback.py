@@ -98,9 +98,7 @@ def rollback(ecr: Ecr, report: Reporter, plan: RollbackPlan, dry_run: bool = Fal
         report.line(note)
     if options.downgrade_db and not (check and check.needs_downgrade):
         report.line(f"--downgrade-db: the database's schema already fits {plan.target}; it is not downgraded")
-    warnings = [SCHEMA_NOTE] if check is None or check.note else []
-    if check is not None and check.note:
-        warnings.insert(0, check.note)
+    warnings = [SCHEMA_NOTE] if check is None or check.recorded is None else [check.note] if check.note else []
     base = dict(repository=plan.repository, from_digest=plan.from_digest, from_stamp=plan.from_stamp,
                 to_digest=plan.to_digest, to_stamp=plan.to_stamp, schema=check, warnings=tuple(warnings))
     moves = f"{LATEST} in {plan.repository} from {plan.source} to {plan.target}"
