@@ -31,7 +31,7 @@ from .env import Env
 from .errors import OperationFailed, Refused, TaskFailed, WorkflowError
 from .oneoff import TaskOutcome, run_one_off
 from .plan import Plan
-from .topology import API_SERVER, DAG_PROCESSOR, SCHEDULER, TRIGGERER, WEBSERVER, WORKER, Topology
+from .topology import API_SERVER, DAG_PROCESSOR, SCHEDULER, TRIGGERER, UPGRADE_ORDER, WEBSERVER, WORKER, Step, Topology
 
 RESTORE_SCHEDULER = ("to schedule on the old workers ECS keeps running", "start-scheduler")
 ROLL_BACK = ("to go back to the previous release, if there is one", "rollback --yes")
@@ -193,7 +193,8 @@ def _start_schedulers(env: Env, services: list[Service], count: int, wait: bool,
 
 
 def redeploy(env: Env, topology: Topology, options: RedeployOptions = DEFAULTS) -> Outcome:
-    """Move every component onto new deployments, in topology.UPGRADE_ORDER, keeping their desired counts.
+    """Move every component onto new deployments, step by step as topology.UPGRADE_ORDER says, keeping their
+    desired counts.
 
     The scheduler starts as soon as the new workers are complete and stable and no old worker runs; web's and the
     triggerer's rollouts go on meanwhile and never hold it back. The command returns when every new deployment has
@@ -203,78 +204,147 @@ def redeploy(env: Env, topology: Topology, options: RedeployOptions = DEFAULTS) 
     and before anything new starts, so no new component meets an old schema and no old one a new schema.
     """
     by_name = check_redeploy(env, topology, options)
+    upgrade = _Upgrade(env, topology, by_name, options)
+    rehearse_reads(env, by_name.values())
+    for step in UPGRADE_ORDER:
+        upgrade.step(step)
+    return upgrade.finish()
 
-    def of(*roles: str) -> list[Service]:
-        return [by_name[name] for name in topology.services(*roles)]
 
-    def words(services: list[Service]) -> str:
-        """`web and worker`, `worker and triggerer`: the roles of `services` in the operator's words."""
-        roles = list(dict.fromkeys(topology.role(s.name) or WORKER for s in services))
+class _Upgrade:
+    """A redeploy under way: what each step of UPGRADE_ORDER does, the deployments it began, and the state to
+    report should it stop early."""
+
+    def __init__(self, env: Env, topology: Topology, by_name: dict[str, Service], options: RedeployOptions):
+        self.env, self.topology, self.by_name, self.options = env, topology, by_name, options
+        self.schedulers, self.processors = self.of(SCHEDULER), self.of(DAG_PROCESSOR)
+        self.count = scheduler_count(self.schedulers, options.schedulers)
+        self.source = migration_source(topology, by_name, options.migrate_from) if options.migrate else None
+        self.processor_counts = {s.name: s.desired or stopped_count(s) or 1 for s in self.processors}
+        # Schedulers already stopped is what an interrupted redeploy leaves behind: the rollouts it began since the
+        # stop are taken over, not begun again, and the downtime counts from that stop.
+        stopped = all(s.desired == 0 for s in self.schedulers)
+        self.stopped_since = _stopped_since(env, self.schedulers) if stopped else None
+        self.resuming = self.stopped_since if not options.migrate else None
+        self.down_since = self.stopped_since or env.report.now()
+        self.watches: dict[str, DeploymentWatch] = {}  # service -> the deployment this redeploy follows
+        self.done: set[str] = set()  # services whose new deployment has succeeded
+        self.running_since: float | None = None
+        self.started: tuple[Service, ...] = ()
+
+    def of(self, *roles: str) -> list[Service]:
+        return [self.by_name[name] for name in self.topology.services(*roles)]
+
+    def words(self, names: list[str]) -> str:
+        """`web and worker`, `worker and triggerer`: the roles of these services in the operator's words."""
+        roles = list(dict.fromkeys(self.topology.role(name) or WORKER for name in names))
         return _and([WORDS[r] for r in roles]) or "nothing"
 
-    schedulers, processors = of(SCHEDULER), of(DAG_PROCESSOR)
-    count = scheduler_count(schedulers, options.schedulers)
-    source = migration_source(topology, by_name, options.migrate_from) if options.migrate else None
-    rehearse_reads(env, by_name.values())
-    processor_counts = {s.name: s.desired or stopped_count(s) or 1 for s in processors}
-    # Schedulers already stopped is what an interrupted redeploy leaves behind: the rollouts it began since the
-    # stop are taken over, not begun again, and the downtime counts from that stop.
-    stopped_since = _stopped_since(env, schedulers) if all(s.desired == 0 for s in schedulers) else None
-    resuming = stopped_since if not options.migrate else None
-    down_since = stopped_since or env.report.now()
-    stop_for_upgrade(env, schedulers, processors)
-    if source is not None and options.migrate:
-        if options.snapshot:
-            database.take_snapshot(env, options.snapshot, topology.name)
-        migrate(env, source, options.migrate, untouched=words(of(API_SERVER, WEBSERVER, WORKER, TRIGGERER)))
-    api_watches = _roll_api_servers(env, of(API_SERVER), resuming, options)
-    rolled = of(WEBSERVER, WORKER, TRIGGERER)
-    with env.report.phase(f"redeploy {_and([s.name for s in rolled + processors])}"):
-        env.recovery.state = f"the scheduler is stopped; {words(rolled)} are being redeployed"
-        env.recovery.alternatives = [RESTORE_SCHEDULER]
-        # forceNewDeployment alone: the desired counts stay whatever operators or autoscaling set.
-        web_watches = [resume_or_deploy(env, s, resuming, drained=options.wait_for_drain) for s in of(WEBSERVER)]
-        worker_watches = [resume_or_deploy(env, s, resuming, old_tasks_stopped=True) for s in of(WORKER)]
-        other_watches = [resume_or_deploy(env, s, resuming) for s in of(TRIGGERER)]
-        # The dag-processors were stopped: they start again on the new image, with the count they had.
-        other_watches += [deploy(env, s.name, desired_count=processor_counts[s.name], desired=processor_counts[s.name])
-                          for s in processors]
-        try:
-            await_deployments(env, [*api_watches, *web_watches, *worker_watches, *other_watches], required=worker_watches)
-        except (OperationFailed, KeyboardInterrupt):
-            if worker_watches and all(_no_old_task(w) for w in worker_watches):  # no old worker to schedule on
-                env.recovery.state = "the scheduler is stopped; the new workers are what runs"
-                env.recovery.alternatives = [ROLL_BACK]
-            raise
-    rest = [*api_watches, *web_watches, *other_watches]
-    rolling = words([by_name[w.service] for w in rest])
-    env.recovery.state = "the scheduler is stopped; the worker is redeployed" + (
-        f" and {rolling} {'is' if len(rest) == 1 else 'are'} rolling" if rest else "")
-    env.recovery.alternatives = []
-    require_still_stopped(env, schedulers, "scheduler", f"{words(rolled)} were redeployed")
-    started, running_since = _start_schedulers(env, schedulers, count, True, True, also=tuple(rest))
-    env.recovery.state = "the scheduler runs on the new workers" + (f"; {rolling} {'is' if len(rest) == 1 else 'are'} "
-                                                                      "rolling" if rest else "")
-    if not rest:
-        settled = []
-    else:
-        settled = await_deployments(env, [*rest, *worker_watches], required=rest)[: len(rest)]
-    draining = sum(w.draining() for w in web_watches)
-    if draining:
-        env.report.line(f"{draining} old web task(s) draining behind the load balancer; ECS finishes it")
-    env.recovery.state = None
-    running_at = env.report.now() - timedelta(seconds=env.poller.clock() - running_since)
-    downtime = round(max(0.0, (running_at - down_since).total_seconds()), 1)
-    finished = {s.name: s for s in [*settled, *started.services]}
-    for watch in worker_watches:
-        if watch.latest is not None:
-            finished.setdefault(watch.service, watch.latest)
-    return Outcome(
-        f"cluster {topology.name} redeployed; the scheduler was down for {downtime:.0f}s",
-        tuple(finished.get(name) or by_name[name] for name in topology.services()),
-        downtime,
-        roles={c.service: c.role for c in topology.components},
-    )
+    def watched(self, *roles: str) -> list[DeploymentWatch]:
+        names = self.topology.services(*roles) if roles else list(self.watches)
+        return [self.watches[name] for name in names if name in self.watches]
+
+    def step(self, step: Step) -> None:
+        required = self.watched(*step.after)
+        if required and step.action != "start":
+            with self.env.report.phase(f"wait for {_and([w.service for w in required])} before the next step"):
+                self._await(required)
+        action = {"stop": self.stop, "migrate": self.migrate, "roll": self.roll, "start": self.start}[step.action]
+        action(step)
+
+    def stop(self, step: Step) -> None:
+        stop_for_upgrade(self.env, self.of(SCHEDULER) if SCHEDULER in step.roles else [],
+                         self.of(DAG_PROCESSOR) if DAG_PROCESSOR in step.roles else [])
+
+    def migrate(self, _step: Step) -> None:
+        if self.source is None or not self.options.migrate:
+            return
+        if self.options.snapshot:
+            database.take_snapshot(self.env, self.options.snapshot, self.topology.name)
+        untouched = self.words(self.topology.services(API_SERVER, WEBSERVER, WORKER, TRIGGERER))
+        migrate(self.env, self.source, self.options.migrate, untouched=untouched)
+
+    def roll(self, step: Step) -> None:
+        services = self.of(*step.roles)
+        if not services:
+            return
+        env, names = self.env, [s.name for s in services]
+        with env.report.phase(f"redeploy {_and(names)}"):
+            env.recovery.state = f"the scheduler is stopped; {self.words(names)} {'is' if len(names) == 1 else 'are'} " \
+                                 "being redeployed"
+            env.recovery.alternatives = [RESTORE_SCHEDULER]
+            # forceNewDeployment alone: the desired counts stay whatever operators or autoscaling set.
+            for service in services:
+                role = self.topology.role(service.name)
+                options = {"old_tasks_stopped": True} if role == WORKER else \
+                    {"drained": self.options.wait_for_drain} if role in (API_SERVER, WEBSERVER) else {}
+                self.watches[service.name] = resume_or_deploy(env, service, self.resuming, **options)
+
+    def start(self, step: Step) -> None:
+        if DAG_PROCESSOR in step.roles:
+            # Stopped with the schedulers: they start again on the new image, with the count they had.
+            for service in self.processors:
+                count = self.processor_counts[service.name]
+                self.watches[service.name] = deploy(self.env, service.name, desired_count=count, desired=count)
+        if SCHEDULER in step.roles:
+            self._start_schedulers(step)
+
+    def _start_schedulers(self, step: Step) -> None:
+        env = self.env
+        required = self.watched(*step.after)
+        with env.report.phase(f"wait for {_and([w.service for w in required])} before the scheduler starts"):
+            try:
+                self._await(required)
+            except (OperationFailed, KeyboardInterrupt):
+                workers = self.watched(WORKER)
+                if workers and all(_no_old_task(w) for w in workers):  # no old worker to schedule on
+                    env.recovery.state = "the scheduler is stopped; the new workers are what runs"
+                    env.recovery.alternatives = [ROLL_BACK]
+                raise
+        rest = self._rest()
+        rolling = self.words([w.service for w in rest])
+        env.recovery.state = "the scheduler is stopped; the worker is redeployed" + (
+            f" and {rolling} {'is' if len(rest) == 1 else 'are'} rolling" if rest else "")
+        env.recovery.alternatives = []
+        require_still_stopped(env, self.schedulers, "scheduler",
+                              f"{self.words(self.topology.services(WEBSERVER, WORKER, TRIGGERER))} were redeployed")
+        started, self.running_since = _start_schedulers(env, self.schedulers, self.count, True, True, also=tuple(rest))
+        self.started = started.services
+        env.recovery.state = "the scheduler runs on the new workers" + (
+            f"; {rolling} {'is' if len(rest) == 1 else 'are'} rolling" if rest else "")
+
+    def _rest(self) -> list[DeploymentWatch]:
+        """The deployments still followed that are no worker's: they roll on while the scheduler starts."""
+        workers = set(self.topology.services(WORKER))
+        return [w for name, w in self.watches.items() if name not in workers and name not in self.done]
+
+    def _await(self, required: list[DeploymentWatch]) -> None:
+        if required:
+            await_deployments(self.env, list(self.watches.values()), required=required)
+            self.done.update(w.service for w in required)
+
+    def finish(self) -> Outcome:
+        env, rest = self.env, self._rest()
+        settled = {s.name: s for s in self.started}
+        if rest:
+            done = await_deployments(env, list(self.watches.values()), required=rest)
+            settled.update({s.name: s for s in done if s.name not in settled})
+        for watch in self.watches.values():
+            if watch.latest is not None:
+                settled.setdefault(watch.service, watch.latest)
+        draining = sum(w.draining() for w in self.watched(API_SERVER, WEBSERVER))
+        if draining:
+            env.report.line(f"{draining} old web task(s) draining behind the load balancer; ECS finishes it")
+        env.recovery.state = None
+        running_since = self.running_since if self.running_since is not None else env.poller.clock()
+        running_at = env.report.now() - timedelta(seconds=env.poller.clock() - running_since)
+        downtime = round(max(0.0, (running_at - self.down_since).total_seconds()), 1)
+        return Outcome(
+            f"cluster {self.topology.name} redeployed; the scheduler was down for {downtime:.0f}s",
+            tuple(settled.get(name) or self.by_name[name] for name in self.topology.services()),
+            downtime,
+            roles={c.service: c.role for c in self.topology.components},
+        )
 
 
 def check_redeploy(env: Env, topology: Topology, options: RedeployOptions) -> dict[str, Service]:
@@ -333,19 +403,6 @@ def _stopped_since(env: Env, schedulers: list[Service]) -> datetime | None:
     """When the last scheduler task was told to stop, as ECS says (it lists stopped tasks for about an hour)."""
     moments = [t.stopping_at for s in schedulers for t in env.ecs.stopped_tasks(s.name, set()) if t.stopping_at]
     return max(moments, default=None)
-
-
-def _roll_api_servers(env: Env, services: list[Service], resuming: datetime | None,
-                      options: RedeployOptions) -> list[DeploymentWatch]:
-    """UPGRADE_ORDER's third step: the api-servers serve on the new image, stable, before any new worker starts."""
-    if not services:
-        return []
-    with env.report.phase(f"redeploy {_and([s.name for s in services])} before the workers"):
-        env.recovery.state = "the scheduler is stopped; the api-server is being redeployed; the workers are untouched"
-        env.recovery.alternatives = [RESTORE_SCHEDULER]
-        watches = [resume_or_deploy(env, s, resuming, drained=options.wait_for_drain) for s in services]
-        await_deployments(env, watches)
-    return watches
 
 
 def _no_old_task(watch: DeploymentWatch) -> bool:

@@ -26,10 +26,11 @@ class Step:
     action: str  # stop, migrate, roll, start
     roles: tuple[str, ...]
     why: str
+    after: tuple[str, ...] = ()  # roles whose new deployments must have succeeded before this step begins
 
 
-# The order redeploy, redeploy --migrate and rollback move the components in. Each step waits for the one before
-# it, except where `why` says a step is only started; README ("Upgrade order") explains the same table.
+# The order redeploy, redeploy --migrate and rollback move the components in: `operations.redeploy` carries out this
+# table step by step, so the order lives here and only here. README ("Upgrade order") explains the same table.
 UPGRADE_ORDER = (
     Step("stop", (SCHEDULER, DAG_PROCESSOR),
          "nothing new is queued or parsed from here on, and no process that checks the schema runs while it moves; "
@@ -41,12 +42,14 @@ UPGRADE_ORDER = (
          "Airflow 3 workers reach the database only through the api-server's Execution API, which serves older "
          "workers but not newer ones: the new api-server serves before the first new worker starts"),
     Step("roll", (WEBSERVER, WORKER, TRIGGERER),
-         "together: an Airflow 2 webserver serves only people; the triggerer checks the schema, so it comes after the "
-         "migration, and it queues nothing (a fired trigger waits for the scheduler)"),
+         "together, once the new api-server is stable: an Airflow 2 webserver serves only people; the triggerer "
+         "checks the schema, so it comes after the migration, and it queues nothing (a fired trigger waits for the "
+         "scheduler)", after=(API_SERVER,)),
     Step("start", (DAG_PROCESSOR,),
          "on the new image, with the count it had, before the scheduler needs freshly parsed DAGs"),
     Step("start", (SCHEDULER,),
-         "once the new workers are stable and no old worker runs: nothing it queues lands on an old image"),
+         "once the new workers are stable and no old worker runs: nothing it queues lands on an old image",
+         after=(WORKER,)),
 )
 
 
