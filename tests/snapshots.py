@@ -1,8 +1,8 @@
 """Provisioned clusters and pushed images made once per test process, through the APIs, and restored for each
 test by copy.
 
-Provisioning takes thirteen API calls; a copy of what they leave behind (moto's ECS, EC2 and CloudWatch Logs
-backends of the Region, and the simulation's services and tasks) is restored in a tenth of the time. A copy
+Provisioning takes thirteen API calls; a copy of what they leave behind (moto's ECS, EC2, CloudWatch Logs, ELBv2
+and RDS backends of the Region, and the simulation's services and tasks) is restored in a tenth of the time. A copy
 is restored only into a fresh mock and a simulation configured as the one it was taken from, so a test that
 sets up faults or timings before its cluster exists still gets a cluster provisioned under them. Pushing a
 release takes a dozen; a copy of moto's ECR backend and of the simulated registry's blobs is restored only
@@ -13,12 +13,20 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from workflow_sandbox.moto_models import ec2_backends, ecr_backends, ecs_backends, logs_backends
+from workflow_sandbox.moto_models import (
+    ec2_backends,
+    ecr_backends,
+    ecs_backends,
+    elbv2_backends,
+    logs_backends,
+    rds_backends,
+)
 
 ACCOUNT = "123456789012"
-BACKENDS = (ecs_backends, ec2_backends, logs_backends)
-STATE = ("services", "tasks", "_pending_logs")  # what the simulation changes as it runs
-OWN = ("clock", "lock", "observers")  # each test's own, never copied
+BACKENDS = (ecs_backends, ec2_backends, logs_backends, elbv2_backends, rds_backends)
+# What the simulation changes as it runs. The Airflow database is a setting: provisioning leaves it as it was.
+STATE = ("services", "tasks", "_pending_logs", "_due", "_scheduled", "_launched", "_stopped")
+OWN = ("clock", "lock", "observers", "image_config")  # each test's own, never copied
 
 
 @dataclass(frozen=True)
@@ -49,7 +57,7 @@ def provisioned(name: str, sim, clock, region: str, provision):
         sim.advance()  # so no task holds a transition still to play: those are closures over this simulation
     # Provisioning must leave the configuration as it found it (a fault or a flaky start it used up is not copied).
     unchanged = _settings(sim) == settings and not any(sim.faults.count.values())
-    if fresh and snapshot is None and unchanged and not any(task.next_action for task in sim.tasks):
+    if fresh and snapshot is None and unchanged and sim.idle():
         state = {key: getattr(sim, key) for key in STATE}
         backends = tuple(registry[ACCOUNT][region] for registry in BACKENDS)
         _taken[name] = Snapshot(settings, copy.deepcopy((result, state, backends, clock.now())))
@@ -57,8 +65,8 @@ def provisioned(name: str, sim, clock, region: str, provision):
 
 
 def _fresh(sim, clock, region: str) -> bool:
-    """Nothing has happened yet: no simulated time, no service, no cluster, log group or VPC of a test's own,
-    and no ECR repository, whose images the tasks would resolve as they start."""
+    """Nothing has happened yet: no simulated time, no service, no cluster, log group, VPC, load balancer or
+    database of a test's own, and no ECR repository, whose images the tasks would resolve as they start."""
     return (
         clock.now() == 0
         and not sim.services
@@ -66,6 +74,9 @@ def _fresh(sim, clock, region: str) -> bool:
         and not logs_backends[ACCOUNT][region].groups
         and len(ec2_backends[ACCOUNT][region].vpcs) == 1  # the default VPC
         and not ecr_backends[ACCOUNT][region].repositories
+        and not elbv2_backends[ACCOUNT][region].load_balancers
+        and not elbv2_backends[ACCOUNT][region].target_groups
+        and not rds_backends[ACCOUNT][region].databases
     )
 
 

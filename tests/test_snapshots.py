@@ -31,3 +31,38 @@ def test_a_push_is_restored_from_its_copy_only_onto_ecr_as_it_was_when_copied():
     push_once()  # takes the copy, unless an earlier run in this process did
     assert push_once() == (False, 0)  # restored
     assert push_once(scan_on_push) == (True, 2)  # pushed (config and layer): a copy would undo the setting
+
+
+def test_an_airflow_3_cluster_is_restored_with_its_load_balancer_and_database_and_runs_on():
+    """The copy holds moto's ELBv2 and RDS backends too; a restored cluster deploys as a provisioned one does."""
+    from conftest import CLUSTER, shared_client
+
+    from workflow_sandbox.clock import FakeClock
+    from workflow_sandbox.hooks import simulated_ecs
+    from workflow_sandbox.provision import provision_cluster, running_counts
+    from workflow_sandbox.simulator import Simulation, Timings
+
+    for attempt in ("provisioned", "restored"):
+        with mock_aws():
+            clock = FakeClock()
+            sim = Simulation(clock, Timings(provision=2, pull=5, drain=3, stop=2, one_off_run=6))
+            provisioned = []
+
+            def provision(clock=clock, provisioned=provisioned):
+                provisioned.append(provision_cluster(shared_client, counts=running_counts(3), airflow=3))
+                clock.sleep(60)
+                return provisioned[-1]
+
+            with simulated_ecs(sim):
+                result = snapshots.provisioned("test_snapshots-airflow3", sim, clock, REGION, provision)
+                assert bool(provisioned) == (attempt == "provisioned"), attempt
+                ecs, elbv2, rds = (shared_client(name) for name in ("ecs", "elbv2", "rds"))
+                (group,) = elbv2.describe_target_groups(TargetGroupArns=[result.target_group])["TargetGroups"]
+                assert group["LoadBalancerArns"] == [result.load_balancer], attempt
+                (database,) = rds.describe_db_instances(DBInstanceIdentifier=f"{CLUSTER}-db")["DBInstances"]
+                assert database["Engine"] == "postgres", attempt
+                ecs.update_service(cluster=CLUSTER, service=f"{CLUSTER}-worker", forceNewDeployment=True)
+                clock.sleep(60)
+                (deployment,) = ecs.describe_services(cluster=CLUSTER, services=[f"{CLUSTER}-worker"])["services"][0][
+                    "deployments"]
+                assert (deployment["rolloutState"], deployment["runningCount"]) == ("COMPLETED", 3), attempt

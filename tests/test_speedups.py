@@ -77,3 +77,77 @@ def test_a_timestamp_is_written_as_moto_writes_it(value):
     PlannedJSONSerializer(operation)._serialize_type_timestamp(ours, value, shape, "createdAt")
     serialize.JSONSerializer(operation)._serialize_type_timestamp(stock, value, shape, "createdAt")
     assert repr(ours) == repr(stock)
+
+
+# --- a sandbox left running -----------------------------------------------------------------------------------
+
+def work_done(action) -> int:
+    """Lines of the simulation and of moto's ECS models executed while `action` runs: the work that would grow with
+    the cluster's history. Serializing the answer is left out: its size is the answer's (ECS keeps 100 service
+    events), not the history's."""
+    import sys
+
+    lines = [0]
+
+    def local(frame, event, arg):
+        if event == "line":
+            lines[0] += 1
+        return local
+
+    def trace(frame, event, arg):
+        path = frame.f_code.co_filename
+        if ("workflow_sandbox" in path and not path.endswith("speedups.py")) or "/moto/ecs/" in path:
+            return local
+        return None
+
+    sys.settrace(trace)
+    try:
+        action()
+    finally:
+        sys.settrace(None)
+    return lines[0]
+
+
+def test_a_cluster_that_ran_thousands_of_tasks_answers_and_moves_as_a_fresh_one_does(cluster, sim, clock, ecs):
+    from conftest import CLUSTER, SCHEDULER, WEB, WORKER
+
+    from workflow_sandbox.moto_models import ec2_backends, ecs_backends
+
+    def answer():
+        ecs.describe_services(cluster=CLUSTER, services=[SCHEDULER, WORKER, WEB])
+        for status in ("RUNNING", "STOPPED"):
+            ecs.list_tasks(cluster=CLUSTER, serviceName=WORKER, desiredStatus=status)
+
+    def describe():
+        ecs.describe_services(cluster=CLUSTER, services=[SCHEDULER, WORKER, WEB])
+
+    def redeploy_web():
+        """A fixed amount of work for the service scheduler: one task replaced, a dozen transitions."""
+        ecs.update_service(cluster=CLUSTER, service=WEB, forceNewDeployment=True)
+        clock.sleep(30)
+        describe()
+
+    answer()  # moto's caches, warm
+    fresh = {"answer": work_done(answer), "describe": work_done(describe), "redeploy": work_done(redeploy_web)}
+
+    sim.crash_deployments(WORKER, exit_code=1, after=1)  # a crash loop, 30 tasks at a time
+    ecs.update_service(cluster=CLUSTER, service=WORKER, desiredCount=30, forceNewDeployment=True)
+    clock.sleep(600)
+    describe()
+    sim.crash_deployments(WORKER, None)
+    ecs.update_service(cluster=CLUSTER, service=WORKER, desiredCount=3, forceNewDeployment=True)
+    clock.sleep(120)
+    describe()
+    stopped = sum(not t.is_live for t in sim.service(WORKER).tasks)
+    assert stopped > 2000, stopped
+
+    # Within the hour ECS still lists them; what does not read them costs what it did.
+    loaded = {"describe": work_done(describe), "redeploy": work_done(redeploy_web)}
+    assert loaded["describe"] <= fresh["describe"] * 1.05 + 20, (loaded, fresh)
+    assert loaded["redeploy"] <= fresh["redeploy"] * 1.05 + 50, (loaded, fresh)
+
+    clock.sleep(3600)  # then ECS forgets them, and so does the sandbox
+    answer()
+    assert work_done(answer) <= fresh["answer"] * 1.05 + 20, fresh
+    assert len(sim.tasks) == len(ecs_backends["123456789012"]["us-east-1"].tasks[CLUSTER]) == 5
+    assert len(ec2_backends["123456789012"]["us-east-1"].enis) == 5  # ECS deleted the stopped tasks' interfaces

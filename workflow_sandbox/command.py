@@ -10,7 +10,23 @@ from workflow.options import Seconds, option
 
 def deployments_option(flag: str, env: str, whose_new_tasks: str):
     return option(flag, env=env, multiple=True, show_default="none",
-                  help=f"Service (or scheduler, worker, web) whose new tasks {whose_new_tasks}; repeatable.")
+                  help=f"Service (or scheduler, worker, web, dag-processor...) whose new tasks {whose_new_tasks}; "
+                       "repeatable.")
+
+
+def release_versions(ctx, param, value: str | None) -> tuple[str, str] | None:
+    """`V1,V2`: the Airflow releases v1 and v2 hold; each must be one whose schema Airflow knows."""
+    if value is None:
+        return None
+    from workflow.airflow_schema import schema_of
+
+    versions = tuple(v.strip() for v in value.split(","))
+    if len(versions) != 2 or not all(versions):
+        raise click.BadParameter(f"expected V1,V2 such as 3.2.2,3.3.2, got {value!r}")
+    unknown = [v for v in versions if schema_of(v) is None]
+    if unknown:
+        raise click.BadParameter(f"{unknown[0]}: no Airflow schema known for it (releases from 2.6.2 on)")
+    return versions[0], versions[1]
 
 
 @click.command()
@@ -19,9 +35,14 @@ def deployments_option(flag: str, env: str, whose_new_tasks: str):
 @option("--task-start-seconds", env="TASK_START_SECONDS", type=Seconds(min=0.01), default=3.0,
         help="How long a task takes from PROVISIONING to RUNNING.")
 @option("--task-stop-seconds", env="TASK_STOP_SECONDS", type=Seconds(min=0.01), default=2.0,
-        help="How long a task takes from RUNNING to STOPPED.")
+        help="How long a task takes from RUNNING until its containers have stopped.")
+@option("--task-deprovision-seconds", env="TASK_DEPROVISION_SECONDS", type=Seconds(min=0), default=None,
+        show_default="1.5 x --task-stop-seconds",
+        help="How long a task stays DEPROVISIONING (its containers stopped, its network interface detaching) "
+             "before it is STOPPED; 0: no such phase.")
 @option("--web-drain-seconds", env="WEB_DRAIN_SECONDS", type=Seconds(min=0.01), default=3.0,
-        help="How long a web task stays DEACTIVATING: the load balancer's deregistration delay.")
+        help="How long a web task (the api-server on Airflow 3) stays DEACTIVATING: the load balancer's "
+             "deregistration delay.")
 @option("--one-off-seconds", env="ONE_OFF_SECONDS", type=Seconds(min=0.01), default=3.0,
         help="How long a one-off task such as initialize runs.")
 @deployments_option("--fail-deployments", env="FAIL_DEPLOYMENTS", whose_new_tasks="cannot pull their image")
@@ -45,20 +66,41 @@ def deployments_option(flag: str, env: str, whose_new_tasks: str):
 @option("--log-delay", env="LOG_DELAY", type=Seconds(min=0), default=0.0,
         help="Seconds before a logged line is readable with GetLogEvents.")
 @option("--deployment-controller", env="DEPLOYMENT_CONTROLLER", multiple=True, show_default="ECS",
-        help="SERVICE=TYPE: create the service (or scheduler, worker, web) with deployment controller "
+        help="SERVICE=TYPE: create the service (or scheduler, worker, web...) with deployment controller "
              "ECS, CODE_DEPLOY or EXTERNAL; repeatable.")
+@option("--airflow", env="SANDBOX_AIRFLOW", type=click.Choice(["2", "3"]), default="3",
+        help="The cluster's shape: Airflow 3 (scheduler, dag-processor, api-server behind a load balancer, "
+             "triggerer, workers of queues default and reports) or Airflow 2 (scheduler, worker, web).")
+@option("--airflow-versions", env="SANDBOX_AIRFLOW_VERSIONS", callback=release_versions, default=None,
+        metavar="V1,V2", show_default="3.2.2,3.3.2 (Airflow 3), 2.10.5,2.11.0 (Airflow 2)",
+        help="The Airflow releases v1 (running; the database has its schema) and v2 (staged) hold.")
+@option("--db-snapshot-seconds", env="DB_SNAPSHOT_SECONDS", type=Seconds(min=0), default=5.0,
+        help="How long an RDS snapshot of the database stays `creating`.")
 @click.pass_obj
-def sandbox(app, port, task_start_seconds, task_stop_seconds, web_drain_seconds, one_off_seconds,
-            fail_deployments, init_exit_code, crash_deployments, unhealthy_deployments, flaky_starts, throttle,
-            server_errors, missing_seconds, stale_seconds, log_delay, deployment_controller):
+def sandbox(app, port, task_start_seconds, task_stop_seconds, task_deprovision_seconds, web_drain_seconds,
+            one_off_seconds, fail_deployments, init_exit_code, crash_deployments, unhealthy_deployments, flaky_starts,
+            throttle, server_errors, missing_seconds, stale_seconds, log_delay, deployment_controller, airflow,
+            airflow_versions, db_snapshot_seconds):
     """Run a local cluster to rehearse on, until Ctrl-C.
 
     \b
-    Starts an AWS endpoint on 127.0.0.1 with a simulated ECS cluster (scheduler,
-    three workers and web, already steady, running release v1 from
-    airflow-prod:latest) and ECR repositories airflow-prod (v1 under latest and
-    20261101T000000Z) and airflow-stage (v2 under latest), then prints the
+    Starts an AWS endpoint on 127.0.0.1 with a simulated ECS cluster, already
+    steady and running release v1 from airflow-prod:latest, ECR repositories
+    airflow-prod (v1 under latest and 20261101T000000Z) and airflow-stage (v2
+    under latest), and the Postgres RDS instance <cluster>-db; then prints the
     environment to use it. When it stops, unset those variables.
+
+    \b
+    Airflow 3 (the default): <cluster>-scheduler, -dag-processor, -api-server
+    (behind a load balancer), -triggerer, -worker and -worker-reports, tagged
+    airflow-role but the triggerer; v1 is Airflow 3.2.2, v2 3.3.2, and the
+    database is at 3.2.2's schema. Airflow 2 (--airflow 2): the seed's
+    <cluster>-scheduler, -worker and -web; v1 2.10.5, v2 2.11.0 (one schema).
+    The scheduler, dag-processor, api-server/webserver and triggerer (and an
+    Airflow 2 worker) exit 1 about a second after starting on another schema
+    ("Database migration required"); one-off `airflow db migrate`,
+    `airflow db downgrade --to-version X -y` and `airflow db check-migrations`
+    read and move the schema as Airflow does.
 
     \b
     To rehearse failures:
@@ -71,16 +113,21 @@ def sandbox(app, port, task_start_seconds, task_stop_seconds, web_drain_seconds,
       late logs                                 --log-delay
       services deployed by CodeDeploy or
       an external controller                    --deployment-controller
+      a schema change on Airflow 2              --airflow 2 --airflow-versions 2.9.3,2.10.5
+      waiting for stopped tasks to be gone      --task-deprovision-seconds
+      a slow database snapshot                  --db-snapshot-seconds
 
     \b
     Example:
       workflow --cluster airflow-prod sandbox --fail-deployments worker
       workflow sandbox --crash-deployments worker --throttle 0.2 --missing-seconds 3
       workflow sandbox --deployment-controller web=CODE_DEPLOY
+      workflow sandbox --airflow 2
     """
     from workflow.runner import CommandFailed
 
     try:
+        from .hooks import MotoVersionError
         from .server import Sandbox, SandboxConfig
     except ImportError as error:
         raise CommandFailed(
@@ -103,7 +150,8 @@ def sandbox(app, port, task_start_seconds, task_stop_seconds, web_drain_seconds,
             crash_deployments=tuple(crash_deployments), unhealthy_deployments=tuple(unhealthy_deployments),
             flaky_starts=flaky_starts, throttle=throttle, server_errors=server_errors,
             missing_seconds=missing_seconds, stale_seconds=stale_seconds, log_delay=log_delay,
-            deployment_controllers=controllers,
+            deployment_controllers=controllers, airflow=int(airflow), airflow_versions=airflow_versions,
+            task_deprovision_seconds=task_deprovision_seconds, db_snapshot_seconds=db_snapshot_seconds,
         )
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--deployment-controller") from None
@@ -112,11 +160,13 @@ def sandbox(app, port, task_start_seconds, task_stop_seconds, web_drain_seconds,
         box.start()
     except OSError as error:
         raise CommandFailed(f"cannot start the sandbox on 127.0.0.1:{port}: {error.strerror}", USAGE) from None
+    except MotoVersionError as error:
+        raise CommandFailed(str(error), USAGE) from None
     try:
         for name, value in box.environment.items():
             click.echo(f"export {name}={value}")
-        v1, v2 = box.releases["v1"], box.releases["v2"]
-        click.echo(f"sandbox: services run v1 {v1} (airflow-prod:latest); airflow-stage:latest holds v2 {v2}", err=True)
+        for line in startup_lines(config, box.releases):
+            click.echo(f"sandbox: {line}", err=True)
         click.echo(f"sandbox: cluster {config.cluster} is steady at {box.endpoint}; Ctrl-C stops it", err=True)
         sys.stdout.flush()
         wait_for_interrupt()
@@ -124,6 +174,29 @@ def sandbox(app, port, task_start_seconds, task_stop_seconds, web_drain_seconds,
         box.stop()
         # Its fake credentials and endpoint would shadow the real ones in the shell that sourced them.
         click.echo(f"sandbox: stopped; run: unset {' '.join(box.environment)}", err=True)
+
+
+def startup_lines(config, releases: dict[str, str]) -> list[str]:
+    """What runs: the shape and its services, each release's digest and Airflow version, the database's schema."""
+    from workflow.airflow_schema import schema_of
+
+    cluster, (v1_version, v2_version) = config.cluster, config.versions()
+    services = []
+    for component in config.components():
+        notes = [note for note in (
+            "behind a load balancer" if component.port else "",
+            f"queue {component.command[-1]}" if "--queues" in component.command else "",
+            "no airflow-role tag" if config.airflow == 3 and not component.role else "",
+        ) if note]
+        services.append(f"{cluster}-{component.name}" + (f" ({', '.join(notes)})" if notes else ""))
+    v1_schema, v2_schema = schema_of(v1_version), schema_of(v2_version)
+    change = "the same schema" if v1_schema == v2_schema else f"schema {v2_schema}: `airflow db migrate` moves it"
+    return [
+        f"Airflow {config.airflow} cluster {cluster}: {', '.join(services)}",
+        f"services run v1 {releases['v1']} (airflow-prod:latest, Airflow {v1_version}); "
+        f"airflow-stage:latest holds v2 {releases['v2']} (Airflow {v2_version})",
+        f"database {cluster}-db (RDS, postgres) is at Airflow {v1_version}'s schema {v1_schema}; v2 needs {change}",
+    ]
 
 
 def wait_for_interrupt() -> None:

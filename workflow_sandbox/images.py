@@ -49,10 +49,11 @@ def _upload(ecr, repository: str, data: bytes, digest: str) -> None:
 
 
 def push_image(ecr, repository: str, layers: list[bytes], tag: str | None, media_type: str = DOCKER_MANIFEST,
-               platform: str = "linux/amd64") -> dict:
-    """Upload the layers and a config, then put the manifest; returns {'digest', 'manifest', 'media_type'}."""
+               platform: str = "linux/amd64", config: dict | None = None) -> dict:
+    """Upload the layers and a config, then put the manifest; returns {'digest', 'manifest', 'media_type'}.
+    `config` adds fields to the image config, e.g. {"config": {"Env": ["AIRFLOW_VERSION=3.3.2"]}}."""
     config = json.dumps({"architecture": platform.split("/")[1], "os": "linux",
-                         "rootfs": {"type": "layers", "diff_ids": [digest_of(x) for x in layers]}}).encode()
+                         "rootfs": {"type": "layers", "diff_ids": [digest_of(x) for x in layers]}, **(config or {})}).encode()
     _push_blobs(ecr, repository, [config, *layers])
     manifest = json.dumps({
         "schemaVersion": 2,

@@ -24,9 +24,11 @@ with mock.patch.object(boto3, "Session", _session):
     from moto.ec2.models import ec2_backends
     from moto.ecr.models import ecr_backends
     from moto.ecs.models import ecs_backends
+    from moto.elbv2.models import elbv2_backends
     from moto.logs.models import logs_backends
+    from moto.rds.models import rds_backends
 
     with mock.patch.object(base_backend, "Session", _session):  # bound by name there, before this module ran
         base_backend.AccountSpecificBackend.get_session()  # remembered (lru_cache) from now on
 
-__all__ = ["SESSION", "ec2_backends", "ecr_backends", "ecs_backends", "logs_backends"]
+__all__ = ["SESSION", "ec2_backends", "ecr_backends", "ecs_backends", "elbv2_backends", "logs_backends", "rds_backends"]

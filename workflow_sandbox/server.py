@@ -1,5 +1,6 @@
-"""A local Airflow cluster to rehearse on: moto's server on loopback with the simulated ECS in real time,
-optionally misbehaving as ECS does (crash loops, failed starts, health checks, throttling, lag)."""
+"""A local Airflow cluster to rehearse on: moto's server on loopback with the simulated ECS in real time, an Airflow
+2 or 3 cluster whose releases carry Airflow versions and whose metadata database has a schema, optionally
+misbehaving as ECS does (crash loops, failed starts, health checks, throttling, lag)."""
 
 import gc
 import logging
@@ -10,12 +11,16 @@ from dataclasses import dataclass, field
 
 from moto.server import ThreadedMotoServer
 
+from workflow.airflow_schema import VERSION_ENV, VERSION_LABEL, schema_of
+
 from . import moto_models  # first: before the modules that import moto's models
+from .airflow_db import AirflowDatabase
 from .clock import RealClock
-from .hooks import simulated_ecs
+from .hooks import MotoPatches
+from .image_config import config_reader
 from .images import push_image, random_layers
-from .provision import DEFAULT_COUNTS, ROLES, provision_cluster
-from .registry import Registry, simulated_ecr
+from .provision import SHAPES, Component, Provisioned, provision_cluster, running_counts
+from .registry import Registry
 from .simulator import CONTROLLERS, Simulation, Timings
 
 REGION = "us-east-1"
@@ -25,6 +30,23 @@ REGISTRY = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
 # The release running in production, promoted under `latest` and this stamp, and the one staged after it.
 PROMOTED_STAMP = "20261101T000000Z"
 LAYER_BYTES = 256 * 1024
+# The Airflow releases v1 (running, its schema in the database) and v2 (staged) hold, by shape. 3.2.2 -> 3.3.2
+# crosses a schema change; 2.10.5 and 2.11.0 share one (Airflow's revision heads map: 2.11 added no migration).
+RELEASE_VERSIONS = {2: ("2.10.5", "2.11.0"), 3: ("3.2.2", "3.3.2")}
+DEPROVISION_PER_STOP = 1.5  # --task-deprovision-seconds, unless given: 3 s for the default 2 s stop
+
+
+def airflow_image_config(version: str) -> dict:
+    """What the official image's config says about itself (its Dockerfile's ENV and LABEL)."""
+    return {"config": {
+        "User": "50000",
+        "Env": ["PATH=/home/airflow/.local/bin:/usr/local/bin:/usr/bin:/bin", f"{VERSION_ENV}={version}",
+                "AIRFLOW_HOME=/opt/airflow", "AIRFLOW_USER_HOME_DIR=/home/airflow"],
+        "Entrypoint": ["/usr/bin/dumb-init", "--", "/entrypoint"],
+        "Cmd": ["--help"],
+        "WorkingDir": "/opt/airflow",
+        "Labels": {VERSION_LABEL: version, "org.apache.airflow.component": "airflow"},
+    }}
 
 
 def release_layers(release: int) -> list[bytes]:
@@ -52,15 +74,41 @@ class SandboxConfig:
     stale_seconds: float = 0.0
     log_delay: float = 0.0
     deployment_controllers: dict[str, str] = field(default_factory=dict)  # role or service name -> type
+    airflow: int = 3  # the cluster's shape: 3 (provision.SHAPES) or 2 (the seed's three services)
+    airflow_versions: tuple[str, str] | None = None  # releases v1 and v2; default RELEASE_VERSIONS[airflow]
+    task_deprovision_seconds: float | None = None  # default DEPROVISION_PER_STOP x task_stop_seconds
+    db_snapshot_seconds: float = 5.0
 
     def __post_init__(self):
+        if self.airflow not in RELEASE_VERSIONS:
+            raise ValueError(f"the sandbox runs Airflow {' or '.join(map(str, RELEASE_VERSIONS))}, not {self.airflow}")
+        for version in self.versions():
+            if schema_of(version) is None:
+                raise ValueError(f"Airflow {version}: no schema known for it (Airflow releases from 2.6.2 on, "
+                                 "such as 2.10.5 or 3.3.2)")
         for service, kind in self.deployment_controllers.items():
             if kind not in CONTROLLERS:
                 raise ValueError(f"deployment controller of {service} must be one of {', '.join(CONTROLLERS)}, not {kind}")
 
+    def versions(self) -> tuple[str, str]:
+        return self.airflow_versions or RELEASE_VERSIONS[self.airflow]
+
+    def components(self) -> tuple[Component, ...]:
+        return SHAPES[self.airflow]
+
     def service(self, name: str) -> str:
-        """A role (scheduler, worker, web) names the cluster's service; anything else is a service name."""
-        return f"{self.cluster}-{name}" if name in ROLES else name
+        """A service's name after `<cluster>-` (scheduler, worker, web...; web is the api-server on Airflow 3) names
+        the cluster's service; anything else is a service name."""
+        names = {c.name for c in self.components()}
+        if name == "web" and "web" not in names:
+            name = "api-server"
+        return f"{self.cluster}-{name}" if name in names else name
+
+    @property
+    def deprovision_seconds(self) -> float:
+        if self.task_deprovision_seconds is not None:
+            return self.task_deprovision_seconds
+        return DEPROVISION_PER_STOP * self.task_stop_seconds
 
     def timings(self) -> Timings:
         start, stop = self.task_start_seconds, self.task_stop_seconds
@@ -70,7 +118,8 @@ class SandboxConfig:
             drain=stop / 2,
             stop=stop / 2,
             one_off_run=self.one_off_seconds,
-            drain_by_service={f"{self.cluster}-web": self.web_drain_seconds},
+            drain_by_service={self.service("web"): self.web_drain_seconds},
+            deprovision=self.deprovision_seconds,
         )
 
 
@@ -85,6 +134,7 @@ class Sandbox:
         self._stack = ExitStack()
         self.endpoint = ""
         self.releases: dict[str, str] = {}  # "v1" (deployed, airflow-prod), "v2" (staged, airflow-stage) -> digest
+        self.provisioned: Provisioned | None = None
 
     @property
     def environment(self) -> dict[str, str]:
@@ -99,8 +149,7 @@ class Sandbox:
             with socket.socket() as probe:
                 probe.bind(("127.0.0.1", self.config.port))
         try:
-            self._stack.enter_context(simulated_ecs(self.simulation))
-            self._stack.enter_context(simulated_ecr(self.registry))
+            self._stack.enter_context(MotoPatches(self.simulation, self.registry))
             server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.config.port, verbose=False)
             server.start()
             self._stack.callback(server.stop)
@@ -130,18 +179,29 @@ class Sandbox:
 
     def _provision(self) -> None:
         """What Terraform and the pipelines leave behind: release v1 promoted to airflow-prod (`latest` and a
-        stamp) and deployed, so every service task runs v1's digest, and release v2 staged in airflow-stage."""
-        cluster = self.config.cluster
+        stamp) and deployed, so every service task runs v1's digest, the database migrated to v1's schema, and
+        release v2 staged in airflow-stage."""
+        config, sim = self.config, self.simulation
+        cluster = config.cluster
+        v1_version, v2_version = config.versions()
         ecr = self.client("ecr")
         for repository in ("airflow-stage", "airflow-prod"):
             ecr.create_repository(repositoryName=repository)
-        v1 = push_image(ecr, "airflow-prod", release_layers(1), PROMOTED_STAMP)
+        v1 = push_image(ecr, "airflow-prod", release_layers(1), PROMOTED_STAMP, config=airflow_image_config(v1_version))
         ecr.put_image(repositoryName="airflow-prod", imageManifest=v1["manifest"],
                       imageManifestMediaType=v1["media_type"], imageTag="latest")
         self.releases["v1"] = v1["digest"]
-        self.releases["v2"] = push_image(ecr, "airflow-stage", release_layers(2), "latest")["digest"]
-        provision_cluster(self.client, cluster=cluster, counts=DEFAULT_COUNTS, image=f"{REGISTRY}/airflow-prod:latest",
-                          deployment_controllers=self.config.deployment_controllers)
+        self.releases["v2"] = push_image(ecr, "airflow-stage", release_layers(2), "latest",
+                                         config=airflow_image_config(v2_version))["digest"]
+        with sim.lock:
+            sim.image_config = config_reader(self.registry, ACCOUNT, REGION)
+            sim.database = AirflowDatabase(
+                head=schema_of(v1_version),
+                url=f"postgresql+psycopg2://airflow:***@{cluster}-db.sandbox.{REGION}.rds.amazonaws.com:5432/airflow")
+            sim.db_snapshot_seconds = config.db_snapshot_seconds
+        self.provisioned = provision_cluster(
+            self.client, cluster=cluster, counts=running_counts(config.airflow), image=f"{REGISTRY}/airflow-prod:latest",
+            deployment_controllers=config.deployment_controllers, airflow=config.airflow, db_instance=True)
         self.clock.advance(600)  # the services have long been steady
         self._misbehave()
 
@@ -157,8 +217,8 @@ class Sandbox:
             for service in config.unhealthy_deployments:
                 sim.unhealthy_deployments(config.service(service), after=config.task_start_seconds)
             if config.flaky_starts:
-                for role in ROLES:
-                    sim.flaky_starts(config.service(role), config.flaky_starts)
+                for component in config.components():
+                    sim.flaky_starts(config.service(component.name), config.flaky_starts)
             sim.one_off_exit_code = config.init_exit_code
             sim.missing_seconds, sim.stale_seconds = config.missing_seconds, config.stale_seconds
             sim.log_delay = config.log_delay

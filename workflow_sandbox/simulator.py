@@ -11,27 +11,42 @@ tasks keep that digest when the tag moves; a rollback returns to the digests it 
 launch for RunTask, through moto's ECR backend; DescribeTasks shows `containers[].imageDigest` from
 RUNNING on. A tag missing from its repository fails the task's start with CannotPullContainerError.
 
+A task that stops walks RUNNING, DEACTIVATING, STOPPING, then (with `Timings.deprovision`) DEPROVISIONING while
+ECS detaches its network interface, its containers already stopped, then STOPPED; ECS forgets it
+`stopped_retention` seconds later. Transitions wait in a heap, and stopped tasks are indexed apart, so a
+simulation that has run for days answers as fast as a fresh one.
+
+With an Airflow metadata database (`database`) and a way to read image configs (`image_config`), tasks behave as
+Airflow does (airflow_db.py): a component that checks migrations exits 1 on another schema, and the one-offs
+`airflow db migrate`, `db downgrade` and `db check-migrations` read and move the schema.
+
 Every setting applies to tasks and deployments created after it is set; None or 0 turns it off.
 """
 
 import copy
 import hashlib
+import heapq
 import math
 import random
 import threading
 import unicodedata
 import uuid
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from moto.ec2.models import ec2_backends
 from moto.ecr.models import ecr_backends
 from moto.ecs.exceptions import InvalidParameterException
 from moto.ecs.models import Task, TaskSet
 from moto.logs.models import logs_backends
 
+from workflow.airflow_schema import checks_migrations, schema_of, version_from_config
 from workflow.images import ecr_image
 
+from . import airflow_db
+from .airflow_db import AirflowDatabase, Log
 from .faults import Faults
 
 STARTING = ("PROVISIONING", "PENDING")
@@ -65,6 +80,8 @@ DEFINITION_REFUSED = {
 }
 # Containers that ECS stops with SIGTERM exit with 128 + 15 unless their process handles it.
 SIGTERM_EXIT = 143
+# DescribeTasks: "stopped tasks appear in the returned results for at least one hour" (ECS API reference).
+STOPPED_RETENTION = 3600.0
 
 
 @dataclass(frozen=True)
@@ -80,7 +97,8 @@ class Crash:
 
 @dataclass
 class Timings:
-    """Seconds each lifecycle stage takes; `drain` stands for a load balancer's deregistration delay."""
+    """Seconds each lifecycle stage takes; `drain` stands for a load balancer's deregistration delay, `deprovision`
+    for detaching the task's network interface once its containers have stopped (0: no DEPROVISIONING phase)."""
 
     provision: float = 1.0
     pull: float = 2.0
@@ -88,11 +106,14 @@ class Timings:
     stop: float = 1.0
     one_off_run: float = 3.0
     drain_by_service: dict[str, float] = field(default_factory=dict)
+    deprovision: float = 0.0
 
     def __post_init__(self):
         stages = [self.provision, self.pull, self.drain, self.stop, self.one_off_run]
         if min(stages + list(self.drain_by_service.values())) <= 0:
             raise ValueError("every stage must take some time, or failing tasks would relaunch forever")
+        if not self.deprovision >= 0:
+            raise ValueError("deprovisioning takes no time (0) or some")
 
 
 @dataclass
@@ -124,7 +145,10 @@ class SimTask(Task):
         self.unhealthy = False  # failed its load balancer health check; no longer counts as serving
         self.interruption: tuple[str, str, int] | None = None
         self.images: dict[str, str] = {}  # container name -> the digest ECS resolved its image to at launch
-        self.created_at = self.started_at = self.stopping_at = self.stopped_at = None
+        self.created_at = self.started_at = self.stopping_at = self.execution_stopped_at = self.stopped_at = None
+        self.token = 0  # counts the transitions scheduled; a heap entry of an earlier one is stale
+        self.order = 0  # launch order: transitions due at one instant play in it
+        self.airflow_process: Any = None  # the Airflow one-off command it runs, until the command ends
         definitions = self._backend.describe_task_definition(self.task_definition_arn)
         self.containers = [
             Container(
@@ -150,11 +174,34 @@ class SimTask(Task):
 
     @property
     def is_live(self) -> bool:
-        return self.sim_status != "STOPPED"
+        """Whether its processes may still run: not once its containers have stopped (DEPROVISIONING, STOPPED)."""
+        return self.sim_status not in ("DEPROVISIONING", "STOPPED")
 
     @property
     def short_id(self) -> str:
         return self.task_arn.rsplit("/", 1)[-1]
+
+
+class Tasks:
+    """Tasks in launch order, by ARN: adding or forgetting one costs the same however many there are."""
+
+    def __init__(self) -> None:
+        self._by_arn: dict[str, SimTask] = {}
+
+    def append(self, task: SimTask) -> None:
+        self._by_arn[task.task_arn] = task
+
+    def forget(self, task: SimTask) -> None:
+        self._by_arn.pop(task.task_arn, None)
+
+    def __iter__(self) -> Iterator[SimTask]:
+        return iter(self._by_arn.values())
+
+    def __len__(self) -> int:
+        return len(self._by_arn)
+
+    def __contains__(self, task: object) -> bool:
+        return isinstance(task, SimTask) and self._by_arn.get(task.task_arn) is task
 
 
 @dataclass
@@ -182,7 +229,8 @@ class SimService:
     model: Any
     backend: Any
     deployments: list[Deployment] = field(default_factory=list)
-    tasks: list[SimTask] = field(default_factory=list)
+    tasks: Tasks = field(default_factory=Tasks)  # every task ECS still lists
+    current: dict[str, SimTask] = field(default_factory=dict)  # those not STOPPED, by ARN
     events: list[dict] = field(default_factory=list)
     last_completed: Deployment | None = None
     task_set: Any = None  # the PRIMARY task set of a CODE_DEPLOY service
@@ -221,7 +269,7 @@ class SimService:
     def live(self, deployment: Deployment | None = None) -> list[SimTask]:
         return [
             t
-            for t in self.tasks
+            for t in self.current.values()
             if t.desired_status == "RUNNING" and (deployment is None or t.deployment is deployment)
         ]
 
@@ -237,7 +285,17 @@ class Simulation:
         self.timings = timings or Timings()
         self.lock = threading.RLock()
         self.services: dict[str, SimService] = {}
-        self.tasks: list[SimTask] = []
+        self.tasks = Tasks()
+        self._due: list[tuple] = []  # heap of (at, launch order, sequence, token, task): each task's next transition
+        self._scheduled = 0
+        self._launched = 0
+        self._stopped: deque[tuple[float, SimTask]] = deque()  # (when, task) in the order tasks reached STOPPED
+        self.stopped_retention: float | None = STOPPED_RETENTION  # then ECS forgets a stopped task; None: never
+        # Airflow: the metadata database (None: not simulated, no schema checks) and each image's config by digest.
+        self.database: AirflowDatabase | None = None
+        self.image_config: Callable[[str], dict | None] | None = None
+        self.migration_check_seconds = airflow_db.STARTUP  # from RUNNING to a component's schema check
+        self.db_snapshot_seconds = 5.0  # how long an RDS snapshot stays "creating"
         self.failing: dict[str, str] = {}
         self.crashing: dict[str, Crash] = {}
         self.unhealthy: dict[str, float] = {}
@@ -257,6 +315,7 @@ class Simulation:
         self.validate_tags = True  # refuse tags ECS refuses (characters, lengths, count, the aws: prefix)
         self.missing_seconds = 0.0
         self.stale_seconds = 0.0
+        self.omit_started_at = False  # DescribeTasks leaves out startedAt, as an endpoint that lacks it may
         self.log_delay = 0.0
         self.log_empty_pages = 0
         self.faults = Faults()
@@ -307,10 +366,11 @@ class Simulation:
         return next(s for s in self.services.values() if s.name == name)
 
     def alive(self, name: str) -> list[SimTask]:
-        """Tasks of a service whose process may still run now: anything not yet STOPPED."""
+        """Tasks of a service whose process may still run now: any not yet STOPPED whose containers have not stopped
+        (a DEPROVISIONING task runs nothing)."""
         with self.lock:
             self.advance()
-            return [t for t in self.service(name).tasks if t.is_live]
+            return [t for t in self.service(name).current.values() if t.is_live]
 
     @staticmethod
     def resolve(image: str) -> str | None:
@@ -454,20 +514,40 @@ class Simulation:
         ]
 
     def advance(self) -> None:
-        """Play every transition due by now, in time order, letting each service react to each."""
+        """Play every transition due by now, in time order (tasks launched earlier first at one instant), letting
+        each service react to each; then forget the tasks ECS no longer lists."""
         now = self.clock.now()
-        while True:
-            due = min((t for t in self.tasks if t.next_at is not None), key=lambda t: t.next_at, default=None)
-            if due is None or due.next_at > now:
-                break
-            at, action = due.next_at, due.next_action
-            due.next_at = due.next_action = None
+        due = self._due
+        while due and due[0][0] <= now:
+            at, _, _, token, task = heapq.heappop(due)
+            action = task.next_action
+            if token != task.token or action is None:
+                continue  # superseded: the task was given another transition since
+            task.next_at = task.next_action = None
             action(at)
-            if due.service:
-                self._reconcile(due.service, at)
+            if task.service:
+                self._reconcile(task.service, at)
             self._notify()
+        self._forget(now)
         self._flush_logs(now)
         self._mirror()
+
+    def idle(self) -> bool:
+        """Whether no transition waits to be played, whenever due (superseded ones dropped)."""
+        self._due = [entry for entry in self._due if entry[3] == entry[4].token and entry[4].next_action]
+        heapq.heapify(self._due)
+        return not self._due
+
+    def _forget(self, now: float) -> None:
+        """Drop tasks stopped longer ago than ECS keeps them, from the simulation and from moto."""
+        if self.stopped_retention is None:
+            return
+        while self._stopped and self._stopped[0][0] + self.stopped_retention <= now:
+            _, task = self._stopped.popleft()
+            self.tasks.forget(task)
+            if task.service is not None:
+                task.service.tasks.forget(task)
+            task._backend.tasks.get(task.cluster_name, {}).pop(task.task_arn, None)
 
     def _notify(self) -> None:
         for observer in self.observers:
@@ -476,22 +556,50 @@ class Simulation:
     # --- task lifecycle ---------------------------------------------------------------------------
 
     def _then(self, task: SimTask, delay: float, action: Callable[[float], None], now: float) -> None:
+        """The task's next transition, replacing any it had."""
+        task.token += 1
         task.next_at, task.next_action = now + delay, action
+        self._scheduled += 1
+        heapq.heappush(self._due, (now + delay, task.order, self._scheduled, task.token, task))
 
     def _enter(self, task: SimTask, status: str, now: float) -> None:
         task.sim_status = status
         wall = self.clock.wall(now)
         if status == "RUNNING":
             task.started_at = wall
+            if self.omit_started_at:  # the serializer reads `startedAt` before `started_at`, which the model keeps
+                task.startedAt = None
             for c in task.containers:
                 c.image_digest = task.images.get(c.name)
-        if status in ("RUNNING", "STOPPED"):
+        if status in ("RUNNING", "DEPROVISIONING", "STOPPED"):
             for c in task.containers:
-                c.last_status = status
+                c.last_status = "RUNNING" if status == "RUNNING" else "STOPPED"
+        if status == "DEPROVISIONING":
+            self._network(task, "DETACHING")
+        if status == "STOPPED":
+            self._network(task, "DELETED")
+            if task.service is not None:
+                task.service.current.pop(task.task_arn, None)
+            self._stopped.append((now, task))
+
+    @staticmethod
+    def _network(task: SimTask, status: str) -> None:
+        """The task's network interface attachment: detaching while DEPROVISIONING, then deleted (from EC2 too)."""
+        for attachment in task.attachments:
+            if attachment.get("type") != "ElasticNetworkInterface" or attachment.get("status") == "DELETED":
+                continue
+            attachment["status"] = status
+            if status == "DELETED":
+                eni = next((d["value"] for d in attachment.get("details", []) if d["name"] == "networkInterfaceId"), None)
+                ec2_backends[task._account_id][task.region_name].enis.pop(eni, None)
 
     def _start(self, task: SimTask, now: float, failure: str | None, reason: str | None = None) -> None:
         """`failure`: "pull" (no image), "hang" (never leaves PENDING), "start" (fails with `reason`)."""
+        self._launched += 1
+        task.order = self._launched
         self.tasks.append(task)
+        if task.service is not None:
+            task.service.current[task.task_arn] = task
         task.created_at = self.clock.wall(now)
         t = self.timings
 
@@ -512,16 +620,118 @@ class Simulation:
                 self._run_one_off(task, at)
                 return
             deployment = task.deployment
-            if deployment.crash:
-                self._then(task, deployment.crash.after, lambda at2: self._crash(task, deployment.crash, at2), at)
-            elif deployment.unhealthy_after is not None:
-                self._then(task, deployment.unhealthy_after, lambda at2: self._fail_health_check(task, at2), at)
+            checks = self._schema_checks(task)
+            if checks:
+                self._then(task, self.migration_check_seconds,
+                           lambda at2: self._check_schema(task, checks, at, at2), at)
+            else:
+                self._after_start(task, at, at)
             if deployment.unhealthy_after is None and task.service.breaker.get("resetOnHealthyTask", True):
                 deployment.failed_tasks = 0  # failedTasks counts consecutive failures; a healthy task ends a run
 
         self._then(task, t.provision, pending, now)
 
+    def _after_start(self, task: SimTask, started: float, now: float) -> None:
+        """What a deployment told to misbehave does, timed from the task's start."""
+        deployment = task.deployment
+        if deployment.crash:
+            crash = deployment.crash
+            self._then(task, max(0.0, started + crash.after - now), lambda at: self._crash(task, crash, at), now)
+        elif deployment.unhealthy_after is not None:
+            self._then(task, max(0.0, started + deployment.unhealthy_after - now),
+                       lambda at: self._fail_health_check(task, at), now)
+
+    # --- Airflow ----------------------------------------------------------------------------------
+
+    def image_version(self, task: SimTask, container: str) -> str | None:
+        """The Airflow release of the image the container runs, when its config says one Airflow knows a schema for."""
+        digest = task.images.get(container)
+        if not digest or self.image_config is None:
+            return None
+        version = version_from_config(self.image_config(digest))
+        return version if version and schema_of(version) else None
+
+    def _command(self, task: SimTask, container: str) -> list[str]:
+        """The container's command: its override in the task, else its task definition's."""
+        for override in task.overrides.get("containerOverrides", []):
+            if override.get("name") == container and override.get("command"):
+                return list(override["command"])
+        definition = task._backend.describe_task_definition(task.task_definition_arn)
+        spec = next((c for c in definition.container_definitions if c["name"] == container), {})
+        return list(spec.get("command") or [])
+
+    def _schema_checks(self, task: SimTask) -> list[tuple[Container, str]]:
+        """Essential containers whose Airflow component checks the schema at start, with their image's release."""
+        if self.database is None or self.image_config is None:
+            return []
+        checks = []
+        for c in task.containers:
+            version = self.image_version(task, c.name) if c.essential else None
+            if version and checks_migrations(self._command(task, c.name), version):
+                checks.append((c, version))
+        return checks
+
+    def _check_schema(self, task: SimTask, checks: list[tuple[Container, str]], started: float, now: float) -> None:
+        """`check_and_run_migrations` at the component's start: on another schema it logs why and exits 1; ECS
+        stops the task (SIGTERM to the other containers) and the service scheduler starts another."""
+        failed = [(c, version, line) for c, version in checks if (line := self.database.mismatch(version))]
+        if not failed:
+            self._after_start(task, started, now)
+            return
+        for c, version, line in failed:
+            c.exit_code, c.last_status = 1, "STOPPED"
+            airflow3 = airflow_db.is_airflow3(version)
+            logged = Log(line, "error", "db.py:997") if airflow3 else Log(line)
+            self._log(task, c.name, now, [logged.render(self.clock.wall(now), airflow3)])
+        self._stop(task, now, "Essential container in task exited", "EssentialContainerExited")
+
+    def _airflow_one_off(self, task: SimTask) -> tuple[str, str, str, list[str]] | None:
+        """(container, release, db command, its arguments) when the one-off runs `airflow db migrate`, `downgrade`
+        or `check-migrations` on an image of a known release; a failure rehearsed through `one_off_exit_codes`
+        or an interruption plays as for any command."""
+        if self.database is None or self.image_config is None or task.interruption:
+            return None
+        for override in task.overrides.get("containerOverrides", []):
+            name, found = override.get("name"), airflow_db.db_command(override.get("command"))
+            container = next((c for c in task.containers if c.name == name and c.essential), None)
+            if found is None or container is None or self.one_off_exit_codes.get(name, self.one_off_exit_code):
+                continue
+            version = self.image_version(task, name)
+            if version:
+                return name, version, found[0], found[1]
+        return None
+
+    def _process_runs(self, task: SimTask) -> bool:
+        return task.airflow_process is not None and task.sim_status in ("RUNNING", "DEACTIVATING")
+
+    def _play(self, task: SimTask, container: str, airflow3: bool, process: airflow_db.Process, now: float) -> None:
+        """Run the process until it sleeps (then again when the time has passed) or ends (then the task exits)."""
+        lines: list[str] = []
+        try:
+            while True:
+                step = next(process)
+                if isinstance(step, Log):
+                    lines.append(step.render(self.clock.wall(now), airflow3))
+                    continue
+                if lines:
+                    self._log(task, container, now, lines)
+                self._then(task, step, lambda at: self._play(task, container, airflow3, process, at), now)
+                return
+        except StopIteration as ended:
+            if lines:
+                self._log(task, container, now, lines)
+            task.airflow_process = None
+            self._exit(task, now, {container: ended.value})
+
     def _run_one_off(self, task: SimTask, now: float) -> None:
+        airflow = self._airflow_one_off(task)
+        if airflow is not None:
+            container, version, command, args = airflow
+            process = airflow_db.process(self.database, task, self._process_runs, version, command, args,
+                                         self.timings.one_off_run)
+            task.airflow_process = process
+            self._play(task, container, airflow_db.is_airflow3(version), process, now)
+            return
         for name, command in self._commands(task).items():
             self._log(task, name, now, [f"Starting: {command}", "Working..."])
         run = self.timings.one_off_run
@@ -531,9 +741,14 @@ class Simulation:
         else:
             self._then(task, run, lambda at: self._exit(task, at), now)
 
-    def _exit(self, task: SimTask, now: float) -> None:
+    def _exit(self, task: SimTask, now: float, exited: dict[str, int] | None = None) -> None:
+        """The one-off's command ends; `exited`: exit codes of containers whose process said its own last words."""
         overridden = self._commands(task)
+        exited = exited or {}
         for c in task.containers:
+            if c.name in exited:
+                c.exit_code = exited[c.name]
+                continue
             c.exit_code = self.one_off_exit_codes.get(c.name, self.one_off_exit_code if c.essential else 0)
             if c.name in overridden:
                 self._log(task, c.name, now, ["Done." if c.exit_code == 0 else f"ERROR: failed with exit code {c.exit_code}"])
@@ -599,12 +814,25 @@ class Simulation:
     def _fail_to_start(self, task: SimTask, now: float, reason: str) -> None:
         task.desired_status = "STOPPED"
         task.stop_code, task.stopped_reason = "TaskFailedToStart", reason
-        task.stopping_at = task.stopped_at = self.clock.wall(now)
+        task.stopping_at = task.execution_stopped_at = self.clock.wall(now)
         for c in task.containers:
             c.reason = reason
-        self._enter(task, "STOPPED", now)
+        self._deprovision(task, now)
         if task.service is not None:
             self._count_failed_launch(task, now)
+
+    def _deprovision(self, task: SimTask, now: float) -> None:
+        """Its containers have stopped: DEPROVISIONING while ECS detaches the network interface, then STOPPED."""
+
+        def stopped(at):
+            task.stopped_at = self.clock.wall(at)
+            self._enter(task, "STOPPED", at)
+
+        if self.timings.deprovision > 0:
+            self._enter(task, "DEPROVISIONING", now)
+            self._then(task, self.timings.deprovision, stopped, now)
+        else:
+            stopped(now)
 
     def _count_failed_launch(self, task: SimTask, now: float) -> None:
         svc, deployment = task.service, task.deployment
@@ -627,11 +855,12 @@ class Simulation:
             self._then(task, t.stop, stopped, at)
 
         def stopped(at):
-            task.stopped_at = self.clock.wall(at)
             for c in task.containers:
                 if c.exit_code is None and c.last_status == "RUNNING":
                     c.exit_code = exit_code
-            self._enter(task, "STOPPED", at)
+            task.execution_stopped_at = self.clock.wall(at)
+            task.airflow_process = None
+            self._deprovision(task, at)
 
         if task.sim_status == "RUNNING":
             self._enter(task, "DEACTIVATING", now)
@@ -745,7 +974,7 @@ class Simulation:
         def launch():
             # maximumPercent bounds the tasks that are PENDING or RUNNING (desired RUNNING), not the ones
             # told to stop, unless max_percent_counts_stopping says otherwise.
-            counted = [t for t in svc.tasks if t.is_live] if self.max_percent_counts_stopping else svc.live()
+            counted = [t for t in svc.current.values() if t.is_live] if self.max_percent_counts_stopping else svc.live()
             room = max(ceiling, desired) - len(counted)
             for _ in range(max(0, min(desired - len(serving()), room))):
                 started.append(self._launch(svc, primary, now))
@@ -782,7 +1011,7 @@ class Simulation:
 
     def _settle(self, svc: SimService, now: float) -> None:
         for old in svc.deployments[1:]:
-            if not any(t.deployment is old and t.is_live for t in svc.tasks):
+            if not any(t.deployment is old for t in svc.current.values()):
                 old.status = "INACTIVE"
                 svc.deployments.remove(old)
         primary = svc.primary
@@ -853,8 +1082,8 @@ class Simulation:
                 task_set.stabilityStatus = "STEADY_STATE" if steady else "STABILIZING"
                 task_set.updatedAt = wall(primary.updated_at)
                 model.task_sets = [task_set]
-            model.running_count = sum(t.sim_status == "RUNNING" for t in svc.tasks)
-            model.pending_count = sum(t.sim_status in STARTING for t in svc.tasks)
+            model.running_count = sum(t.sim_status == "RUNNING" for t in svc.current.values())
+            model.pending_count = sum(t.sim_status in STARTING for t in svc.current.values())
             if svc.primary is not None:
                 model.task_definition = svc.primary.task_definition
             model.events = svc.events
