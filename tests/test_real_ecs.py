@@ -353,3 +353,76 @@ def test_status_after_a_failed_redeploy_flags_the_failing_deployment_and_the_sto
     assert f"warning: {WORKER}:" in result.stdout and "exited recently" in result.stdout
     assert "exited with code 1" in result.stdout
     assert f"warning: {SCHEDULER} is stopped (desired 0)" in result.stdout
+
+
+# --- tasks that keep stopping, whatever their fields say ------------------------------------------
+
+
+@pytest.mark.parametrize("after", [1.5, 6])
+def test_tasks_that_keep_stopping_without_started_at_fail_the_window(empty_cluster, run, sim, after):
+    """An endpoint that leaves startedAt out makes each crash look like a failed launch, which ECS's failedTasks does
+    not count and a healthy start would reset: the stops inside the stability window fail it all the same."""
+    from workflow_sandbox.simulator import Timings
+
+    sim.timings = Timings(provision=1, pull=2, drain=1, stop=1, one_off_run=3)
+    sim.omit_started_at = True
+    sim.crash_deployments(SCHEDULER, exit_code=3, after=after)
+    result = run(*NAMES, "--stability-window", "10", "start-scheduler")
+    assert result.exit_code == 1, result.output
+    assert "tasks of deployment" in result.stderr and "keep stopping: 3 stopped" in result.stderr, result.stderr
+    assert "(threshold 3); last: task" in result.stderr and "scheduler exited with code 3" in result.stderr
+    assert "last log lines of scheduler:\n    ERROR: cannot connect to broker" in result.stderr
+
+
+def test_a_crash_looping_worker_fleet_without_started_at_fails_the_redeploy(cluster, run, ecs, sim, schedulers_alive):
+    sim.omit_started_at = True
+    sim.crash_deployments(WORKER, exit_code=1, after=4, lines=("ERROR: cannot connect to broker redis://x",))
+    result = run(*NAMES, "redeploy", "--yes")
+    assert result.exit_code == 1, result.output
+    assert f"{WORKER}: tasks of deployment" in result.stderr and "keep stopping" in result.stderr
+    assert "celery-worker exited with code 1" in result.stderr and "cannot connect to broker" in result.stderr
+    assert_scheduler_stopped_and_counts_kept(ecs, sim)
+    assert schedulers_alive[0] == 1
+
+
+def test_a_stop_the_service_events_call_running_is_a_crash_without_started_at(empty_cluster, run, sim):
+    """ECS's service event "has stopped 1 running tasks: (task …)" says the task ran, when startedAt is missing."""
+    from workflow_sandbox.simulator import Timings
+
+    sim.timings = Timings(provision=1, pull=2, drain=1, stop=1, one_off_run=3)
+    sim.omit_started_at = True
+    sim.crash_deployments(SCHEDULER, exit_code=3, after=1.5)
+
+    def as_ecs_says_it(simulation):
+        for task in simulation.service(SCHEDULER).tasks:
+            if task.stop_code == "EssentialContainerExited" and not getattr(task, "said", False):
+                task.said = True
+                simulation._event(task.service, simulation.clock.now(),
+                                  simulation._tasks_message(task.service, "has stopped", [task]))
+
+    sim.observers.append(as_ecs_says_it)
+    result = run(*NAMES, "--stability-window", "10", "start-scheduler")
+    assert result.exit_code == 1, result.output
+    assert "exited after it was running" in result.stderr and "exited with code 3" in result.stderr
+    assert "keep stopping" not in result.stderr
+
+
+def test_a_stop_returns_once_the_containers_stopped_not_after_deprovisioning(cluster, run, sim, clock):
+    """ECS keeps a task DEPROVISIONING while it detaches its network interface, seconds after its containers
+    stopped: no scheduler process runs then, so the stop wait (and the scheduler's downtime) does not include it."""
+    from workflow_sandbox.simulator import Timings
+
+    sim.timings = Timings(provision=2, pull=5, drain=3, stop=2, one_off_run=6, deprovision=3)
+    containers_stopped = []
+    sim.observers.append(lambda s: containers_stopped.append(clock.now()) if not containers_stopped and any(
+        t.sim_status == "DEPROVISIONING" for t in s.service(SCHEDULER).tasks) else None)
+    calls = []
+    result, calls = invoke_recording(clock, *NAMES, "stop-scheduler", "--yes")
+    assert result.exit_code == 0, result.output
+    assert containers_stopped, "the simulated task went through DEPROVISIONING"
+    assert calls[-1].at - containers_stopped[0] <= 0.5  # within half a poll of the last container stopping
+    assert any(t.sim_status == "DEPROVISIONING" for t in sim.service(SCHEDULER).tasks)  # ECS not done yet
+    stop = next(i for i, c in enumerate(calls) if c.name == "UpdateService")
+    waiting = [c for c in calls[stop + 1:] if c.name.startswith(("Describe", "List"))]
+    span = waiting[-1].at - calls[stop].at
+    assert len(waiting) <= 2 * span + 3  # the wait reads about twice a second at most, plus its last look
