@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
+from .airflow_schema import says_migration_required
 from .ecs import EXITED, FAILED_TO_START, INTERRUPTED, OTHER, REPLACED, SCALED_IN, UNHEALTHY, USER, Ecs, Service, Task
 from .errors import OperationFailed
 from .logs import tail
@@ -332,7 +333,18 @@ def _conclude(state: WatchState, failing: Failing, seen: Observation, lines: lis
     message = failing.headline
     if log:
         message += f"\n  last log lines of {failing.container}:\n    " + "\n    ".join(log)
+    if any(says_migration_required(line) for line in log):
+        message += "\n" + SCHEMA_OUT_OF_STEP
     return state, Failed(message + _aftermath(state, seen.service), tuple(lines))
+
+
+# What "Database migration required" in a component's log means, and the ways out.
+SCHEMA_OUT_OF_STEP = (
+    "  cause: the image's Airflow version and the database's schema are out of step: Airflow components that "
+    "check migrations exit at start when they differ, in either direction.\n"
+    "  way out: a newer image needs the migration first (`workflow redeploy --migrate`); an older one needs the "
+    "schema moved back (`workflow rollback --downgrade-db`) or the release that matches the database"
+)
 
 
 def _gone(state: WatchState, service: Service) -> str:

@@ -148,6 +148,7 @@ def start_scheduler(env: Env, names: list[str], wait: bool = True, count: int | 
 def _recently_exited(env: Env, services: list[Service]) -> str | None:
     """Which scheduler's tasks of its current deployment have been exiting, if any: a scheduler whose tasks keep
     exiting is not running, whatever its counts say between two crashes."""
+    from .deployments import stop_cause
     from .ecs import EXITED, FAILED_TO_START
 
     for service in services:
@@ -156,7 +157,8 @@ def _recently_exited(env: Env, services: list[Service]) -> str | None:
             stopped = env.ecs.stopped_tasks(service.name, set())
         except WorkflowError as error:  # cannot tell: the watch that follows is the safe way to find out
             return f"{service.name}'s stopped tasks cannot be read now ({error})"
-        failed = [t for t in stopped if primary and t.started_by == primary.id and t.stop_cause in (EXITED, FAILED_TO_START)]
+        failed = [t for t in stopped
+                  if primary and t.started_by == primary.id and stop_cause(t, service) in (EXITED, FAILED_TO_START)]
         if failed:
             return f"{len(failed)} task(s) of {service.name}'s deployment {primary.id if primary else ''} exited recently"
     return None

@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 from .changes import SCHEDULER_DEPLOYMENT
+from .deployments import stop_cause
 from .ecr import tags_for_digests
 from .ecs import EXITED, FAILED_TO_START, UNHEALTHY, Service, Task
 from .env import Env
@@ -28,7 +29,7 @@ def status(env: Env, topology: Topology) -> Outcome:
     services = env.ecs.services(topology.services())
     tasks = env.ecs.service_tasks([s.name for s in services])  # listed and described once, for all that follows
     schedulers = topology.services(SCHEDULER)
-    alive = [t for name in schedulers for t in tasks[name] if not t.is_stopped]
+    alive = [t for name in schedulers for t in tasks[name] if not t.process_ended]
     running = {name: [t for t in found if t.desired_status == t.last_status == "RUNNING"] for name, found in tasks.items()}
     images, notes = running_images(env, running)
     warnings = _warnings(env, [s for s in services if s.name in schedulers], services, tasks) + notes
@@ -108,14 +109,14 @@ def _warnings(env: Env, schedulers: list[Service], services: list[Service], task
         failed = [
             t for t in tasks[service.name]
             if t.desired_status == "STOPPED" and t.started_by == primary.id
-            and t.stop_cause in (EXITED, FAILED_TO_START, UNHEALTHY)
+            and stop_cause(t, service) in (EXITED, FAILED_TO_START, UNHEALTHY)
         ]
         if failed:
             last = failed[-1]
             why = last.failure(frozenset(c.name for c in last.containers)) or last.stopped_reason
             found.append(
                 f"{service.name}: {len(failed)} task(s) of deployment {primary.id} ({primary.rollout_state}) "
-                f"{last.stop_cause} recently; last: {why}"
+                f"{stop_cause(last, service)} recently; last: {why}"
             )
     return found
 
