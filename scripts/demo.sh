@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Rehearse the operator story against a local sandbox, with the installed `workflow` exactly as typed:
-# promote v2, upgrade with the migration, see v2 run, roll back, see v1 run, then the scheduler commands.
+# Rehearse the operator story against a local Airflow 3 sandbox, with the installed `workflow` exactly as typed:
+# promote v2 (Airflow 3.3), upgrade with the migration, see v2 run, a rollback refused across the migration, the
+# rollback with the database downgraded, see v1 run, then the scheduler commands.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,17 +47,27 @@ PY
 v1=$(sed -n 's/^sandbox: services run v1 \(sha256:[0-9a-f]*\).*/\1/p' "$workdir/sandbox.log")
 v2=$(sed -n 's/.*airflow-stage:latest holds v2 \(sha256:[0-9a-f]*\).*/\1/p' "$workdir/sandbox.log")
 
-services=(--cluster airflow-prod --scheduler airflow-prod-scheduler --worker airflow-prod-worker --web airflow-prod-web)
+services=(--cluster airflow-prod --scheduler airflow-prod-scheduler --worker airflow-prod-worker --web airflow-prod-api-server)
+step pipenv run workflow --cluster airflow-prod status
 step pipenv run workflow promote --yes
-step pipenv run workflow "${services[@]}" redeploy --yes --migrate
-step pipenv run workflow "${services[@]}" status
+step pipenv run workflow --cluster airflow-prod redeploy --dry-run --migrate
+step pipenv run workflow "${services[@]}" redeploy --yes --migrate --snapshot airflow-prod-db
+step pipenv run workflow --cluster airflow-prod status
 runs_only "$v2"
 step pipenv run workflow --cluster airflow-prod releases
-step pipenv run workflow --cluster airflow-prod rollback --yes
-step pipenv run workflow "${services[@]}" status
+# The database is at Airflow 3.3's schema now: v1 (Airflow 3.2) would crash-loop on it, so a plain rollback is
+# refused, changing nothing; --downgrade-db moves the schema back with the current image first.
+echo
+echo "\$ pipenv run workflow --cluster airflow-prod rollback --yes   # refused: exit 2 expected"
+if pipenv run workflow --cluster airflow-prod rollback --yes; then
+  echo "demo: the rollback across the migration was not refused" >&2
+  exit 1
+fi
+step pipenv run workflow --cluster airflow-prod rollback --yes --downgrade-db --snapshot airflow-prod-db
+step pipenv run workflow --cluster airflow-prod status
 runs_only "$v1"
 step pipenv run workflow --cluster airflow-prod stop-scheduler --yes
 step pipenv run workflow --cluster airflow-prod start-scheduler
-step pipenv run workflow "${services[@]}" initialize --yes
+step pipenv run workflow --cluster airflow-prod initialize --yes --from scheduler
 echo
 echo "demo: every step succeeded"
