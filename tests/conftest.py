@@ -40,9 +40,23 @@ def pytest_runtest_protocol(item, nextitem):
         pytest_runtest_protocol.frozen = True
 
 
-def pytest_collection_modifyitems(items):
-    """Tests that wait in real time go first: each worker starts one, and the others fill in around them."""
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """Tests that wait in real time go first: each worker starts one, and the others fill in around them.
+
+    Tests of one `xdist_group` (a real Airflow, a real registry) run on one worker, which starts that server once.
+    pytest 9 keeps node ids in Item._id while pytest-xdist 3.8 writes the group into _nodeid, which pytest no longer
+    reads: without this, --dist loadgroup spreads a group's tests over every worker."""
+    from _pytest.nodeid import coerce_node_id
+
     items.sort(key=lambda item: item.get_closest_marker("realtime") is None)
+    if not getattr(config.option, "loadgroup", False):  # what pytest-xdist reads, in each worker
+        return
+    for item in items:
+        names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                        for m in item.iter_markers("xdist_group")})
+        if names and not item.nodeid.endswith("@" + "_".join(names)):
+            item._id = coerce_node_id(f"{item.nodeid}@{'_'.join(names)}")
 
 
 REGION = "us-east-1"
