@@ -137,6 +137,7 @@ def test_redeploy_migrate_upgrades_every_component_in_the_order_the_schema_allow
     assert {"key": "workflow-airflow-schema", "value": V2} in tags
     # The order shows in the progress lines, each phase once.
     phases = [line.split("==> ", 1)[1] for line in result.stderr.splitlines() if "==> " in line]
+    phases = [p for p in phases if not p.startswith("drain")]  # Airflow's API is not served here
     assert [p.split()[0] for p in phases][:3] == ["stop", "run", "redeploy"]
     assert phases[2] == f"redeploy {NAMES['api-server']}"
     assert phases.index(f"redeploy {NAMES['api-server']}") < next(i for i, p in enumerate(phases) if NAMES["worker"] in p)

@@ -46,6 +46,8 @@ class App:
     _clients: Any = field(default=None, init=False, repr=False)
     _topology: Topology | None = field(default=None, init=False, repr=False)
     _service_arns: list[str] = field(default_factory=list, init=False, repr=False)
+    _listed: dict = field(default_factory=dict, init=False, repr=False)  # service name -> Service, as discovered
+    _airflow: Any = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.report = Reporter(self.runtime.clock, color=use_color(sys.stderr), now=self.runtime.utcnow)
@@ -104,6 +106,7 @@ class App:
             resolved = [(_web_role(listed[name.rsplit("/", 1)[-1]]) if role == WEB else role, name)
                         for role, name in explicit]
             self._topology = assign(cluster, {s.name: s.tags for s in listed.values()}, resolved)
+            self._listed = {s.name: s for s in listed.values()}
             self._service_arns = [s.arn for s in listed.values()]
         return self._topology
 
@@ -160,7 +163,8 @@ class App:
                 words += [flag, o[key]]
         for pair in o.get("services") or ():
             words += ["--service", pair]
-        for key in ("poll_interval", "timeout", "stability_window", "max_failed_tasks", "log_grace", "output"):
+        for key in ("airflow_url", "airflow_credentials_secret", "poll_interval", "timeout", "stability_window",
+                    "max_failed_tasks", "log_grace", "output"):
             if key in self.given and o[key] is not None:
                 words += ["--" + key.replace("_", "-"), f"{o[key]:g}" if isinstance(o[key], float) else str(o[key])]
         return words + shlex.split(command)
@@ -205,10 +209,50 @@ class App:
 
         single_attempt = lambda: clients("ecs", attempts=1)  # noqa: E731  (built only when a scheduler starts)
         env = Env(Ecs(ecs, self.require_cluster(), single_attempt), poller, self.report, logs=in_region("logs"),
-                  policy=self.policy, ecr=in_region("ecr"), recovery=self.recovery, rds=lambda: clients("rds"))
+                  policy=self.policy, ecr=in_region("ecr"), recovery=self.recovery, rds=lambda: clients("rds"),
+                  airflow=self.airflow())
         if holds:
             env.lease = self._lease(env, holds)
         return env
+
+    def airflow(self):
+        """Airflow's own view for this command (one per command, connected on first use)."""
+        if self._airflow is None:
+            from .airflow_view import AirflowView
+
+            self._airflow = AirflowView(self._airflow_api, self.report)
+        return self._airflow
+
+    def _airflow_api(self):
+        """A client of Airflow's API at --airflow-url, else at the load balancer in front of the api-server or
+        webserver (through ELBv2); None when there is neither. Credentials from the environment or the secret."""
+        import os
+
+        from .airflow_api import AirflowApi, AirflowUnreachable, Credentials
+
+        url = self.options.get("airflow_url")
+        if not url:
+            web = [self._listed[name] for name in self.topology().services(API_SERVER, WEBSERVER) if name in self._listed]
+            groups = [arn for service in web for arn in service.target_groups]
+            if not groups:
+                return None
+            from .elb import discover_airflow_url
+
+            try:
+                url = discover_airflow_url(self.clients()("elbv2"), groups)
+            except WorkflowError as error:
+                raise AirflowUnreachable(f"cannot find Airflow's URL behind the load balancer: {error}") from None
+            if not url:
+                return None
+        secret = self.options.get("airflow_credentials_secret")
+        if secret:
+            from .secrets import read_airflow_credentials
+
+            credentials = read_airflow_credentials(self.clients()("secretsmanager"), secret)
+        else:
+            user, password = os.environ.get("WORKFLOW_AIRFLOW_USERNAME"), os.environ.get("WORKFLOW_AIRFLOW_PASSWORD")
+            credentials = Credentials(user, password) if user and password else None
+        return AirflowApi(url, credentials, sleep=self.runtime.sleep, monotonic=self.runtime.clock)
 
     def _lease(self, env: Env, command: str) -> Lease:
         import getpass

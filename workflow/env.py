@@ -4,6 +4,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .airflow_view import AirflowView
 from .deployments import WatchPolicy
 from .ecs import Ecs
 from .poller import Poller
@@ -26,6 +27,7 @@ class Env:
     ecr: Callable[[str | None], Any] | None = None  # builds an ECR client for a Region, only when images are looked up
     recovery: Recovery = field(default_factory=Recovery)
     rds: Callable[[], Any] | None = None  # builds the RDS client, only when a snapshot is taken
+    airflow: AirflowView | None = None  # Airflow's own view, when it can be had
 
     def before_change(self) -> None:
         if self.lease is not None:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from . import database
+from .airflow_view import AirflowStatus, Drain, await_heartbeat
+from .airflow_view import drain as drain_workers
 from .changes import (
     STOPPED_COUNT_TAG,
     await_stopped,
@@ -50,6 +52,8 @@ class Outcome:
     unmanaged: tuple[str, ...] = ()  # services with no Airflow role, left alone
     roles: dict[str, str] = field(default_factory=dict)  # service -> role, for the services shown
     plan: Plan | None = None  # what a redeploy moved: each role's image before and after
+    drain: Drain | None = None  # how long the running task instances took to finish, and those interrupted
+    airflow: AirflowStatus | None = None  # Airflow's own view of its components
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,7 @@ class RedeployOptions:
     migrate_from: str = SCHEDULER  # whose deployed task definition runs it
     schedulers: int | None = None  # scheduler tasks per scheduler service; None: as recorded, else 1
     snapshot: str | None = None  # an RDS instance to snapshot before the schema moves
+    drain_timeout: float = 600.0  # how long the running task instances may take to finish before the workers roll
 
 
 DEFAULTS = RedeployOptions()
@@ -110,6 +115,8 @@ def start_scheduler(env: Env, names: list[str], wait: bool = True, count: int | 
     """Start the scheduler(s) at their count, and only once no other scheduler task is alive."""
     services = preflight(env, names)
     rehearse_reads(env, services)
+    if env.airflow is not None:
+        env.airflow.check_credentials()
     allowed = scheduler_count(services, count)
     refusal = _too_many(services, allowed)
     if refusal:
@@ -181,6 +188,7 @@ def _start_schedulers(env: Env, services: list[Service], count: int, wait: bool,
             env.recovery.state = "the scheduler is stopping"
             await_stopped(env, names, "scheduler", alive)
         # No scheduler task is alive, so a new deployment starts exactly `count`, with the current image.
+        requested = env.report.now()
         watches = [start_from_zero(env, s, count, "the scheduler", one_at_a_time(s)) for s in services]
         env.recovery.state = "the scheduler is starting"
         for service in services:
@@ -190,6 +198,8 @@ def _start_schedulers(env: Env, services: list[Service], count: int, wait: bool,
             shown = tuple(w.latest for w in watches if w.latest is not None)
             return Outcome(f"scheduler {label} is starting", shown), env.poller.clock()
         started = await_deployments(env, [*watches, *also], required=watches)[: len(watches)]
+        if env.airflow is not None:  # running in ECS is not yet scheduling: Airflow says when it heartbeats
+            await_heartbeat(env.poller, env.airflow, requested, label)
     env.recovery.state = "the scheduler is running"
     return Outcome(f"scheduler {label} started", tuple(started)), max(w.stable_since or 0.0 for w in watches)
 
@@ -233,6 +243,7 @@ class _Upgrade:
         self.done: set[str] = set()  # services whose new deployment has succeeded
         self.running_since: float | None = None
         self.started: tuple[Service, ...] = ()
+        self.drained: Drain | None = None
 
     def of(self, *roles: str) -> list[Service]:
         return [self.by_name[name] for name in self.topology.services(*roles)]
@@ -251,12 +262,25 @@ class _Upgrade:
         if required and step.action != "start":
             with self.env.report.phase(f"wait for {_and([w.service for w in required])} before the next step"):
                 self._await(required)
-        action = {"stop": self.stop, "migrate": self.migrate, "roll": self.roll, "start": self.start}[step.action]
+        action = {"stop": self.stop, "drain": self.drain, "migrate": self.migrate, "roll": self.roll,
+                  "start": self.start}[step.action]
         action(step)
 
     def stop(self, step: Step) -> None:
         stop_for_upgrade(self.env, self.of(SCHEDULER) if SCHEDULER in step.roles else [],
                          self.of(DAG_PROCESSOR) if DAG_PROCESSOR in step.roles else [])
+
+    def drain(self, step: Step) -> None:
+        view = self.env.airflow
+        if view is None or not self.of(*step.roles):
+            return
+        if view.api() is None or self.options.drain_timeout <= 0:
+            why = view.gone if view.api() is None else "--drain-timeout 0"
+            self.env.report.line(f"not draining: {why}")
+            return
+        with self.env.report.phase("drain the running task instances"):
+            self.env.recovery.state = "the scheduler is stopped; the running task instances are finishing"
+            self.drained = drain_workers(self.env.poller, self.env.airflow, self.options.drain_timeout)
 
     def migrate(self, _step: Step) -> None:
         if self.source is None or not self.options.migrate:
@@ -341,11 +365,16 @@ class _Upgrade:
         running_since = self.running_since if self.running_since is not None else env.poller.clock()
         running_at = env.report.now() - timedelta(seconds=env.poller.clock() - running_since)
         downtime = round(max(0.0, (running_at - self.down_since).total_seconds()), 1)
+        drained = self.drained
+        said = f"; {drained.seconds:.0f}s of it draining" if drained and drained.seconds else ""
+        if drained and drained.interrupted:
+            said += f", {len(drained.interrupted)} task instance(s) interrupted"
         return Outcome(
-            f"cluster {self.topology.name} redeployed; the scheduler was down for {downtime:.0f}s",
+            f"cluster {self.topology.name} redeployed; the scheduler was down for {downtime:.0f}s{said}",
             tuple(settled.get(name) or self.by_name[name] for name in self.topology.services()),
             downtime,
             roles={c.service: c.role for c in self.topology.components},
+            drain=drained,
         )
 
 
@@ -360,6 +389,8 @@ def check_redeploy(env: Env, topology: Topology, options: RedeployOptions) -> di
     refusal = _too_many(schedulers, scheduler_count(schedulers, options.schedulers))
     if refusal:
         raise Refused(refusal + "; nothing was changed")
+    if env.airflow is not None:
+        env.airflow.check_credentials()
     return by_name
 
 

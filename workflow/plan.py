@@ -62,13 +62,15 @@ class Plan:
                 if self.migration:
                     lines.append(f"migrate: {' '.join(self.migration)}")
                 continue
+            if step.action == "drain":
+                lines.append("drain: running task instances finish (at most --drain-timeout)")
+                continue
             for move in (m for m in self.moves if m.role in step.roles):
                 now = ", ".join(i.label() for i in move.now) or "nothing running"
-                verb = {"stop": "stop", "roll": "roll", "start": "start"}[step.action]
                 if step.action == "stop":
                     lines.append(f"stop {move.role}: {now}")
                 else:
-                    lines.append(f"{verb} {move.role}: {now} -> {move.after.label()}")
+                    lines.append(f"{step.action} {move.role}: {now} -> {move.after.label()}")
         return lines
 
     def summary(self) -> str:

@@ -38,6 +38,8 @@ def result(outcome, output: str) -> str:
         lines.append(services_table(outcome.services))
         if getattr(outcome, "images", None):
             lines += ["", images_table(outcome.images)]
+        if getattr(outcome, "airflow", None):
+            lines += ["", airflow_lines(outcome.airflow)]
     lines += [f"warning: {warning}" for warning in getattr(outcome, "warnings", ())]
     return "\n".join(lines)
 
@@ -51,6 +53,15 @@ def services_table(services) -> str:
         rows.append([s.name, s.desired, s.running, s.pending, primary.id if primary else "-",
                      (primary.rollout_state or primary.status) if primary else "-"])
     return tabulate(rows, headers=["service", "desired", "running", "pending", "deployment", "rollout"])
+
+
+def airflow_lines(view) -> str:
+    """Airflow's own view, as its health endpoint reports it."""
+    parts = [f"metadatabase {view.metadatabase or 'unknown'}"]
+    for c in view.components:
+        age = f", heartbeat {c.heartbeat_age:.0f}s ago" if c.heartbeat_age is not None else ", no heartbeat yet"
+        parts.append(f"{c.name} {c.status or 'never ran'}{age if c.status or c.heartbeat_age is not None else ''}")
+    return f"Airflow {view.version} at {view.url}:\n  " + "\n  ".join(parts)
 
 
 def images_table(images) -> str:

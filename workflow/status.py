@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+from .airflow_view import status as airflow_status
 from .changes import SCHEDULER_DEPLOYMENT
 from .deployments import stop_cause
 from .ecr import tags_for_digests
@@ -44,6 +45,7 @@ def status(env: Env, topology: Topology) -> Outcome:
         scheduler_tasks_alive=len(alive),
         unmanaged=topology.unmanaged,
         roles={c.service: c.role for c in topology.components},
+        airflow=airflow_status(env.airflow, env.report.now()) if env.airflow else None,
     )
 
 

@@ -23,7 +23,7 @@ CHECKS_MIGRATIONS = frozenset({SCHEDULER, DAG_PROCESSOR, TRIGGERER, API_SERVER, 
 
 @dataclass(frozen=True)
 class Step:
-    action: str  # stop, migrate, roll, start
+    action: str  # stop, drain, migrate, roll, start
     roles: tuple[str, ...]
     why: str
     after: tuple[str, ...] = ()  # roles whose new deployments must have succeeded before this step begins
@@ -35,6 +35,10 @@ UPGRADE_ORDER = (
     Step("stop", (SCHEDULER, DAG_PROCESSOR),
          "nothing new is queued or parsed from here on, and no process that checks the schema runs while it moves; "
          "the old scheduler never meets a new schema, and never runs beside a new scheduler"),
+    Step("drain", (WORKER,),
+         "with the scheduler stopped no new task instance is queued: the running ones finish before anything that "
+         "runs them rolls (ECS stops a worker with SIGTERM, then SIGKILL after its stopTimeout, at most 120 s on "
+         "Fargate) and before the schema moves under them"),
     Step("migrate", (),
          "the schema moves while nothing that checks it starts: a component started on the new image before the "
          "migration, or on the old one after it, exits with 'Database migration required'"),

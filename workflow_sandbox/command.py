@@ -76,11 +76,18 @@ def release_versions(ctx, param, value: str | None) -> tuple[str, str] | None:
         help="The Airflow releases v1 (running; the database has its schema) and v2 (staged) hold.")
 @option("--db-snapshot-seconds", env="DB_SNAPSHOT_SECONDS", type=Seconds(min=0), default=5.0,
         help="How long an RDS snapshot of the database stays `creating`.")
+@option("--airflow-task-seconds", env="SANDBOX_AIRFLOW_TASK_SECONDS", type=Seconds(min=0.01), default=20.0,
+        help="How long each task instance the scheduler queues runs (one every 15 s while it runs, three at most): "
+             "longer than --drain-timeout rehearses task instances a redeploy interrupts.")
+@option("--airflow-silent-scheduler", env="SANDBOX_AIRFLOW_SILENT_SCHEDULER", is_flag=True, default=False,
+        help="The scheduler runs in ECS but never heartbeats in Airflow.")
+@option("--airflow-api-down", env="SANDBOX_AIRFLOW_API_DOWN", is_flag=True, default=False,
+        help="Airflow's API refuses every connection.")
 @click.pass_obj
 def sandbox(app, port, task_start_seconds, task_stop_seconds, task_deprovision_seconds, web_drain_seconds,
             one_off_seconds, fail_deployments, init_exit_code, crash_deployments, unhealthy_deployments, flaky_starts,
             throttle, server_errors, missing_seconds, stale_seconds, log_delay, deployment_controller, airflow,
-            airflow_versions, db_snapshot_seconds):
+            airflow_versions, db_snapshot_seconds, airflow_task_seconds, airflow_silent_scheduler, airflow_api_down):
     """Run a local cluster to rehearse on, until Ctrl-C.
 
     \b
@@ -88,7 +95,8 @@ def sandbox(app, port, task_start_seconds, task_stop_seconds, task_deprovision_s
     steady and running release v1 from airflow-prod:latest, ECR repositories
     airflow-prod (v1 under latest and 20261101T000000Z) and airflow-stage (v2
     under latest), and the Postgres RDS instance <cluster>-db; then prints the
-    environment to use it. When it stops, unset those variables.
+    environment to use it, Airflow's API (its URL and a user) included. When it
+    stops, unset those variables.
 
     \b
     Airflow 3 (the default): <cluster>-scheduler, -dag-processor, -api-server
@@ -116,6 +124,9 @@ def sandbox(app, port, task_start_seconds, task_stop_seconds, task_deprovision_s
       a schema change on Airflow 2              --airflow 2 --airflow-versions 2.9.3,2.10.5
       waiting for stopped tasks to be gone      --task-deprovision-seconds
       a slow database snapshot                  --db-snapshot-seconds
+      task instances that outlast the drain     --airflow-task-seconds
+      a scheduler that never heartbeats         --airflow-silent-scheduler
+      Airflow's API unreachable                 --airflow-api-down
 
     \b
     Example:
@@ -152,6 +163,8 @@ def sandbox(app, port, task_start_seconds, task_stop_seconds, task_deprovision_s
             missing_seconds=missing_seconds, stale_seconds=stale_seconds, log_delay=log_delay,
             deployment_controllers=controllers, airflow=int(airflow), airflow_versions=airflow_versions,
             task_deprovision_seconds=task_deprovision_seconds, db_snapshot_seconds=db_snapshot_seconds,
+            airflow_task_seconds=airflow_task_seconds, airflow_silent_scheduler=airflow_silent_scheduler,
+            airflow_api_down=airflow_api_down,
         )
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--deployment-controller") from None

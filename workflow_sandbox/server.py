@@ -14,7 +14,9 @@ from moto.server import ThreadedMotoServer
 from workflow.airflow_schema import VERSION_ENV, VERSION_LABEL, schema_of
 
 from . import moto_models  # first: before the modules that import moto's models
+from .airflow_api import FakeAirflowApi
 from .airflow_db import AirflowDatabase
+from .airflow_link import SimulatedAirflow, Work
 from .clock import RealClock
 from .hooks import MotoPatches
 from .image_config import config_reader
@@ -25,6 +27,7 @@ from .simulator import CONTROLLERS, Simulation, Timings
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
+AIRFLOW_USER = {"WORKFLOW_AIRFLOW_USERNAME": "admin", "WORKFLOW_AIRFLOW_PASSWORD": "sandbox"}  # the fake's only user
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 REGISTRY = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
 # The release running in production, promoted under `latest` and this stamp, and the one staged after it.
@@ -78,6 +81,9 @@ class SandboxConfig:
     airflow_versions: tuple[str, str] | None = None  # releases v1 and v2; default RELEASE_VERSIONS[airflow]
     task_deprovision_seconds: float | None = None  # default DEPROVISION_PER_STOP x task_stop_seconds
     db_snapshot_seconds: float = 5.0
+    airflow_task_seconds: float = 20.0  # how long each task instance the scheduler queues runs
+    airflow_silent_scheduler: bool = False  # the scheduler runs but never heartbeats
+    airflow_api_down: bool = False  # Airflow's API refuses every connection
 
     def __post_init__(self):
         if self.airflow not in RELEASE_VERSIONS:
@@ -135,10 +141,13 @@ class Sandbox:
         self.endpoint = ""
         self.releases: dict[str, str] = {}  # "v1" (deployed, airflow-prod), "v2" (staged, airflow-stage) -> digest
         self.provisioned: Provisioned | None = None
+        self.airflow: FakeAirflowApi | None = None
 
     @property
     def environment(self) -> dict[str, str]:
-        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION, **CREDENTIALS}
+        airflow = {"WORKFLOW_AIRFLOW_URL": self.airflow.url, **AIRFLOW_USER} if self.airflow else {}
+        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION, **CREDENTIALS,
+                **airflow}
 
     def start(self) -> "Sandbox":
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request on the terminal
@@ -156,6 +165,7 @@ class Sandbox:
             host, port = server.get_host_and_port()
             self.endpoint = f"http://{host}:{port}"
             self._provision()
+            self._serve_airflow()
             # moto's catalogues and botocore's models, all loaded by now, live as long as the sandbox: keep
             # them out of the garbage collections every request's leftovers cause.
             gc.collect()
@@ -204,6 +214,22 @@ class Sandbox:
             deployment_controllers=config.deployment_controllers, airflow=config.airflow, db_instance=True)
         self.clock.advance(600)  # the services have long been steady
         self._misbehave()
+
+    def _serve_airflow(self) -> None:
+        """Airflow's API for the cluster, answering as the simulated components run."""
+        config = self.config
+        roles = {name: [f"{config.cluster}-{c.name}" for c in config.components() if c.name == name]
+                 for name in ("scheduler", "dag-processor", "triggerer")}
+        workers = [f"{config.cluster}-{c.name}" for c in config.components() if c.name.startswith("worker")]
+        model = SimulatedAirflow(self.simulation, roles, workers, Work(seconds=config.airflow_task_seconds),
+                                 major=config.airflow, version=config.versions()[0],
+                                 users={AIRFLOW_USER["WORKFLOW_AIRFLOW_USERNAME"]: AIRFLOW_USER["WORKFLOW_AIRFLOW_PASSWORD"]})
+        if config.airflow_silent_scheduler:
+            model.silence("scheduler")
+        if config.airflow_api_down:
+            model.fault = "refuse"
+        self.airflow = FakeAirflowApi(model).start()
+        self._stack.callback(self.airflow.stop)
 
     def _misbehave(self) -> None:
         """The failures to rehearse, from now on; a crash or failed health check comes a task start after RUNNING."""

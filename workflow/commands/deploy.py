@@ -5,7 +5,7 @@ import shlex
 import click
 
 from ..app import App
-from ..options import command_words, option, schedulers_option, task_wait_option, yes_option
+from ..options import command_words, drain_option, option, schedulers_option, task_wait_option, yes_option
 from ..runner import confirm, run
 from ..topology import ROLES, SCHEDULER, WORKER, role_of
 
@@ -63,11 +63,13 @@ def initialize(app: App, yes, wait, command, container, source):
         help="With --migrate: snapshot this RDS instance (named <cluster>-<UTC time>) and wait until it is available "
              "before the migration starts.")
 @schedulers_option
+@drain_option
 @option("--dry-run", env="DRY_RUN", is_flag=True, default=False,
         help="Print the plan (the roles in order, each one's image now and after, whether a migration runs) and "
              "change nothing.")
 @click.pass_obj
-def redeploy(app: App, yes, wait_for_drain, migrate, migrate_command, migrate_from, snapshot, schedulers, dry_run):
+def redeploy(app: App, yes, wait_for_drain, migrate, migrate_command, migrate_from, snapshot, schedulers, drain_timeout,
+             dry_run):
     """Stop the scheduler, roll web and worker, start the scheduler.
 
     Every component moves onto a new deployment of its task definition, in the order the database schema
@@ -110,5 +112,5 @@ def redeploy(app: App, yes, wait_for_drain, migrate, migrate_command, migrate_fr
     resume += rest
     app.recovery.resume_after["migrated"] = "redeploy --yes" + rest  # once migrated, a resume only rolls
     options = operations.RedeployOptions(wait_for_drain, migrate_command if migrate else None, migrate_from, schedulers,
-                                         snapshot)
+                                         snapshot, drain_timeout)
     run(app, resume, lambda: replace(operations.redeploy(app.env(holds="redeploy"), topology, options), plan=plan))

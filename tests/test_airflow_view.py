@@ -1,0 +1,111 @@
+"""Airflow's own view in the operations, against the sandbox's fake api-server driven by the simulated cluster:
+the drain before the workers roll, the heartbeat a start waits for, health in `status`, and ECS's view alone when
+the API cannot be reached."""
+
+import json
+
+import pytest
+from conftest import NAMES, SCHEDULER, WORKER
+
+from workflow_sandbox.airflow_link import SimulatedAirflow, Work
+
+
+@pytest.fixture
+def airflow(cluster, sim, monkeypatch):
+    """Airflow's API for the running cluster: task instances run 40 s each, a new one every 15 s while a scheduler
+    runs (three at most)."""
+    from workflow_sandbox.airflow_api import FakeAirflowApi
+
+    model = SimulatedAirflow(sim, {"scheduler": [SCHEDULER]}, [WORKER], Work(seconds=40), major=2,
+                             users={"admin": "secret"})
+    server = FakeAirflowApi(model).start()
+    monkeypatch.setenv("WORKFLOW_AIRFLOW_URL", server.url)
+    monkeypatch.setenv("WORKFLOW_AIRFLOW_USERNAME", "admin")
+    monkeypatch.setenv("WORKFLOW_AIRFLOW_PASSWORD", "secret")
+    yield model
+    server.stop()
+
+
+def worker_launches(sim) -> list[float]:
+    return sorted(t.created_at_sim for t in sim.service(WORKER).tasks if hasattr(t, "created_at_sim"))
+
+
+def test_the_workers_roll_only_once_the_running_task_instances_finished(airflow, sim, clock, run):
+    run(*NAMES, "status")  # the scheduler has been queueing work: task instances run
+    clock.sleep(20)
+    assert len(airflow.tasks) > 0
+    finished, rolled = [], []
+    sim.observers.append(lambda s: (not finished and not airflow.tasks) and finished.append(s.clock.now()))
+    sim.observers.append(lambda s: (not rolled and len(s.service(WORKER).deployments) > 1) and rolled.append(
+        s.clock.now()))
+    result = run(*NAMES, "redeploy", "--yes")
+    assert result.exit_code == 0, result.stderr[-2000:]
+    assert "task instance(s) still running: " in result.stderr and "drained: no task instance runs" in result.stderr
+    assert rolled and finished and finished[0] <= rolled[0]  # the last one ended before the first new worker
+    outcome = result.stdout.splitlines()[0]
+    assert "the scheduler was down for" in outcome and "s of it draining" in outcome
+
+
+def test_at_the_drain_bound_the_roll_goes_on_naming_what_it_interrupts(airflow, clock, run):
+    airflow.work.seconds = 3600  # task instances that outlast the drain
+    run(*NAMES, "status")
+    clock.sleep(20)
+    result = run(*NAMES, "redeploy", "--yes", "--drain-timeout", "60")
+    assert result.exit_code == 0, result.stderr[-2000:]
+    assert "the drain's bound (1m00s) passed: rolling the workers interrupts" in result.stderr
+    assert "etl.load" in result.stderr and "task instance(s) interrupted" in result.stdout
+
+
+def test_a_scheduler_that_runs_but_never_heartbeats_is_no_success(airflow, run, sim):
+    assert run(*NAMES, "stop-scheduler", "--yes").exit_code == 0
+    airflow.silence("scheduler")
+    result = run(*NAMES, "start-scheduler")
+    assert result.exit_code == 1, result.output
+    assert f"{SCHEDULER} runs in ECS, but Airflow reports it" in result.stderr
+    assert "workflow logs scheduler" in result.stderr
+    assert sim.service(SCHEDULER).model.running_count == 1  # ECS's view alone would have called it a success
+
+
+def test_a_start_succeeds_once_airflow_reports_a_heartbeat_since_it_began(airflow, run):
+    assert run(*NAMES, "stop-scheduler", "--yes").exit_code == 0
+    result = run(*NAMES, "start-scheduler")
+    assert result.exit_code == 0, result.output
+    assert f"Airflow reports {SCHEDULER} healthy, heartbeating since its start" in result.stderr
+
+
+def test_status_shows_airflows_own_view(airflow, run):
+    result = run(*NAMES, "status")
+    assert result.exit_code == 0, result.output
+    assert f"Airflow 2 at {airflow_url(run)}" in result.stdout
+    assert "metadatabase healthy" in result.stdout and "scheduler healthy, heartbeat" in result.stdout
+    document = json.loads(run(*NAMES, "-o", "json", "status").stdout)
+    scheduler = next(c for c in document["airflow"]["components"] if c["name"] == "scheduler")
+    assert scheduler["status"] == "healthy" and scheduler["heartbeat_age"] < 30
+
+
+def airflow_url(run) -> str:
+    import os
+
+    return os.environ["WORKFLOW_AIRFLOW_URL"]
+
+
+@pytest.mark.parametrize("fault", ["refuse", "html", "garbage", "unavailable"])
+def test_without_the_api_every_command_succeeds_on_ecs_view_with_one_warning(airflow, run, fault):
+    airflow.fault = fault
+    # stop-scheduler asks Airflow nothing; the others ask, and say once that they go on without it.
+    for args, asks in ((["status"], 1), (["stop-scheduler", "--yes"], 0), (["start-scheduler"], 1),
+                       (["redeploy", "--yes"], 1)):
+        result = run(*NAMES, *args)
+        assert result.exit_code == 0, f"{args}: {result.output}"
+        warnings = [line for line in result.output.splitlines() if "Airflow's API" in line and "warning" in line]
+        assert len(warnings) == asks, f"{args}: {warnings}"
+        assert "Traceback" not in result.output
+
+
+def test_refused_credentials_stop_a_redeploy_before_anything_changes(airflow, run, monkeypatch, sim):
+    monkeypatch.setenv("WORKFLOW_AIRFLOW_PASSWORD", "hunter2-not-it")
+    deployments = len(sim.service(WORKER).deployments)
+    result = run(*NAMES, "redeploy", "--yes")
+    assert result.exit_code == 2, result.output
+    assert "hunter2" not in result.output
+    assert sim.service(SCHEDULER).model.desired_count == 1 and len(sim.service(WORKER).deployments) == deployments
