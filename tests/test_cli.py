@@ -483,3 +483,160 @@ def test_progress_lines_carry_utc_wall_clock_time_and_short_ids(cluster, run):
     assert not any(re.search(r"[0-9a-f]{8}-[0-9a-f]{4}-", line) or re.search(r"ecs-svc/\d{19}", line) for line in lines)
     assert any(re.search(r"total \d/\d running, \d pending \| deploy \d{6} ", line) for line in lines)
     assert max(len(line) for line in lines if "waiting for" not in line) <= 130
+
+
+# --- signals from the first moment, global options anywhere, values bounded, messages that say what happened ---
+
+
+def test_an_inherited_ignored_sighup_stays_ignored(cluster, clock, ecs):
+    """`nohup workflow ... redeploy`: the terminal's hang-up must not stop the command."""
+    import os
+    import signal
+
+    def sleep(seconds):
+        os.kill(os.getpid(), signal.SIGHUP)
+        clock.sleep(seconds)
+
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        result = CliRunner().invoke(main, [*NAMES, "stop-scheduler", "--yes"], obj=Runtime(clock=clock.now, sleep=sleep))
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    assert result.exit_code == 0, result.output
+    assert ecs.describe_services(cluster=CLUSTER, services=[SCHEDULER])["services"][0]["desiredCount"] == 0
+
+
+class SilentEndpoint:
+    """Accepts connections and never answers: a command's first call hangs there."""
+
+    def __init__(self):
+        import socket
+        import threading
+
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(16)
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
+        self.held: list = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                self.held.append(self.server.accept()[0])
+            except OSError:
+                return
+
+    def close(self):
+        self.server.close()
+        for connection in self.held:
+            connection.close()
+
+
+@pytest.mark.realtime
+def test_a_sigterm_before_the_operation_began_says_that_nothing_was_changed():
+    """Before, SIGTERM ended the process without a word while the command loaded and looked the services up."""
+    import signal
+    import time
+
+    endpoint = SilentEndpoint()
+    try:
+        process = subprocess.Popen([sys.executable, "-m", "workflow", "--cluster", CLUSTER, "--endpoint-url", endpoint.url,
+                                    "redeploy", "--yes"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 20
+        while not endpoint.held and time.monotonic() < deadline:  # its first call: the topology, before the runner
+            time.sleep(0.02)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=20)
+    finally:
+        endpoint.close()
+    assert process.returncode == 143, stderr
+    assert stderr.strip() == "Error: interrupted by SIGTERM; nothing was changed"
+
+
+def test_break_lease_and_a_value_taking_global_option_may_follow_the_command_name(cluster, run, ecs, clock):
+    import os
+    import signal
+
+    from workflow.lease import Holder
+
+    now = clock.wall(clock.now()).replace(microsecond=0)
+    arn = ecs.describe_clusters(clusters=[CLUSTER])["clusters"][0]["clusterArn"]
+    stale = Holder("crashed", "alice@bastion", "redeploy", now, now + __import__("datetime").timedelta(hours=1))
+    ecs.tag_resource(resourceArn=arn, tags=[stale.tag])
+    result = run(*NAMES, "stop-scheduler", "--break-lease", "--yes", "--timeout", "60")
+    assert result.exit_code == 0, result.output
+    assert "broke the lease of alice@bastion" in result.stderr
+
+    def sleep(_seconds):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    interrupted = CliRunner().invoke(main, [*NAMES, "start-scheduler", "--timeout", "60"],
+                                     obj=Runtime(clock=clock.now, sleep=sleep))
+    assert interrupted.exit_code == 143, interrupted.output
+    assert resume_of(interrupted.stderr)[-3:] == ["--timeout", "60", "start-scheduler"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--timeout", "1e11", "stop-scheduler", "--yes"], "'1e11' is too long: at most 7d"),
+    (["--timeout", "1e15", "stop-scheduler", "--yes"], "'1e15' is too long: at most 7d"),
+    (["stop-scheduler", "--yes", "--timeout", "1e400"], "not a finite number of seconds"),
+    (["logs", "worker", "--since", "1000000d"], "'1000000d' is too long: at most 3653d"),
+    (["--poll-interval", "1e300", "status"], "too long: at most 1h"),
+    (["--timeout", "abc", "status"], "'abc' is not a duration: give seconds (30, 2.5) or a number with a unit: 30s, 15m"),
+])
+def test_durations_out_of_bounds_are_usage_errors_that_say_what_is_accepted(cluster, run, ecs, args, message):
+    result = run(*NAMES, *args)
+    assert result.exit_code == 2 and message in result.stderr, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert ecs.describe_services(cluster=CLUSTER, services=[SCHEDULER])["services"][0]["desiredCount"] == 1
+
+
+@pytest.mark.parametrize("timeout", ["900", "900s", "15m", "0.25h", "900.0"])
+def test_every_duration_option_takes_the_same_forms(cluster, run, timeout):
+    result = run(*NAMES, "--timeout", timeout, "--stability-window", "30s", "--log-grace", "6", "start-scheduler")
+    assert result.exit_code == 0, result.output
+    assert run(*NAMES, "logs", "worker", "--since", "600").exit_code == 0  # a bare number is seconds here too
+
+
+def test_without_credentials_the_first_error_is_the_missing_credentials(run, monkeypatch):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    result = run(*NAMES, "status")
+    assert result.exit_code == 2
+    assert "Unable to locate credentials" in result.stderr and "region" not in result.stderr.lower()
+
+
+def test_a_declined_confirmation_says_that_nothing_was_changed(cluster, run, ecs):
+    result = run(*NAMES, "stop-scheduler", input="n\n")
+    assert result.exit_code == 1 and result.stderr.splitlines()[-1] == "Error: Aborted: nothing was changed"
+    assert ecs.describe_services(cluster=CLUSTER, services=[SCHEDULER])["services"][0]["desiredCount"] == 1
+
+
+def test_without_a_terminal_the_refusal_is_one_clean_line_after_the_question(cluster, run):
+    result = run(*NAMES, "stop-scheduler")
+    lines = result.stderr.splitlines()
+    assert result.exit_code == 2 and "Usage:" not in result.stderr and "Try '" not in result.stderr
+    assert lines[-2].startswith("Stop scheduler airflow-prod-scheduler") and lines[-2].endswith("[y/N]: ")
+    assert lines[-1] == ("Error: this command asks for confirmation and there is no terminal to answer it; nothing "
+                         "was changed: pass --yes (or set WORKFLOW_YES=1)")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["rollback", "--no-redeploy", "--yes", "--repository", ""], "the repository name is empty"),
+    (["releases", "--repository", " "], "the repository name is empty"),
+    (["iam-policy", "--account", "abc"], "'abc' is not an AWS account ID: 12 digits, or * for any account"),
+    (["iam-policy", "--account", "12345678901"], "is not an AWS account ID"),
+])
+def test_odd_values_are_usage_errors(run, args, message):
+    result = run(*args)
+    assert result.exit_code == 2 and message in result.stderr, result.output
+
+
+@pytest.mark.parametrize("account", ["123456789012", "*"])
+def test_iam_policy_takes_an_account_id_or_any(run, account):
+    result = run("iam-policy", "--command", "promote", "--account", account)
+    assert result.exit_code == 0, result.output
+    assert f"arn:aws:ecr:*:{account}:repository/airflow-prod" in result.stdout

@@ -176,7 +176,7 @@ def test_logs_since_excludes_older_lines(workers, put, logs_run):
     result = logs_run(*NAMES, "logs", "worker", "--since", "30m")
     assert [line.split(" | ")[1] for line in result.stdout.splitlines()] == ["twenty minutes ago", "five minutes ago"]
     result = logs_run(*NAMES, "logs", "worker", "--since", "ten minutes")
-    assert result.exit_code == 2 and "not a duration such as 30s, 10m, 2h or 1d" in result.stderr
+    assert result.exit_code == 2 and "not a duration: give seconds (30, 2.5) or a number with a unit: 30s, 15m" in result.stderr
 
 
 def test_logs_of_a_service_with_nothing_logged_says_so_and_succeeds(empty_cluster, logs_run):
@@ -317,3 +317,69 @@ def test_completion_knows_the_commands_and_the_roles():
 
     assert complete("workflow lo") == ["logs"]
     assert complete("workflow logs w") == ["webserver", "worker", "web"]
+
+
+# --- RunTask under throttling, the log grace inside the timeout, JSON on failure -------------------------
+
+
+def test_a_throttled_run_task_started_nothing_and_is_asked_again(cluster, run, sim, ecs):
+    sim.faults.inject("RunTask", "throttle", times=20)  # two calls of eight attempts, and four more
+    result = run(*FAST, "run", "--yes", "--", "airflow", "dags", "list")
+    assert result.exit_code == 0, result.output
+    assert "RunTask failed: ThrottlingException" in result.stderr and "still waiting" in result.stderr
+    assert len(one_off_tasks(ecs)) == 1
+
+
+def test_a_run_task_throttled_until_the_deadline_times_out_saying_so_and_that_nothing_started(cluster, run, sim, ecs):
+    sim.faults.inject("RunTask", "throttle", times=10_000)
+    result = run(*FAST, "--timeout", "60", "run", "--yes", "--", "airflow", "dags", "list")
+    assert result.exit_code == 3, result.output
+    assert "waiting for ECS to accept RunTask" in result.stderr and "AWS throttled every one of the" in result.stderr
+    assert "may have been started" not in result.stderr and "answer was lost" not in result.stderr
+    assert one_off_tasks(ecs) == []
+
+
+@pytest.mark.parametrize("faults", [[("server", 8)], [("server", 1), ("throttle", 7)]], ids=["5xx", "5xx-then-throttled"])
+def test_a_run_task_whose_answer_may_have_been_lost_is_never_asked_again(cluster, run, sim, faults):
+    for kind, times in faults:
+        sim.faults.inject("RunTask", kind, times=times)
+    result = run(*FAST, "run", "--yes", "--", "airflow", "dags", "list")
+    assert result.exit_code == 1, result.output
+    assert "RunTask's answer was lost" in result.stderr and "a task may be running" in result.stderr
+    assert sim.faults.count["throttle"] + sim.faults.count["server"] == 8  # botocore's attempts, and no more
+
+
+def test_throttled_retries_in_a_wait_leave_every_later_call_its_attempts(cluster, sim, clock, ecs):
+    """botocore's retry quota (500 tokens) ran dry during long waits, and the next call failed at its first error."""
+    injected = []
+
+    def sleep(seconds):
+        if not injected:  # inside the stop wait: throttle its reads, then the lease's release after it
+            sim.faults.inject("DescribeTasks", "throttle", times=120)
+            sim.faults.inject("UntagResource", "throttle", times=7)
+            injected.append(True)
+        clock.sleep(seconds)
+
+    result = CliRunner().invoke(main, [*NAMES, "stop-scheduler", "--yes"], obj=Runtime(clock=clock.now, sleep=sleep))
+    assert result.exit_code == 0, result.output
+    assert sim.faults.count["throttle"] == 127
+    assert "could not release the lease" not in result.stderr
+    arn = ecs.describe_clusters(clusters=[CLUSTER])["clusters"][0]["clusterArn"]
+    assert ecs.list_tags_for_resource(resourceArn=arn)["tags"] == []
+
+
+def test_a_log_grace_longer_than_the_timeout_never_turns_success_into_a_timeout(empty_cluster, run, ecs):
+    result = run(*NAMES, "--timeout", "40", "--log-grace", "300", "initialize", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "succeeded" in result.stdout and "timed out" not in result.stderr
+
+
+@pytest.mark.parametrize("args, named", [
+    ([*NAMES, "logs", "airflow-prod-nope"], "airflow-prod-nope"),
+    (["--cluster", "airflow-prd", "logs", "worker"], "cluster airflow-prd not found"),
+])
+def test_logs_prints_one_json_document_when_it_fails(cluster, run, args, named):
+    result = run("--output", "json", *args)
+    assert result.exit_code == 2
+    document = json.loads(result.stdout)
+    assert document["exit_code"] == 2 and named in document["error"]

@@ -16,7 +16,7 @@ CLUSTER = "airflow-prod"
 SERVICES = ["--cluster", CLUSTER, "--scheduler", f"{CLUSTER}-scheduler", "--worker", f"{CLUSTER}-worker",
             "--web", f"{CLUSTER}-web"]
 FAST_CONFIG = {"task_start_seconds": 0.15, "task_stop_seconds": 0.1, "web_drain_seconds": 0.1, "one_off_seconds": 0.15,
-               "airflow": 2}  # the seed's three services
+               "airflow_task_seconds": 0.2, "airflow": 2}  # the seed's three services
 FAST = [arg for name, value in FAST_CONFIG.items() for arg in ("--" + name.replace("_", "-"), str(value))]
 # A short stability window, yet twice the time after which the sandbox's tasks crash when told to (a task start
 # after RUNNING); its logs arrive at once.

@@ -128,3 +128,19 @@ def test_lease_tags_are_valid_ecs_tag_values(cluster, ecs, owner):
     ecs.tag_resource(resourceArn=cluster_arn(ecs), tags=[holder.tag])
     parsed = Holder.parse(TAG_PREFIX + "id1", tags(ecs)[TAG_PREFIX + "id1"])
     assert parsed.since == now and parsed.command == "redeploy"
+
+
+def test_the_module_says_what_the_code_does_when_two_write_at_once(cluster, ecs, clock):
+    """Any holder that finds another live lease beside its own withdraws, whoever came first (by `since`)."""
+    import workflow.lease
+
+    early, late = lease(ecs, clock, "alice"), lease(ecs, clock, "bob")
+    early.me = Holder(early.me.id, "alice", "redeploy", early.me.since - timedelta(minutes=1), early.me.expires)
+    for each in (early, late):
+        each.ecs.tag_cluster([each.me.tag])
+        each.held = True
+    with pytest.raises(LeaseHeld, match="held by bob"):
+        early.check()  # the earlier one withdraws too: no order by `since` decides
+    assert not early.held
+    doc = " ".join(workflow.lease.__doc__.split())
+    assert "the later one" not in doc and "it withdraws (removes its tag and stops), whoever came first" in doc

@@ -77,3 +77,48 @@ def test_pace_sets_the_delay_before_each_next_poll():
 
     assert Poller(clock.now, clock.sleep, 2, 60).until(check, str, lambda interval: interval / 2 if clock.now() < 2 else 5)
     assert polled == [0, 1, 2, 7]
+
+
+def test_a_timeout_names_the_throttling_when_every_check_was_throttled():
+    from workflow.errors import Throttled
+
+    clock = FakeClock()
+
+    def check():
+        raise Throttled("DescribeTasks failed: ThrottlingException: Rate exceeded", "ThrottlingException")
+
+    with pytest.raises(WaitTimedOut, match="AWS throttled every one of the \\d+ requests made while waiting"):
+        Poller(clock.now, clock.sleep, 2, 100).until(check, lambda: "x")
+
+
+def test_a_timeout_names_the_throttling_botocores_retries_hid():
+    """Every call succeeded in the end, after throttled attempts botocore retried: the wait still says why it was
+    slow (the clients report each attempt's answer to the wait under way)."""
+    from workflow.poller import current_wait
+
+    clock = FakeClock()
+
+    def check():
+        wait = current_wait()
+        for throttled in (True, True, False):
+            wait.answered(throttled)
+        clock.sleep(10)  # botocore's backoff between those attempts
+        return None
+
+    with pytest.raises(WaitTimedOut) as raised:
+        Poller(clock.now, clock.sleep, 2, 60).until(check, lambda: "the scheduler to stop")
+    assert "AWS throttled 12 of the 18 requests made while waiting" in str(raised.value)  # six checks at 12 s
+    assert current_wait() is None  # outside the wait, calls are bounded by --timeout alone
+
+
+def test_a_check_sees_how_long_its_wait_has_left():
+    from workflow.poller import current_wait
+
+    clock, left = FakeClock(), []
+
+    def check():
+        left.append(current_wait().remaining())
+        return len(left) == 3
+
+    Poller(clock.now, clock.sleep, 2, 60).until(check, str)
+    assert left == [60, 58, 56]

@@ -75,7 +75,7 @@ def test_roles_as_typed():
 def test_the_upgrade_order_stops_migrates_rolls_the_api_server_first_and_starts_the_scheduler_last():
     actions = [(step.action, step.roles) for step in UPGRADE_ORDER]
     assert actions[0] == ("stop", (SCHEDULER, DAG_PROCESSOR))
-    assert actions[1][0] == "migrate"
-    assert actions.index(("roll", (API_SERVER,))) < next(i for i, a in enumerate(actions) if WORKER in a[1])
+    assert [a[0] for a in actions[1:3]] == ["drain", "migrate"]
+    assert actions.index(("roll", (API_SERVER,))) < next(i for i, a in enumerate(actions) if a[0] == "roll" and WORKER in a[1])
     assert actions[-1] == ("start", (SCHEDULER,))
     assert all(step.why for step in UPGRADE_ORDER)

@@ -59,7 +59,8 @@ class App:
         in_arn = cluster.split(":")[3] if cluster.startswith("arn:") and cluster.count(":") >= 5 else None
         if in_arn and region and region != in_arn:
             raise click.UsageError(f"--cluster {cluster} is in Region {in_arn}, not {region} (--region)")
-        return AwsConfig(self.options["profile"], region or in_arn or None, self.options["endpoint_url"])
+        return AwsConfig(self.options["profile"], region or in_arn or None, self.options["endpoint_url"],
+                         self.options["timeout"])
 
     @property
     def policy(self) -> WatchPolicy:

@@ -235,8 +235,8 @@ def await_stopped(env: Env, names: list[str], what: str, alive: list[Task] | Non
             all_told_to_stop = all_told_to_stop or not wanted
         else:
             current = env.ecs.tasks([t.arn for t in live])
-            stopped.update(t.arn for t in current if t.is_stopped)
-            live = [t for t in current if not t.is_stopped]
+            stopped.update(t.arn for t in current if t.process_ended)
+            live = [t for t in current if not t.process_ended]
             all_told_to_stop = all_told_to_stop or all(t.desired_status == "STOPPED" for t in current)
         for task in live:
             env.report.task(_service_of(task, what), task)

@@ -5,7 +5,15 @@ import importlib
 import click
 
 from . import __version__
-from .options import also_after_the_command, aws_options, cluster_options, lease_option, output_option, wait_tuning_options
+from .options import (
+    airflow_options,
+    also_after_the_command,
+    aws_options,
+    cluster_options,
+    lease_option,
+    output_option,
+    wait_tuning_options,
+)
 
 # name -> (module:function, one-line help shown by `workflow --help` without importing the module)
 COMMANDS = {
@@ -55,8 +63,26 @@ class Commands(click.Group):
         also_after_the_command(self, command, _store)
         return command
 
+    def main(self, *args, **kwargs):
+        """SIGTERM and SIGHUP are interrupts from here on, before the command and boto3 load (a second or so)."""
+        from .interrupts import operation_began, signals_as_interrupts
+
+        began = operation_began.set(False)
+        try:
+            with signals_as_interrupts():
+                return super().main(*args, **kwargs)
+        finally:
+            operation_began.reset(began)
+
+    def make_context(self, *args, **kwargs) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except KeyboardInterrupt as interrupt:
+            raise _interrupted(interrupt) from None
+
     def invoke(self, ctx: click.Context):
-        """A domain error raised while a command prepares (finding its services, say) ends it as the runner would."""
+        """A domain error raised while a command prepares (finding its services, say) ends it as the runner would;
+        so does an interrupt before its operation began, which has changed nothing."""
         from .errors import WorkflowError
 
         try:
@@ -65,6 +91,8 @@ class Commands(click.Group):
             from .runner import CommandFailed
 
             raise CommandFailed.of(error) from None
+        except KeyboardInterrupt as interrupt:
+            raise _interrupted(interrupt) from None
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, help) for name, (_, help) in COMMANDS.items()]
@@ -73,6 +101,16 @@ class Commands(click.Group):
             rows.append((name, command.get_short_help_str(limit=formatter.width - 6 - len(name)) if command else ""))
         with formatter.section("Commands"):
             formatter.write_dl(rows)
+
+
+def _interrupted(interrupt: KeyboardInterrupt) -> click.ClickException:
+    from .interrupts import interruption, operation_began
+    from .runner import CommandFailed
+
+    name, code = interruption(interrupt)
+    if operation_began.get():  # the runner said what the cluster's state is; this interrupt came after
+        return CommandFailed(name, code)
+    return CommandFailed(f"{name}; nothing was changed", code)
 
 
 def _plugins() -> dict[str, str]:
@@ -86,6 +124,7 @@ def _plugins() -> dict[str, str]:
 @click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @cluster_options
 @aws_options
+@airflow_options
 @wait_tuning_options
 @output_option
 @lease_option

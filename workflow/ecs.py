@@ -3,13 +3,53 @@
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from .errors import ClusterNotFound, OperationFailed, ServicesMissing, WorkflowError, translated
+from .errors import ClusterNotFound, Malformed, OperationFailed, ServicesMissing, WorkflowError, translated
 
 STARTING = ("PROVISIONING", "PENDING", "ACTIVATING")
 DESCRIBE_SERVICES_MAX = 10
 DESCRIBE_TASKS_MAX = 100
 ROLLING_UPDATE = "ECS"  # the only deployment controller with deployments that forceNewDeployment can create
+
+
+class Answer(dict):
+    """An ECS answer, read defensively: a field it lacks makes it Malformed (it is not what ECS promises: a
+    proxy's page, a truncated body), never a KeyError far from the call. What it holds reads the same way."""
+
+    operation = ""
+    path = "the answer"
+
+    @classmethod
+    def of(cls, raw, operation: str = "", path: str = "the answer") -> "Answer":
+        if isinstance(raw, Answer):
+            return raw
+        if not isinstance(raw, dict):
+            raise Malformed(f"{path} is a {type(raw).__name__}, not an object", operation)
+        answer = cls(raw)
+        answer.operation, answer.path = operation, path
+        return answer
+
+    def __getitem__(self, key):
+        if not dict.__contains__(self, key):
+            raise Malformed(f"{self.path} has no {key}", self.operation)
+        return self._read(key, dict.__getitem__(self, key))
+
+    def get(self, key, default=None):
+        return self._read(key, dict.get(self, key, default))
+
+    def _read(self, key, value):
+        if isinstance(value, dict):
+            return Answer.of(value, self.operation, f"{self.path}'s {key}")
+        if isinstance(value, list):
+            return [Answer.of(item, self.operation, f"{self.path}'s {key}[{i}]") if isinstance(item, dict) else item
+                    for i, item in enumerate(value)]
+        return value
+
+
+def _operation(name: str) -> str:
+    """describe_services -> DescribeServices, as errors name it."""
+    return "".join(word.title() for word in name.split("_"))
 
 
 @dataclass(frozen=True)
@@ -27,6 +67,7 @@ class Deployment:
 
     @classmethod
     def parse(cls, raw: dict) -> "Deployment":
+        raw = Answer.of(raw, path="a deployment")
         return cls(
             id=raw["id"],
             status=raw["status"],
@@ -72,6 +113,7 @@ class Service:
 
     @classmethod
     def parse(cls, raw: dict) -> "Service":
+        raw = Answer.of(raw, path="a service")
         launch = {
             key: raw[key]
             for key in ("networkConfiguration", "launchType", "capacityProviderStrategy", "platformVersion")
@@ -168,6 +210,7 @@ class Task:
 
     @classmethod
     def parse(cls, raw: dict) -> "Task":
+        raw = Answer.of(raw, path="a task")
         return cls(
             arn=raw["taskArn"],
             last_status=raw.get("lastStatus", "PROVISIONING"),
@@ -196,6 +239,13 @@ class Task:
     @property
     def is_stopped(self) -> bool:
         return self.last_status == "STOPPED"
+
+    @property
+    def process_ended(self) -> bool:
+        """No process of it runs any more: STOPPED, or DEPROVISIONING while ECS detaches its network interface
+        (its containers have stopped, executionStoppedAt is set), which takes seconds more."""
+        return self.last_status in ("DEPROVISIONING", "STOPPED") or self.execution_stopped_at is not None or (
+            bool(self.containers) and all(c.last_status == "STOPPED" for c in self.containers))
 
     @property
     def stop_cause(self) -> str:
@@ -271,10 +321,10 @@ class Ecs:
     def _translated(self):
         return translated({"ClusterNotFoundException": ClusterNotFound(self.cluster)})
 
-    def _call(self, operation: str, **kwargs) -> dict:
+    def _call(self, operation: str, **kwargs) -> Answer:
         try:
             with self._translated():
-                return getattr(self.client, operation)(cluster=self.cluster, **kwargs)
+                return Answer.of(getattr(self.client, operation)(cluster=self.cluster, **kwargs), _operation(operation))
         except ClusterNotFound:
             raise self._cluster_not_found() from None
 
@@ -291,7 +341,7 @@ class Ecs:
     def _cluster_not_found(self) -> ClusterNotFound:
         try:
             with translated():
-                arns = self.client.list_clusters().get("clusterArns", [])
+                arns = Answer.of(self.client.list_clusters(), "ListClusters").get("clusterArns") or []
         except WorkflowError:  # only a hint: without it the error still says where we looked
             return ClusterNotFound(self.cluster, self.where())
         names = [arn.rsplit("/", 1)[-1] for arn in arns]
@@ -324,10 +374,10 @@ class Ecs:
     def untag(self, arn: str, keys: list[str]) -> None:
         self._call_plain("untag_resource", resourceArn=arn, tagKeys=keys)
 
-    def _call_plain(self, operation: str, **kwargs) -> dict:
+    def _call_plain(self, operation: str, **kwargs) -> Answer:
         """A call that names no cluster parameter."""
         with self._translated():
-            return getattr(self.client, operation)(**kwargs)
+            return Answer.of(getattr(self.client, operation)(**kwargs), _operation(operation))
 
     def service_names(self) -> list[str]:
         """Every service in the cluster, by name (ListServices, all pages)."""
@@ -335,7 +385,7 @@ class Ecs:
         try:
             with self._translated():
                 for page in self.client.get_paginator("list_services").paginate(cluster=self.cluster):
-                    arns += page["serviceArns"]
+                    arns += Answer.of(page, "ListServices")["serviceArns"]
         except ClusterNotFound:
             raise self._cluster_not_found() from None
         return [arn.rsplit("/", 1)[-1] for arn in arns]
@@ -391,7 +441,9 @@ class Ecs:
             kwargs["deploymentConfiguration"] = deployment_configuration
         if once and self._single_attempt:
             with self._translated():
-                return Service.parse(self._single_attempt().update_service(cluster=self.cluster, **kwargs)["service"])
+                client: Any = self._single_attempt()
+                answer = client.update_service(cluster=self.cluster, **kwargs)
+                return Service.parse(Answer.of(answer, "UpdateService")["service"])
         return Service.parse(self._call("update_service", **kwargs)["service"])
 
     def task_arns(self, service: str, desired_status: str) -> list[str]:
@@ -399,7 +451,7 @@ class Ecs:
         paginator = self.client.get_paginator("list_tasks")
         with self._translated():
             for page in paginator.paginate(cluster=self.cluster, serviceName=service, desiredStatus=desired_status):
-                arns.extend(page["taskArns"])
+                arns.extend(Answer.of(page, "ListTasks")["taskArns"])
         return arns
 
     def tasks(self, arns: list[str]) -> list[Task]:
@@ -416,13 +468,13 @@ class Ecs:
         return found[0] if found else None
 
     def live_tasks(self, service: str, known_stopped: set[str] | None = None) -> list[Task]:
-        """Tasks of `service` not yet STOPPED (one DEACTIVATING or STOPPING still runs its process);
-        `known_stopped` grows by those seen STOPPED, which are not described again."""
+        """Tasks of `service` whose process may still run: not STOPPED, nor DEPROVISIONING (one DEACTIVATING or
+        STOPPING still runs it); `known_stopped` grows by those whose process has ended, not described again."""
         known_stopped = set() if known_stopped is None else known_stopped
         arns = self.task_arns(service, "RUNNING") + self.task_arns(service, "STOPPED")
         tasks = self.tasks([a for a in arns if a not in known_stopped])
-        known_stopped.update(t.arn for t in tasks if t.is_stopped)
-        return [t for t in tasks if not t.is_stopped]
+        known_stopped.update(t.arn for t in tasks if t.process_ended)
+        return [t for t in tasks if not t.process_ended]
 
     def service_tasks(self, services: list[str], wanted: tuple[str, ...] = ("RUNNING", "STOPPED")) -> dict[str, list[Task]]:
         """Each service's tasks that ECS wants in a `wanted` desired status: one ListTasks per service and
@@ -448,7 +500,8 @@ class Ecs:
     def task_definition(self, arn: str) -> TaskDefinition:
         if arn not in self._definitions:
             with translated():
-                raw = self.client.describe_task_definition(taskDefinition=arn)["taskDefinition"]
+                answer = Answer.of(self.client.describe_task_definition(taskDefinition=arn), "DescribeTaskDefinition")
+            raw = answer["taskDefinition"]
             self._definitions[arn] = TaskDefinition(
                 arn=raw["taskDefinitionArn"],
                 containers=tuple(

@@ -1,9 +1,11 @@
 """Who is changing the cluster now: a lease every operator can see, kept as tags on the ECS cluster.
 
-Each holder writes its own tag, `workflow-lease-<id>` = `owner=… command=… since=… expires=…`, then
-reads all lease tags: when another live lease exists, the later one (by `since`, then id) withdraws. A
-holder re-reads before each change it makes, so a lease broken by `--break-lease` stops the old holder
-at its next change. A crashed holder's lease expires on its own; `--break-lease` removes it sooner.
+Each holder writes its own tag, `workflow-lease-<id>` = `owner=… command=… since=… expires=…`, once it has
+read that no other live lease exists, then reads all lease tags again, and again before each change it makes:
+whenever another live lease is there beside its own, it withdraws (removes its tag and stops), whoever came
+first. Two operators who write at once may therefore both withdraw, and both say so; neither ever changes the
+cluster beside the other. A lease broken by `--break-lease` stops the old holder at its next change. A crashed
+holder's lease expires on its own; `--break-lease` removes it sooner.
 """
 
 import re

@@ -9,7 +9,7 @@ import shlex
 from dataclasses import dataclass
 
 from .ecs import Service, Task, TaskDefinition
-from .errors import OperationFailed, Refused, TaskFailed, Transient
+from .errors import NotApplied, OperationFailed, Refused, TaskFailed, Transient, WaitTimedOut
 from .logs import LogFollower
 
 # The awslogs driver sends what it buffered every few seconds: lines may arrive after the task has stopped.
@@ -60,19 +60,8 @@ def run_one_off(env, service: Service, command: list[str], container: str | None
     essential = definition.essential
     with env.report.phase(f"run {shlex.join(command)} in {container} ({definition.arn.rsplit('/', 1)[-1]})"):
         env.before_change()
-        # Said before the call: botocore repeats RunTask with the same clientToken, so a lost answer may still
-        # mean one task runs, and running the command again would start a second.
-        env.recovery.state = "a one-off task may have been started: its request's answer was lost"
-        env.recovery.resumable = False
-        try:
-            task = env.ecs.run_task(service, definition.arn, container, command)
-        except Transient as error:
-            raise OperationFailed(
-                f"RunTask's answer was lost ({error}); a task may be running: look for it before running this "
-                f"again: aws ecs list-tasks --cluster {env.ecs.cluster} --started-by workflow"
-            ) from None
-        env.recovery.state, env.recovery.resumable = None, True
-        env.report.line(f"started task {task.arn}")
+        task = _start(env, service, definition.arn, container, command)
+        env.report.line(f"started task {task.id}")
         follow = LogFollower(env, definition.container(container).log_options, container, task.id)
         steps = _next_steps(env, task, follow)
         if not wait:
@@ -82,8 +71,9 @@ def run_one_off(env, service: Service, command: list[str], container: str | None
             + "\n    ".join(steps)
         )
         env.recovery.resumable = False  # running the command again would start a second task beside this one
+        began = env.poller.clock()
         task = _await_stopped(env, task, follow)
-        _read_late_lines(env, follow)
+        _read_late_lines(env, follow, began + env.poller.timeout)
         env.recovery.state, env.recovery.resumable = None, True
         failure = judge(task, container, essential)
         if failure:
@@ -94,6 +84,33 @@ def run_one_off(env, service: Service, command: list[str], container: str | None
             raise TaskFailed(failure, TaskOutcome(f"task {task.id} failed", task, essential, failure, follow.location))
     return TaskOutcome(f"task {task.id} succeeded: {task.stopped_reason or 'stopped'}", task, essential,
                        log=follow.location)
+
+
+def _start(env, service: Service, definition: str, container: str, command: list[str]) -> Task:
+    """RunTask, asked again while AWS refuses it without acting (throttling, no connection) until the wait's
+    deadline; an answer lost otherwise (a 5xx, a connection dropped after the request went out) may mean a
+    task runs, and is never followed by a second request."""
+    before, resumable = env.recovery.state, env.recovery.resumable
+
+    def started() -> Task:
+        # Said before the call: botocore repeats RunTask with the same clientToken, so a lost answer may still
+        # mean one task runs, and running the command again would start a second.
+        env.recovery.state = "a one-off task may have been started: its request's answer was lost"
+        env.recovery.resumable = False
+        try:
+            return env.ecs.run_task(service, definition, container, command)
+        except NotApplied:
+            env.recovery.state, env.recovery.resumable = before, resumable  # nothing was started
+            raise  # the poller asks again after a backoff
+        except Transient as error:
+            raise OperationFailed(
+                f"RunTask's answer was lost ({error}); a task may be running: look for it before running this "
+                f"again: aws ecs list-tasks --cluster {env.ecs.cluster} --started-by workflow"
+            ) from None
+
+    task = env.poller.until(started, lambda: "ECS to accept RunTask, which it refused without starting a task")
+    env.recovery.state, env.recovery.resumable = None, True
+    return task
 
 
 def _next_steps(env, task: Task, follow: LogFollower) -> tuple[str, ...]:
@@ -139,16 +156,23 @@ def _await_stopped(env, task: Task, follow: LogFollower) -> Task:
     return env.poller.until(stopped, lambda: f"task {task.id} to stop (last seen {latest.last_status})")
 
 
-def _read_late_lines(env, follow: LogFollower) -> None:
-    """Keep reading for a few seconds after the stop: the awslogs driver's last batch may still be on its way."""
-    grace = env.policy.log_grace
+def _read_late_lines(env, follow: LogFollower, deadline: float) -> None:
+    """Keep reading for a few seconds after the stop: the awslogs driver's last batch may still be on its way.
+
+    Only for as long as the wait for the stop had left (--timeout bounds the whole wait, --log-grace within it);
+    the lines are a courtesy, so running out of time reading them never fails a task that has stopped.
+    """
+    grace = min(env.policy.log_grace, deadline - env.poller.clock())
     if not follow.following or grace <= 0:
         return
     settle = env.poller.clock() + grace
-    env.report.line(f"reading the log for {grace:g}s more: the awslogs driver sends its last lines late")
+    env.report.line(f"reading the log for {round(grace, 1):g}s more: the awslogs driver sends its last lines late")
 
     def settled():
         follow.poll()
         return not follow.following or env.poller.clock() >= settle
 
-    env.poller.until(settled, lambda: "the task's last log lines")
+    try:
+        env.poller.until(settled, lambda: "the task's last log lines")
+    except WaitTimedOut:
+        pass

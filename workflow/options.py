@@ -3,19 +3,50 @@
 import click
 from click.core import ParameterSource
 
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+DAY = UNITS["d"]
+FORMS = "seconds (30, 2.5) or a number with a unit: 30s, 15m, 2h, 1d"
 
-class Seconds(click.FloatRange):
-    """A finite number of seconds: NaN would make every comparison false, so a wait would never end."""
 
-    name = "seconds"
+class Duration(click.ParamType):
+    """A length of time, in seconds: a bare number is seconds; s, m, h or d name another unit (30, 2.5, 30s, 15m,
+    2h, 1d). Every duration option takes the same forms. NaN would make every comparison false (a wait would
+    never end), and a value beyond `max` overflows the clocks and dates it is added to, so both are refused."""
 
-    def convert(self, value, param, ctx):
+    name = "duration"
+
+    def __init__(self, min: float = 0, max: float = 7 * DAY):
+        self.min, self.max = min, max
+
+    def convert(self, value, param, ctx) -> float:
         import math
+        import re
 
-        seconds = super().convert(value, param, ctx)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            seconds = float(value)
+        else:
+            match = re.fullmatch(r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?|[-+]?(?:nan|inf|infinity))\s*([smhd]?)\s*",
+                                 str(value), re.IGNORECASE)
+            if not match:
+                self.fail(f"{value!r} is not a duration: give {FORMS}", param, ctx)
+            seconds = float(match[1]) * UNITS[(match[2] or "s").lower()]
         if not math.isfinite(seconds):
-            self.fail(f"{value!r} is not a finite number of seconds", param, ctx)
+            self.fail(f"{value!r} is not a finite number of seconds: give {FORMS}", param, ctx)
+        if seconds < self.min:
+            self.fail(f"{value!r} is too short: at least {_spoken(self.min)}", param, ctx)
+        if seconds > self.max:
+            self.fail(f"{value!r} is too long: at most {_spoken(self.max)}", param, ctx)
         return seconds
+
+
+def _spoken(seconds: float) -> str:
+    for unit in ("d", "h", "m"):
+        if seconds >= UNITS[unit] and seconds % UNITS[unit] == 0:
+            return f"{seconds / UNITS[unit]:g}{unit}"
+    return f"{seconds:g}s"
+
+
+Seconds = Duration  # the name the sandbox's options use
 
 
 def command_words(ctx, param, value: str | None) -> list[str] | None:
@@ -67,19 +98,31 @@ aws_options = stack(
            show_default="AWS_ENDPOINT_URL, then AWS"),
 )
 
+airflow_options = stack(
+    option("--airflow-url", env="AIRFLOW_URL", default=None,
+           show_default="the listener of the load balancer in front of the api-server or webserver",
+           help="Airflow's API (its api-server, or an Airflow 2 webserver), for Airflow's own view: health, "
+                "heartbeats, running task instances. User and password from WORKFLOW_AIRFLOW_USERNAME and "
+                "WORKFLOW_AIRFLOW_PASSWORD, or --airflow-credentials-secret."),
+    option("--airflow-credentials-secret", env="AIRFLOW_CREDENTIALS_SECRET", default=None, metavar="ARN",
+           show_default="WORKFLOW_AIRFLOW_USERNAME and WORKFLOW_AIRFLOW_PASSWORD",
+           help="AWS Secrets Manager secret holding {\"username\": ..., \"password\": ...} for Airflow's API."),
+)
+
 wait_tuning_options = stack(
-    option("--poll-interval", env="POLL_INTERVAL", type=Seconds(min=0.1), default=1.0,
+    option("--poll-interval", env="POLL_INTERVAL", type=Duration(min=0.1, max=3600), default=1.0,
            help="Seconds between polls while waiting (about one read call each); inside stability windows, "
                 "every 5 s or this, if longer."),
-    option("--timeout", env="TIMEOUT", type=Seconds(min=1), default=900.0,
-           help="Seconds each wait may take before giving up."),
-    option("--stability-window", env="STABILITY_WINDOW", type=Seconds(min=0), default=30.0,
+    option("--timeout", env="TIMEOUT", type=Duration(min=1), default=900.0,
+           help="Seconds each wait may take before giving up, and each AWS call with its retries (15m, 2h: "
+                "any duration)."),
+    option("--stability-window", env="STABILITY_WINDOW", type=Duration(min=0), default=30.0,
            help="Seconds a completed deployment's tasks must keep running before it counts as done."),
     option("--max-failed-tasks", env="MAX_FAILED_TASKS", type=click.IntRange(min=1), default=None,
            show_default="ECS's circuit breaker threshold: its thresholdConfiguration, else max(3, ceil(desired/2)) "
                         "up to 200",
            help="Failed task launches or health checks after which a deployment counts as failed."),
-    option("--log-grace", env="LOG_GRACE", type=Seconds(min=0), default=6.0,
+    option("--log-grace", env="LOG_GRACE", type=Duration(min=0, max=3600), default=6.0,
            help="Seconds to keep reading a one-off task's log after it stops (initialize, run, redeploy "
                 "--migrate), or a crashed service task's before quoting it: the awslogs driver may deliver its "
                 "last lines late."),
@@ -90,6 +133,10 @@ schedulers_option = option(
     show_default="1, or the count the scheduler had when this tool stopped it",
     help="Scheduler tasks per scheduler service, for Airflow's HA schedulers (Postgres 12+, MySQL 8+): never more, "
          "and never an old one beside a new one.")
+drain_option = option(
+    "--drain-timeout", env="DRAIN_TIMEOUT", type=Duration(min=0), default=600.0,
+    help="Once the scheduler has stopped, wait this long at most for Airflow's running task instances to finish "
+         "before the workers roll (0: do not wait); at the bound, go on and name the ones interrupted.")
 lease_option = option("--break-lease", env="BREAK_LEASE", is_flag=True, default=False,
                       help="First remove other operators' leases on the cluster (their commands must have ended).")
 yes_option = option("--yes", "-y", env="YES", is_flag=True, default=False, help="Do not ask for confirmation.")

@@ -1,13 +1,46 @@
 """The one place that waits: poll a check until it passes, fails, or the timeout runs out."""
 
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import TypeVar
 
-from .errors import Transient, WaitTimedOut
+from .errors import Throttled, Transient, WaitTimedOut
 
 T = TypeVar("T")
 BACKOFF_CAP = 30.0
 HEARTBEAT_SECONDS = 15.0  # a long wait prints at this rhythm, so it never looks hung
+
+
+class Wait:
+    """The wait under way: its deadline, which bounds each call made inside it (workflow/aws.py reads it), and
+    what AWS answered those calls, so a timeout can say that throttling is what held it."""
+
+    def __init__(self, clock: Callable[[], float], deadline: float):
+        self.clock, self.deadline = clock, deadline
+        self.requests = self.throttled = 0
+
+    def remaining(self) -> float:
+        return self.deadline - self.clock()
+
+    def answered(self, throttled: bool) -> None:
+        """One request's answer (each attempt botocore makes counts)."""
+        self.requests += 1
+        self.throttled += throttled
+
+    def throttling(self) -> str:
+        if not self.throttled:
+            return ""
+        share = "every one" if self.throttled == self.requests else str(self.throttled)
+        return (f"; AWS throttled {share} of the {self.requests} requests made while waiting: its rate limits are "
+                "shared per account and Region (console, Terraform, autoscaling)")
+
+
+_current: ContextVar[Wait | None] = ContextVar("workflow_wait", default=None)
+
+
+def current_wait() -> Wait | None:
+    """The wait under way in this thread, if any."""
+    return _current.get()
 
 
 class Poller:
@@ -37,22 +70,36 @@ class Poller:
         """
         began = self.clock()
         deadline, beat = began + self.timeout, began + HEARTBEAT_SECONDS
+        wait = Wait(self.clock, deadline)
+        token = _current.set(wait)
+        try:
+            return self._poll(wait, began, beat, check, pending, pace)
+        finally:
+            _current.reset(token)
+
+    def _poll(self, wait: Wait, began: float, beat: float, check: Callable[[], T], pending: Callable[[], str],
+              pace: Callable[[float], float]) -> T:
         failures = 0
         last_error: Transient | None = None
         while True:
+            counted = wait.requests
             try:
                 result = check()
             except Transient as error:
+                if wait.requests == counted:  # no client reported its answers (a client built elsewhere)
+                    wait.answered(isinstance(error, Throttled))
                 failures, last_error = failures + 1, error
                 delay = min(self.interval * 2**failures, BACKOFF_CAP)
             else:
+                if wait.requests == counted:
+                    wait.answered(False)
                 if result:
                     return result
                 failures, delay = 0, pace(self.interval)
-            remaining = deadline - self.clock()
+            remaining = wait.remaining()
             if remaining <= 0:
                 cause = f" (last AWS error: {last_error})" if failures else ""
-                raise WaitTimedOut(f"timed out after {self.timeout:g}s waiting for {pending()}{cause}")
+                raise WaitTimedOut(f"timed out after {self.timeout:g}s waiting for {pending()}{cause}{wait.throttling()}")
             if failures:
                 self.notice(f"{last_error}; still waiting, next try in {min(delay, remaining):.0f}s")
             elif self.clock() >= beat:

@@ -115,6 +115,8 @@ def rollback(ecr: Ecr, report: Reporter, plan: RollbackPlan, dry_run: bool = Fal
         assert env is not None and topology is not None, "a plan to redeploy comes with the cluster"
         by_name = operations.check_redeploy(env, topology, options.redeploy)  # refused before anything moves
         env.before_change()  # the operator lease, before the first change
+        env.recovery.state = (f"the rollback to {plan.target} is recorded on cluster {plan.cluster} (a re-run finishes "
+                              f"it); {LATEST} still names {plan.source}")
         env.ecs.tag_cluster([{"key": ROLLBACK_TAG, "value": f"{plan.repository}@{plan.to_digest}"}])
     snapshot = downgraded = None
     if downgrade and env is not None and topology is not None and by_name is not None and check is not None:
@@ -122,7 +124,11 @@ def rollback(ecr: Ecr, report: Reporter, plan: RollbackPlan, dry_run: bool = Fal
     tag = "unchanged"
     if plan.move_tag:
         manifest = ecr.manifest(plan.repository, digest=plan.to_digest)
+        if env is not None:
+            env.recovery.state = f"{LATEST} in {plan.repository} may name {plan.target} now, or still {plan.source}"
         tag = "moved" if ecr.put(plan.repository, manifest, LATEST) == "written" else "unchanged"
+        if env is not None:
+            env.recovery.state = f"{LATEST} in {plan.repository} names {plan.target}; the cluster still runs {plan.source}"
         report.line(f"{LATEST} in {plan.repository} now names {plan.target} (was {plan.source}); the same digest, "
                     "no blob copied")
     said = f"rolled back {moves}" if plan.move_tag else f"{LATEST} in {plan.repository} already named {plan.target}"
@@ -134,7 +140,9 @@ def rollback(ecr: Ecr, report: Reporter, plan: RollbackPlan, dry_run: bool = Fal
     report.line(f"redeploying cluster {plan.cluster}; should it fail, run the same rollback again: it finishes this "
                 "one (the target is recorded on the cluster)")
     outcome = operations.redeploy(env, topology, options.redeploy)
+    env.recovery.state = f"cluster {plan.cluster} runs {plan.target}; its record of this rollback is still there"
     env.ecs.untag_cluster([ROLLBACK_TAG])
+    env.recovery.state = None
     return RollbackOutcome(f"{said}; {outcome.summary}", **base, tag=tag, redeployed=True,  # type: ignore[arg-type]
                            dry_run=False, services=outcome.services, scheduler_downtime=outcome.scheduler_downtime,
                            downgraded_to=downgraded, snapshot=snapshot)

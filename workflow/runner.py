@@ -4,59 +4,25 @@ one JSON document on stdout with --output json), the cluster's state and the com
 import shlex
 import sys
 from collections.abc import Callable
-from contextlib import contextmanager
 from typing import Any
 
 import click
 
 from .app import App
-from .errors import INTERRUPTED, WorkflowError
+from .errors import INTERRUPTED, USAGE, WorkflowError
+from .interrupts import Terminated as Terminated  # where the commands find it
+from .interrupts import interruption, operation_began, signals_as_interrupts
+from .progress import wrap_message
 
 
 class CommandFailed(click.ClickException):
     def __init__(self, message: str, exit_code: int):
-        super().__init__(message)
-        self.exit_code = exit_code
+        super().__init__(wrap_message(message))  # as click prints it, after "Error: "
+        self.exit_code = exit_code  # type: ignore[misc]  # per failure
 
     @classmethod
     def of(cls, error: WorkflowError) -> "CommandFailed":
         return cls(str(error), error.exit_code)
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM or SIGHUP (a CI job's timeout, a dropped SSH session): handled like Ctrl-C, with its own exit code."""
-
-    def __init__(self, signum: int):
-        import signal
-
-        super().__init__()
-        self.name = f"interrupted by {signal.Signals(signum).name}"
-        self.exit_code = 128 + signum
-
-
-def interruption(interrupt: KeyboardInterrupt) -> tuple[str, int]:
-    """What stopped the command and its exit code: Ctrl-C (130), or the signal `signals_as_interrupts` named."""
-    return getattr(interrupt, "name", "interrupted"), getattr(interrupt, "exit_code", INTERRUPTED)
-
-
-@contextmanager
-def signals_as_interrupts():
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def terminate(signum, _frame):
-        raise Terminated(signum)
-
-    previous = {sig: signal.signal(sig, terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def silence_stdout() -> None:
@@ -77,6 +43,7 @@ def run(app: App, resume: str | None, operation: Callable[[], Any]) -> Any:
     from . import render
 
     output = app.options["output"]
+    operation_began.set(True)
     try:
         with signals_as_interrupts():
             try:
@@ -108,6 +75,7 @@ def echo(text: str) -> None:
 
 def stream(app: App, operation: Callable[[], None]) -> None:
     """Like `run`, for a command whose result is the lines it prints as it goes (`echo`)."""
+    operation_began.set(True)
     try:
         with signals_as_interrupts():
             operation()
@@ -178,7 +146,10 @@ def shell_lines(words: list[str], width: int = 76, indent: str = "    ") -> str:
 
 
 def confirm(yes: bool, question: str, where: Callable[[], str] | None = None) -> None:
-    """Ask before a change, naming where it lands; `where` also validates the names first (it may fail)."""
+    """Ask before a change, naming where it lands; `where` also validates the names first (it may fail).
+
+    A refusal, however it comes (no, Ctrl-C, end of input), says that nothing was changed. Without a terminal
+    and with nothing to read, the question cannot be answered: one line says to pass --yes (exit 2)."""
     if yes:
         return
     if where is not None:
@@ -189,9 +160,10 @@ def confirm(yes: bool, question: str, where: Callable[[], str] | None = None) ->
     try:
         agreed = click.confirm(question, default=False, err=True)
     except click.Abort:
+        click.echo(err=True)  # the prompt's line was left open
         if sys.stdin.isatty():
-            raise
-        raise click.UsageError("this command asks for confirmation and there is no terminal to ask on: "
-                               "pass --yes (or set WORKFLOW_YES=1)") from None
+            raise CommandFailed("Aborted: nothing was changed", 1) from None
+        raise CommandFailed("this command asks for confirmation and there is no terminal to answer it; nothing was "
+                            "changed: pass --yes (or set WORKFLOW_YES=1)", USAGE) from None
     if not agreed:
-        raise click.Abort()
+        raise CommandFailed("Aborted: nothing was changed", 1)

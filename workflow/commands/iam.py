@@ -8,11 +8,20 @@ from ..iam_policy import COMMANDS
 from ..options import option
 
 
+def _account(_ctx, _param, value: str | None) -> str | None:
+    """12 digits or `*`: anything else would be written into every ARN of the policy."""
+    import re
+
+    if value is None or value == "*" or re.fullmatch(r"\d{12}", value):
+        return value
+    raise click.BadParameter(f"{value!r} is not an AWS account ID: 12 digits, or * for any account")
+
+
 @click.command("iam-policy")
 @option("--command", "commands", env="POLICY_COMMAND", multiple=True, type=click.Choice(list(COMMANDS)),
         show_default="every command", help="Command whose permissions to include; repeat for several.")
-@option("--account", env="ACCOUNT", default=None, show_default="*, any account",
-        help="AWS account ID in the resource ARNs.")
+@option("--account", env="ACCOUNT", default=None, show_default="*, any account", callback=_account,
+        help="AWS account ID in the resource ARNs: 12 digits, or * for any.")
 @option("--lookup-account", env="LOOKUP_ACCOUNT", is_flag=True, default=False,
         help="Take the account from STS GetCallerIdentity with the current credentials (the only AWS call).")
 @option("--partition", env="PARTITION", default=None, show_default="aws, or the --cluster ARN's",

@@ -1,7 +1,6 @@
 """`workflow logs`: a service's awslogs streams interleaved by time, each line naming its task and container."""
 
 import math
-import re
 from datetime import datetime, timedelta
 
 import click
@@ -9,28 +8,14 @@ import click
 from ..app import App
 from ..env import Env
 from ..errors import NotFound
-from ..options import option
+from ..options import DAY, Duration, option
 from ..runner import Terminated, echo, stream
 from .run import complete_role
 
-UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 # CloudWatch Logs allows few FilterLogEvents calls a second per account and Region, shared with every other reader.
 FOLLOW_POLL_SECONDS = 2.0
 RELIST_SECONDS = 10.0  # how often a follower lists the service's tasks again, to pick up new ones
-
-
-class Duration(click.ParamType):
-    """How far back: a whole number and a unit, s, m, h or d (30s, 10m, 2h, 1d)."""
-
-    name = "duration"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, timedelta):
-            return value
-        match = re.fullmatch(r"(\d+)([smhd])", str(value).strip().lower())
-        if not match:
-            self.fail(f"{value!r} is not a duration such as 30s, 10m, 2h or 1d", param, ctx)
-        return timedelta(seconds=int(match[1]) * UNITS[match[2]])
+LONGEST_RETENTION = 3653 * DAY  # CloudWatch Logs keeps lines for ten years at most
 
 
 def read_logs(env: Env, names: list[str], since: datetime, task: str | None, container: str | None,
@@ -99,7 +84,8 @@ def follow_logs(env: Env, names: list[str], since: datetime, task: str | None, c
 
 @click.command("logs")
 @click.argument("service", shell_complete=complete_role)
-@option("--since", env="SINCE", type=Duration(), default="10m", help="How far back to start: 30s, 10m, 2h, 1d.")
+@option("--since", env="SINCE", type=Duration(max=LONGEST_RETENTION), default="10m",
+        help="How far back to start: 30s, 10m, 2h, 1d (a bare number is seconds).")
 @option("--follow", "-f", env="FOLLOW", is_flag=True, default=False,
         help="Keep printing new lines, each once, until interrupted (Ctrl-C, which exits 0).")
 @option("--task", env="TASK", default=None, show_default="every task", help="Only tasks whose id starts with this.")
@@ -123,9 +109,10 @@ def logs(app: App, service, since, follow, task, container):
     output = app.options["output"]
     if follow and output == "json":
         raise click.UsageError("--output json prints one document once everything is read: it cannot --follow")
-    names = app.services_named(service)
-    start = app.runtime.utcnow() - since
+    start = app.runtime.utcnow() - timedelta(seconds=since)
+    # The services are looked up inside `stream`: a cluster that is not there fails as any read does (with
+    # --output json, one document on stdout).
     if follow:
-        stream(app, lambda: follow_logs(app.env(), names, start, task, container))
+        stream(app, lambda: follow_logs(app.env(), app.services_named(service), start, task, container))
     else:
-        stream(app, lambda: read_logs(app.env(), names, start, task, container, output))
+        stream(app, lambda: read_logs(app.env(), app.services_named(service), start, task, container, output))

@@ -3,10 +3,17 @@
 import click
 
 from ..app import App
-from ..options import option, schedulers_option, yes_option
+from ..options import drain_option, option, schedulers_option, yes_option
 from ..runner import confirm, run
 
-repository_option = option("--repository", env="REPOSITORY", default="airflow-prod",
+
+def _repository(_ctx, _param, value: str) -> str:
+    if not value.strip():
+        raise click.BadParameter("the repository name is empty")
+    return value
+
+
+repository_option = option("--repository", env="REPOSITORY", default="airflow-prod", callback=_repository,
                            help="Production repository: the one promote writes `latest` and the stamp tags to.")
 registry_option = option("--registry-id", env="REGISTRY_ID", default=None, show_default="the caller's account",
                          help="Registry holding the repository.")
@@ -62,11 +69,13 @@ def _not_empty(_ctx, param, value: str | None) -> str | None:
 @option("--snapshot", env="SNAPSHOT", default=None, metavar="DB_INSTANCE", show_default="none",
         help="With --downgrade-db: snapshot this RDS instance first and wait until it is available.")
 @schedulers_option
+@drain_option
 @option("--dry-run", env="DRY_RUN", is_flag=True, default=False, help="Say what would happen, and change nothing.")
 @registry_option
 @yes_option
 @click.pass_obj
-def rollback(app: App, to, repository, redeploy, downgrade_db, snapshot, schedulers, dry_run, registry_id, yes):
+def rollback(app: App, to, repository, redeploy, downgrade_db, snapshot, schedulers, drain_timeout, dry_run, registry_id,
+             yes):
     """Point latest at the previous release, then redeploy onto it.
 
     The previous release is the newest stamp-tagged image older than the one latest names now (or --to).
@@ -95,7 +104,7 @@ def rollback(app: App, to, repository, redeploy, downgrade_db, snapshot, schedul
         app.require_cluster()  # redeploying needs --cluster: a usage error before any call
     if snapshot and not downgrade_db:
         raise click.UsageError("--snapshot goes with --downgrade-db: only a downgrade moves the schema here")
-    options = Options(downgrade_db, snapshot, RedeployOptions(schedulers=schedulers))
+    options = Options(downgrade_db, snapshot, RedeployOptions(schedulers=schedulers, drain_timeout=drain_timeout))
 
     def operation():
         from ..ecr import Ecr
