@@ -645,3 +645,38 @@ def test_references_may_name_the_ecr_host(ecr, registry, source, via):
     assert outcome["where"].startswith(f"account 123456789012, us-east-1, registry {host}")
     assert outcome["destination"] == f"{host}/airflow-prod"
     assert tag_digest(ecr, "airflow-prod", "latest") == source["digest"]
+
+
+def lease_the_repository(ecr, command: str, clock_now=NOW) -> None:
+    """Another operator's command holds airflow-prod's lease (a redeploy deploying its latest, say)."""
+    from datetime import timedelta
+
+    from workflow.lease import TAG_PREFIX
+
+    arn = ecr.describe_repositories(repositoryNames=["airflow-prod"])["repositories"][0]["repositoryArn"]
+    since, until = clock_now, clock_now + timedelta(hours=1)
+    ecr.tag_resource(resourceArn=arn, tags=[{"Key": TAG_PREFIX + "other", "Value":
+        f"owner=ada@ops command={command} since={since:%Y-%m-%dT%H:%M:%SZ} expires={until:%Y-%m-%dT%H:%M:%SZ}"}])
+
+
+def test_a_promote_never_moves_latest_under_a_redeploy_that_deploys_it(ecr, source):
+    lease_the_repository(ecr, "redeploy")
+    result = promote("--yes")
+    assert failed_cleanly(result, 4), result.output
+    text = " ".join(result.stderr.split())
+    assert "repository airflow-prod is held by ada@ops (redeploy)" in text
+    assert "it starts the scheduler again once the new workers are stable" in text and "nothing was changed" in text
+    assert tag_digest(ecr, "airflow-prod", "latest") is None  # nothing moved
+    assert promote("--yes", "--dry-run").exit_code == 0  # a dry run reads, and needs no lease
+
+
+def test_two_promotes_at_once_take_turns(ecr, source):
+    lease_the_repository(ecr, "promote")
+    result = promote("--yes")
+    assert failed_cleanly(result, 4), result.output
+    assert "(promote)" in result.stderr and tag_digest(ecr, "airflow-prod", "latest") is None
+    done = promote("--yes", "--break-lease")  # once that promote is gone
+    assert done.exit_code == 0, done.output
+    tags = ecr.list_tags_for_resource(resourceArn=ecr.describe_repositories(repositoryNames=["airflow-prod"])
+                                      ["repositories"][0]["repositoryArn"])["tags"]
+    assert tags == []  # its own lease released

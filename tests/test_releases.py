@@ -426,3 +426,20 @@ def test_an_empty_to_is_a_usage_error_before_anything_moves(released, run):
     result = run("rollback", "--no-redeploy", "--yes", "--to", "")
     assert failed_cleanly(result, 2), result.output
     assert "--to" in result.stderr and latest(released.ecr)["imageId"]["imageDigest"] == released.digests[2]
+
+
+def test_rollback_no_redeploy_never_moves_latest_under_a_redeploy(released, run):
+    from datetime import UTC, datetime, timedelta
+
+    from workflow.lease import TAG_PREFIX
+
+    ecr = released.ecr
+    arn = ecr.describe_repositories(repositoryNames=[REPO])["repositories"][0]["repositoryArn"]
+    since = datetime.now(UTC)
+    ecr.tag_resource(resourceArn=arn, tags=[{"Key": TAG_PREFIX + "other", "Value":
+        f"owner=ada@ops command=redeploy since={since:%Y-%m-%dT%H:%M:%SZ} "
+        f"expires={since + timedelta(hours=1):%Y-%m-%dT%H:%M:%SZ}"}])
+    result = run("rollback", "--no-redeploy", "--yes")
+    assert failed_cleanly(result, 4), result.output
+    assert "held by ada@ops (redeploy)" in " ".join(result.stderr.split())
+    assert latest(ecr)["imageId"]["imageDigest"] == released.digests[2]

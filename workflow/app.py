@@ -7,7 +7,7 @@ runner prints when the command stops early.
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -18,7 +18,7 @@ from .aws import AwsConfig
 from .deployments import WatchPolicy
 from .env import Env
 from .errors import WorkflowError
-from .lease import Lease
+from .lease import Lease, Leases
 from .progress import Reporter, use_color
 from .recovery import Recovery
 from .topology import API_SERVER, ROLE_TAG, SCHEDULER, WEB, WEBSERVER, WORKER, Topology, assign, role_of
@@ -193,9 +193,10 @@ class App:
             text += f", sandbox at {ecs.meta.endpoint_url}"
         return text
 
-    def env(self, holds: str | None = None) -> Env:
+    def env(self, holds: str | None = None, repositories: Iterable[str] = ()) -> Env:
         """What a cluster operation needs. `holds` names a command that changes the cluster: it takes the
-        operator lease before its first change."""
+        operator lease before its first change, on the cluster and on the ECR repositories of `repositories`
+        (image references whose `latest` it deploys), so no promote moves those under it."""
         from .ecs import Ecs
         from .poller import Poller
 
@@ -213,8 +214,28 @@ class App:
                   policy=self.policy, ecr=in_region("ecr"), recovery=self.recovery, rds=lambda: clients("rds"),
                   airflow=self.airflow())
         if holds:
-            env.lease = self._lease(env, holds)
+            env.lease = Leases([self.lease(env.ecs, holds), *self.repository_leases(repositories, holds)])
         return env
+
+    def repository_leases(self, images: Iterable[str], command: str, registry_id: str | None = None) -> list[Lease]:
+        """A lease on the ECR repository of each image reference (the caller's registry for a bare name)."""
+        from .ecr import Ecr, RepositoryPlace
+        from .images import ImageRef, ecr_image
+
+        leases, seen = [], set()
+        for image in images:
+            ref = ecr_image(image) or ImageRef.parse(image)
+            if ref.registry and not ref.ecr:
+                continue  # another registry: nothing to hold there
+            key = (ref.account or registry_id, ref.region, ref.repository)
+            if key in seen:
+                continue
+            seen.add(key)
+            client = self.clients()("ecr", ref.region) if ref.region else self.clients()("ecr")
+            place = RepositoryPlace(Ecr(client, ref.account or registry_id), ref.repository)
+            if place.arn() is not None:  # no such repository: nothing is promoted there, nor deployed from it
+                leases.append(self.lease(place, command))
+        return leases
 
     def airflow(self):
         """Airflow's own view for this command (one per command, connected on first use)."""
@@ -255,7 +276,8 @@ class App:
             credentials = Credentials(user, password) if user and password else None
         return AirflowApi(url, credentials, sleep=self.runtime.sleep, monotonic=self.runtime.clock)
 
-    def _lease(self, env: Env, command: str) -> Lease:
+    def lease(self, place: Any, command: str) -> Lease:
+        """This command's lease on `place` (an Ecs for its cluster, or a lease Place), released when it ends."""
         import getpass
         import socket
 
@@ -264,7 +286,7 @@ class App:
         except (KeyError, OSError):  # no login name in some containers
             user = "unknown"
         ttl = 4 * self.options["timeout"] + 300  # a crashed holder blocks others for at most this long
-        lease = Lease(env.ecs, f"{user}@{socket.gethostname()}", command, ttl, self.runtime.utcnow, self.report,
+        lease = Lease(place, f"{user}@{socket.gethostname()}", command, ttl, self.runtime.utcnow, self.report,
                       break_others=self.options["break_lease"])
         self.leases.append(lease)
         return lease
@@ -275,7 +297,7 @@ class App:
             try:
                 lease.release()
             except WorkflowError as error:  # it expires on its own; say so rather than hide the outcome
-                self.report.line(f"could not release the lease on the cluster ({error}); it expires on its own")
+                self.report.line(f"could not release the lease on {lease.place.name} ({error}); it expires on its own")
 
 
 def _web_role(service) -> str:

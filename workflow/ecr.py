@@ -132,6 +132,11 @@ class Ecr:
         expiry = expires.timestamp() if isinstance(expires, datetime) else (clock or time.time)() + 12 * 3600
         return endpoint, Basic(user, password), expiry
 
+    def _call_repositories(self, repository: str) -> dict:
+        missing = NotFound(f"repository {repository} not found")
+        with translated({"RepositoryNotFoundException": missing}):
+            return self.client.describe_repositories(repositoryNames=[repository], **self._registry)
+
     def delete_tag(self, repository: str, tag: str) -> None:
         """BatchDeleteImage of one tag: the image stays while another tag or digest reference holds it."""
         answer = self._call("batch_delete_image", repository, imageIds=[{"imageTag": tag}])
@@ -278,6 +283,46 @@ class Ecr:
             raise TagImmutable(f"tag {tag} in {repository} is immutable and points at {current}, not {manifest.digest} ({code})")
         raise TagMoved(f"tag {tag} in {repository} points at {current}, not {manifest.digest}: another push moved it "
                        f"while this one wrote it ({code})")
+
+
+class RepositoryPlace:
+    """An ECR repository's tags, where the leases of commands that move or deploy its `latest` live. A repository
+    that does not exist holds no lease: nothing can be promoted there, nor deployed from it."""
+
+    def __init__(self, ecr: Ecr, repository: str):
+        self.ecr, self.repository, self.name = ecr, repository, f"repository {repository}"
+        self._arn: str | None = None
+        self._looked = False
+
+    def arn(self) -> str | None:
+        if not self._looked:
+            try:
+                found = self.ecr._call_repositories(self.repository).get("repositories") or []
+            except NotFound:
+                found = []
+            self._arn = str(found[0]["repositoryArn"]) if found and found[0].get("repositoryArn") else None
+            self._looked = True
+        return self._arn
+
+    def tags(self) -> dict[str, str]:
+        arn = self.arn()
+        if arn is None:
+            return {}
+        with translated():
+            answer = self.ecr.client.list_tags_for_resource(resourceArn=arn)
+        return {str(t.get("Key")): str(t.get("Value", "")) for t in answer.get("tags") or [] if t.get("Key")}
+
+    def tag(self, tags: list[dict]) -> None:
+        arn = self.arn()
+        if arn is not None:
+            with translated():
+                self.ecr.client.tag_resource(resourceArn=arn, tags=[{"Key": t["key"], "Value": t["value"]} for t in tags])
+
+    def untag(self, keys: list[str]) -> None:
+        arn = self.arn()
+        if arn is not None:
+            with translated():
+                self.ecr.client.untag_resource(resourceArn=arn, tagKeys=keys)
 
 
 def tags_for_digests(ecr: "Ecr | Callable[[str | None], object]", image_uri: str, digests: set[str]) -> dict[str, list[str]]:

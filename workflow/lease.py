@@ -1,4 +1,5 @@
-"""Who is changing the cluster now: a lease every operator can see, kept as tags on the ECS cluster.
+"""Who is changing the cluster now: a lease every operator can see, kept as tags on the ECS cluster (and, for the
+commands that move or deploy `latest`, on the ECR repository it names, so a promote never moves it under a redeploy).
 
 Each holder writes its own tag, `workflow-lease-<id>` = `owner=… command=… since=… expires=…`, once it has
 read that no other live lease exists, then reads all lease tags again, and again before each change it makes:
@@ -13,6 +14,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from .errors import BUSY, WorkflowError
 
@@ -20,10 +22,50 @@ TAG_PREFIX = "workflow-lease-"
 STAMP = "%Y-%m-%dT%H:%M:%SZ"
 
 
+# What a holder's command does next, for the operator it refuses: never a success for a state about to be undone.
+NEXT = {
+    "redeploy": "it starts the scheduler again once the new workers are stable",
+    "rollback": "it redeploys onto the earlier release (a re-run of rollback finishes the rollback it began)",
+    "start-scheduler": "it starts the scheduler",
+    "stop-scheduler": "it stops the scheduler",
+    "promote": "it moves latest and writes a release stamp",
+    "initialize": "its one-off task moves the database's schema",
+    "run": "its one-off task runs",
+}
+
+
 class LeaseHeld(WorkflowError):
     """Another operator's command holds the cluster: nothing was changed by this one."""
 
     exit_code = BUSY
+
+
+class Place(Protocol):
+    """Where leases live: the tags of one resource."""
+
+    name: str  # in the operator's words: "cluster airflow-prod", "repository airflow-prod"
+
+    def tags(self) -> dict[str, str]: ...
+
+    def tag(self, tags: list[dict]) -> None: ...  # [{"key": ..., "value": ...}]
+
+    def untag(self, keys: list[str]) -> None: ...
+
+
+class ClusterPlace:
+    """The ECS cluster's tags."""
+
+    def __init__(self, ecs):
+        self.ecs, self.name = ecs, f"cluster {ecs.cluster}"
+
+    def tags(self) -> dict[str, str]:
+        return self.ecs.cluster_tags()
+
+    def tag(self, tags: list[dict]) -> None:
+        self.ecs.tag_cluster(tags)
+
+    def untag(self, keys: list[str]) -> None:
+        self.ecs.untag_cluster(keys)
 
 
 @dataclass(frozen=True)
@@ -60,15 +102,18 @@ def holders(tags: dict) -> list[Holder]:
     return [h for h in found if h is not None]
 
 
-def live_holders(ecs, now: datetime) -> list[Holder]:
-    """The leases on the cluster that have not expired, oldest first."""
-    return sorted((h for h in holders(ecs.cluster_tags()) if h.expires > now), key=lambda h: h.since)
+def live_holders(place, now: datetime) -> list[Holder]:
+    """The leases on the cluster (an Ecs, or any Place) that have not expired, oldest first."""
+    tags = place.cluster_tags() if hasattr(place, "cluster_tags") else place.tags()
+    return sorted((h for h in holders(tags) if h.expires > now), key=lambda h: h.since)
 
 
 class Lease:
-    def __init__(self, ecs, owner: str, command: str, ttl: float, now: Callable[[], datetime], report,
+    def __init__(self, place, owner: str, command: str, ttl: float, now: Callable[[], datetime], report,
                  break_others: bool = False):
-        self.ecs, self.now, self.report = ecs, now, report
+        """`place` is where the lease lives: a Place, or an Ecs (its cluster)."""
+        self.place: Place = ClusterPlace(place) if hasattr(place, "cluster_tags") else place
+        self.now, self.report = now, report
         self.break_others = break_others
         self.ttl = timedelta(seconds=ttl)
         started = now().replace(microsecond=0)
@@ -87,7 +132,7 @@ class Lease:
     def acquire(self) -> None:
         others = self._others()
         if self.break_others and others:
-            self.ecs.untag_cluster([TAG_PREFIX + h.id for h in others])
+            self.place.untag([TAG_PREFIX + h.id for h in others])
             for holder in others:
                 self.report.line(f"broke the lease of {holder.describe()}")
             others = []
@@ -95,7 +140,7 @@ class Lease:
         if live:
             raise self._held(live[0])
         self.held = True  # before the call: if its answer is lost, the tag may exist, and release must remove it
-        self.ecs.tag_cluster([self.me.tag])
+        self.place.tag([self.me.tag])
         self.check()  # two operators who wrote at once both see both: the later one withdraws
 
     def check(self) -> None:
@@ -105,10 +150,10 @@ class Lease:
         check is never pushed out by one that read the tags before it wrote them (if both write at once,
         both withdraw, and both say so).
         """
-        tags = self.ecs.cluster_tags()
+        tags = self.place.tags()
         if TAG_PREFIX + self.me.id not in tags:
             self.held = False
-            raise LeaseHeld("this command's lease on the cluster was broken by another operator; "
+            raise LeaseHeld(f"this command's lease on {self.place.name} was broken by another operator; "
                             + ("it stopped before its next change" if self.changed else "nothing was changed"))
         other = next((h for h in self._live(tags) if h.id != self.me.id), None)
         if other is not None:
@@ -117,22 +162,38 @@ class Lease:
         if self.me.expires - self.now() < self.ttl / 2:
             renewed = self.now().replace(microsecond=0) + self.ttl
             self.me = Holder(self.me.id, self.me.owner, self.me.command, self.me.since, renewed)
-            self.ecs.tag_cluster([self.me.tag])
+            self.place.tag([self.me.tag])
 
     def release(self) -> None:
         if self.held:
             self.held = False
-            self.ecs.untag_cluster([TAG_PREFIX + self.me.id])
+            self.place.untag([TAG_PREFIX + self.me.id])
 
     def _others(self) -> list[Holder]:
-        return [h for h in holders(self.ecs.cluster_tags()) if h.id != self.me.id]
+        return [h for h in holders(self.place.tags()) if h.id != self.me.id]
 
     def _live(self, tags: dict) -> list[Holder]:
         return [h for h in holders(tags) if h.expires > self.now() or h.id == self.me.id]
 
     def _held(self, holder: Holder) -> LeaseHeld:
         done = "this command stopped before its next change" if self.changed else "nothing was changed"
+        then = f" ({NEXT[holder.command]})" if holder.command in NEXT else ""
         return LeaseHeld(
-            f"cluster {self.ecs.cluster} is held by {holder.describe()}; {done}. "
+            f"{self.place.name} is held by {holder.describe()}{then}; {done}. "
             "Wait for it, or, if that command is no longer running, pass --break-lease"
         )
+
+
+class Leases:
+    """The leases one command holds (its cluster's, then its repository's), taken and released together."""
+
+    def __init__(self, leases: list[Lease]):
+        self.leases = leases
+
+    def before_change(self) -> None:
+        for lease in self.leases:
+            lease.before_change()
+
+    def release(self) -> None:
+        for lease in reversed(self.leases):
+            lease.release()

@@ -44,6 +44,7 @@ class Plan:
     moves: tuple[Move, ...]
     migration: tuple[str, ...] = ()  # the migration command, when one runs
     schema: str | None = None  # the Airflow version whose schema the database was last moved to, if recorded
+    images: tuple[str, ...] = ()  # the image references the task definitions deploy (their tags resolve at launch)
 
     @property
     def nothing_to_change(self) -> bool:
@@ -111,7 +112,7 @@ def plan(env: Env, topology: Topology, migration: list[str] | None = None) -> Pl
         schema = recorded(env)
     except WorkflowError:
         schema = None
-    return Plan(topology.name, tuple(moves), tuple(migration or ()), schema)
+    return Plan(topology.name, tuple(moves), tuple(migration or ()), schema, tuple(sorted(set(wanted.values()))))
 
 
 class _Images:

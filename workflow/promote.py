@@ -517,7 +517,7 @@ def route(ecr_client: Callable[[str | None], Any], source: ImageRef, dest: Image
     assert src.ecr is not None and dst.ecr is not None
     copier = ApiCopier(src.ecr, source.repository, src.label, dst.ecr, dest.repository, report, sleep)
     return Route(ECR_PATH, ApiSide(src.ecr, source.repository, src.label), ApiSide(dst.ecr, dest.repository, dst.label),
-                 copier, _where(sides), notes)
+                 copier, _where(sides), notes, dest_in_ecr=True)
 
 
 def _side(ecr_client: Callable[[str | None], Any], ref: ImageRef, registry_id: str | None) -> _Registry:
@@ -600,13 +600,17 @@ def promote(
     dry_run: bool = False,
     now: datetime | None = None,
     next_step: str | None = None,
+    before_change: Callable[[], None] | None = None,
 ) -> PromoteOutcome:
     """Explicit `tags` are written as given; without them, `release_tags` picks them (`latest` and a new stamp,
-    or only `latest` for an image already released)."""
+    or only `latest` for an image already released). `before_change` takes the destination repository's lease
+    (before its tags are even read): no redeploy deploys its `latest` meanwhile, and no other promote stamps."""
     started = report.clock()
     src, dest = route.source, route.dest
     top = src.manifest(tag=source.tag, digest=source.digest)
     children = [src.manifest(digest=d) for d in top.children]
+    if before_change is not None and not dry_run:
+        before_change()
     report.line(f"source {source} is {top.digest} ({top.media_type}{f', {len(children)} manifests' if children else ''}); "
                 f"through the {route.path}")
 

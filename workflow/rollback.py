@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from . import database, operations
 from .airflow_schema import version_from_config
 from .ecr import Ecr
-from .env import Env
+from .env import Env, Lease
 from .errors import WorkflowError
 from .image_config import config_of
 from .progress import Reporter
@@ -89,7 +89,7 @@ def refusal(check: database.SchemaCheck, plan: RollbackPlan, options: Options) -
 
 def rollback(ecr: Ecr, report: Reporter, plan: RollbackPlan, dry_run: bool = False,
              env: Env | None = None, topology: Topology | None = None, options: Options | None = None,
-             check: database.SchemaCheck | None = None) -> RollbackOutcome:
+             check: database.SchemaCheck | None = None, lease: Lease | None = None) -> RollbackOutcome:
     """Carry out `plan`: with --downgrade-db, stop the schedulers and dag-processors and downgrade the database with
     the image `latest` names now; PutImage of the target's exact manifest as `latest`; then the safe redeploy. The
     operator lease is taken before the first change, and the target is recorded on the cluster with it."""
@@ -124,6 +124,8 @@ def rollback(ecr: Ecr, report: Reporter, plan: RollbackPlan, dry_run: bool = Fal
     tag = "unchanged"
     if plan.move_tag:
         manifest = ecr.manifest(plan.repository, digest=plan.to_digest)
+        if lease is not None:  # --no-redeploy: the repository's lease, so no promote or redeploy moves latest beside
+            lease.before_change()
         if env is not None:
             env.recovery.state = f"{LATEST} in {plan.repository} may name {plan.target} now, or still {plan.source}"
         tag = "moved" if ecr.put(plan.repository, manifest, LATEST) == "written" else "unchanged"

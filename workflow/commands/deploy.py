@@ -95,12 +95,14 @@ def redeploy(app: App, yes, wait_for_drain, migrate, migrate_command, migrate_fr
     if dry_run:
         run(app, None, lambda: plan)
         return
-    lines = "\n".join(f"  {line}" for line in plan.steps())
+    from ..progress import width_of
+    from ..render import indented, plan_table
+
+    lines = indented(plan_table(plan, width_of() - 2))
     confirm(yes, f"{lines}\nRedeploy {plan.summary()}: the scheduler stops until the new workers are stable?",
             lambda: app.where(topology.services()))
     if yes:
-        for line in plan.steps():
-            app.report.line(f"plan: {line}")
+        app.report.line(f"plan for {plan.summary()}:\n{plan_table(plan, app.report.width - len(app.report.stamp()))}")
     if plan.nothing_to_change:
         app.report.line(f"warning: {plan.summary()}")
     rest = f" --schedulers {schedulers}" if schedulers else ""
@@ -113,4 +115,6 @@ def redeploy(app: App, yes, wait_for_drain, migrate, migrate_command, migrate_fr
     app.recovery.resume_after["migrated"] = "redeploy --yes" + rest  # once migrated, a resume only rolls
     options = operations.RedeployOptions(wait_for_drain, migrate_command if migrate else None, migrate_from, schedulers,
                                          snapshot, drain_timeout)
-    run(app, resume, lambda: replace(operations.redeploy(app.env(holds="redeploy"), topology, options), plan=plan))
+    # The lease covers the repositories whose `latest` the task definitions deploy: no promote moves it meanwhile.
+    run(app, resume, lambda: replace(operations.redeploy(app.env(holds="redeploy", repositories=plan.images), topology,
+                                                          options), plan=plan))

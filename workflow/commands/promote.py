@@ -68,7 +68,13 @@ def promote(app: App, source, dest, tags, registry_id, via, dry_run, yes):
             as_what = ", ".join(tags) if tags else "latest and a UTC timestamp tag (none if already released)"
             confirm(yes, f"Promote {ref} to {path.dest.label} as {as_what}, through the {path.path}?",
                     where=lambda: path.where)
-        return run_promote(path, app.report, ref, tags, dry_run, now=app.runtime.utcnow(), next_step=_next_step(app))
+        from ..lease import Leases
+
+        # In ECR, the destination repository's lease: refused (exit 4) while a redeploy or rollback deploys its
+        # latest, or another promote writes there. Another registry keeps no leases.
+        leases = Leases(app.repository_leases([str(target)], "promote", registry_id)) if path.dest_in_ecr else None
+        return run_promote(path, app.report, ref, tags, dry_run, now=app.runtime.utcnow(), next_step=_next_step(app),
+                           before_change=leases.before_change if leases else None)
 
     run(app, None, operation)
 

@@ -109,16 +109,19 @@ def rollback(app: App, to, repository, redeploy, downgrade_db, snapshot, schedul
     def operation():
         from ..ecr import Ecr
         from ..errors import Refused
+        from ..lease import Leases
         from ..releases import plan_rollback, running_images
         from ..rollback import check_schema, refusal, unfinished
         from ..rollback import rollback as run_rollback
 
         ecr = Ecr(app.clients()("ecr"), registry_id)
-        env = running = topology = None
+        env = running = topology = lease = None
         target = to
+        changes = not dry_run
         if app.cluster:
             topology = app.topology()
-            env = app.env(holds="rollback" if redeploy and not dry_run else None)
+            env = app.env(holds="rollback" if redeploy and changes else None,
+                          repositories=[repository] if redeploy else ())
             running = running_images(env.ecs, _labelled(app), repository)
             if target is None and (target := unfinished(env, repository)):
                 app.report.line(f"finishing the rollback to {target[:19]} that an earlier run began")
@@ -129,7 +132,9 @@ def rollback(app: App, to, repository, redeploy, downgrade_db, snapshot, schedul
             raise Refused(why)
         if not dry_run:
             confirm(yes, plan.question())
-        return run_rollback(ecr, app.report, plan, dry_run, env, topology, options, check)
+        if changes and not (redeploy and env is not None):  # only the tag moves: the repository's lease alone
+            lease = Leases(app.repository_leases([repository], "rollback", registry_id))
+        return run_rollback(ecr, app.report, plan, dry_run, env, topology, options, check, lease)
 
     resume = "rollback --yes" + (" --downgrade-db" if downgrade_db else "") + (f" --snapshot {snapshot}" if snapshot else "")
     run(app, resume if redeploy else None, operation)
