@@ -48,7 +48,7 @@ lint: install
 	pipenv run lint-imports
 	pipenv run python scripts/cli-reference --check
 
-# docs/cli-reference.md from each command's --help.
+# docs/cli-reference.md from each command's --help, and docs/airflow.md's upgrade-order table from topology.py.
 docs: install
 	pipenv run python scripts/cli-reference
 

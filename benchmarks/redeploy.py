@@ -2,7 +2,7 @@
 
 Run: pipenv run python benchmarks/redeploy.py [--cases 1,2,...] [--stop-runs 10] [--stop-intervals 2] [--no-long-stop]
 
-Each case gets a fresh simulated cluster (moto in process, workflow/sandbox's ECS on a real clock; one
+Each case gets a fresh simulated cluster (moto in process, workflow_sandbox's ECS on a real clock; one
 scheduler, three workers, one web task, long steady) whose stages keep Fargate's ratios, scaled down from
 minutes: a task starts in 6 s (provision 2 + pull 4), stops in 2 s, a worker or scheduler drains 1 s, web
 deregisters from its load balancer for 30 s (or 1 s, 20 s). The CLI runs in this process as an operator

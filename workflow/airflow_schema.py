@@ -68,6 +68,11 @@ def compare(a: str, b: str) -> int:
     return (left > right) - (left < right)
 
 
+# The newest release this table was read from: a later one may add a migration the table cannot know of, so its
+# schema is unknown here (a rollback then cannot check it, and says so) rather than assumed to be 3.3.0's.
+KNOWN_THROUGH = "3.3.2"
+
+
 def schema_of(version: str) -> str | None:
     """The schema head of `version`: its own entry, else the nearest listed release below it, walked back as
     `_get_version_revision` does; None when it is older than every entry or not a release number (Airflow then
@@ -75,7 +80,7 @@ def schema_of(version: str) -> str | None:
     if version in REVISION_HEADS:
         return REVISION_HEADS[version]
     wanted = parse(version)
-    if wanted is None:
+    if wanted is None or wanted > (parse(KNOWN_THROUGH) or ()):
         return None
     for listed, head in reversed(REVISION_HEADS.items()):
         if tuple(int(part) for part in listed.split(".")) < wanted:

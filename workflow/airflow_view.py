@@ -49,6 +49,7 @@ class AirflowView:
         self._connect, self.report = connect, report
         self._api: AirflowApi | None = None
         self.gone: str | None = None  # why Airflow's view is not used: said once, as a warning
+        self.checked = False  # whether the credentials were checked, before the command's first change
 
     def api(self) -> AirflowApi | None:
         if self._api is None and self.gone is None:
@@ -61,16 +62,18 @@ class AirflowView:
         return self._api
 
     def _lost(self, error: AirflowApiError) -> None:
-        if isinstance(error, AirflowUnauthorized):
-            raise error
+        if isinstance(error, AirflowUnauthorized) and not self.checked:
+            raise error  # before any change: the operator's to fix, and nothing was changed
         self.gone, self._api = str(error), None  # not asked again in this command
         self.report.line(f"warning: going on with ECS's view alone: Airflow's API: {error}")
 
     def check_credentials(self) -> None:
-        """Before any change: refused credentials are a usage error now rather than a surprise mid-way."""
+        """Before any change: refused credentials are a usage error now rather than a surprise mid-way; from here
+        on, any failure of the API (refused credentials included) only means going on with ECS's view."""
         api = self.api()
         if api is not None and api.credentials is not None:
             self.running()
+        self.checked = True
 
     def health(self) -> Health | None:
         api = self.api()
@@ -83,8 +86,13 @@ class AirflowView:
             return None
 
     def running(self) -> RunningTaskInstances | None:
+        """The running task instances, or None without the API or without credentials to read them."""
         api = self.api()
         if api is None:
+            return None
+        if api.credentials is None:  # Airflow lists task instances to signed-in users only
+            self.gone = ("no Airflow user to read task instances with (WORKFLOW_AIRFLOW_USERNAME and "
+                         "WORKFLOW_AIRFLOW_PASSWORD, or --airflow-credentials-secret)")
             return None
         try:
             return api.running_task_instances()
@@ -181,7 +189,8 @@ def status(view: AirflowView, now: datetime) -> AirflowStatus | None:
     for name in ("scheduler", "triggerer", "dag_processor"):
         found = health.component(name)
         if found is not None:
-            age = (now - found.latest_heartbeat).total_seconds() if found.latest_heartbeat else None
+            # Airflow's clock and ours may differ by a little: a heartbeat "from the future" is one just now.
+            age = max(0.0, (now - found.latest_heartbeat).total_seconds()) if found.latest_heartbeat else None
             components.append(ComponentView(name.replace("_", "-"), found.status, None if age is None else round(age, 1)))
     return AirflowStatus(api.base_url, health.major, health.metadatabase_status, tuple(components))
 

@@ -40,6 +40,7 @@ class App:
     runtime: Runtime
     options: dict  # the global options, typed before or after the command name
     given: set[str] = field(default_factory=set)  # the global options typed or set in WORKFLOW_* (not defaults)
+    changed: bool = field(default=False, init=False)  # whether this command began changing anything (its leases say)
     report: Reporter = field(init=False)
     recovery: Recovery = field(default_factory=Recovery, init=False)
     leases: list[Lease] = field(default_factory=list, init=False, repr=False)
@@ -292,6 +293,7 @@ class App:
         return lease
 
     def release_leases(self) -> None:
+        self.changed = self.changed or any(lease.changed for lease in self.leases)
         while self.leases:
             lease = self.leases.pop()
             try:

@@ -46,3 +46,19 @@ def config_of(registry: Ecr, repository: str, digest: str) -> dict | None:
         raise ConfigUnreadable(f"cannot read the config of {ref.repository}@{digest[:19]}: "
                                f"{type(error).__name__}") from None
     return document if isinstance(document, dict) else None
+
+
+def airflow_versions(registry: Ecr, repository: str, digests: list[str]) -> dict[str, str]:
+    """The Airflow version each image declares in its config, for the images that declare one; an image whose config
+    cannot be read is left out (a version is shown as a courtesy, never needed)."""
+    from .airflow_schema import version_from_config
+
+    found: dict[str, str] = {}
+    for digest in digests:
+        try:
+            version = version_from_config(config_of(registry, repository, digest))
+        except WorkflowError:
+            continue
+        if version:
+            found[digest] = version
+    return found

@@ -133,8 +133,9 @@ schedulers_option = option(
     show_default="1, or the count the scheduler had when this tool stopped it",
     help="Scheduler tasks per scheduler service, for Airflow's HA schedulers (Postgres 12+, MySQL 8+): never more, "
          "and never an old one beside a new one.")
+DEFAULT_DRAIN = 600.0
 drain_option = option(
-    "--drain-timeout", env="DRAIN_TIMEOUT", type=Duration(min=0), default=600.0,
+    "--drain-timeout", env="DRAIN_TIMEOUT", type=Duration(min=0), default=DEFAULT_DRAIN,
     help="Once the scheduler has stopped, wait this long at most for Airflow's running task instances to finish "
          "before the workers roll (0: do not wait); at the bound, go on and name the ones interrupted.")
 lease_option = option("--break-lease", env="BREAK_LEASE", is_flag=True, default=False,

@@ -11,6 +11,7 @@ from datetime import datetime
 
 from .ecr import Ecr, ImageDetail
 from .errors import NotFound, Refused
+from .image_config import airflow_versions
 from .images import ecr_image, short
 from .tags import LATEST, label, ordered_tags, stamp_of
 
@@ -89,6 +90,7 @@ class Release:
     size: int | None
     latest: bool
     running_on: dict[str, int] = field(default_factory=dict)  # role -> RUNNING tasks on this digest
+    airflow_version: str | None = None  # what the image's config declares
 
 
 @dataclass(frozen=True)
@@ -164,6 +166,7 @@ def list_releases(ecr: Ecr, repository: str, limit: int | None = None, running: 
     latest = found.latest
     releases = found.releases
     sizes = image_sizes(ecr, repository, [i.digest for i in releases[:limit]])
+    versions = airflow_versions(ecr, repository, [i.digest for i in releases[:limit]])
     rows = tuple(
         Release(
             stamp=stamp_of(i.tags),
@@ -173,6 +176,7 @@ def list_releases(ecr: Ecr, repository: str, limit: int | None = None, running: 
             size=sizes.get(i.digest, i.size),
             latest=latest is not None and i.digest == latest.digest,
             running_on=running.roles_running(i.digest) if running else {},
+            airflow_version=versions.get(i.digest),
         )
         for i in releases[:limit]
     )

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from . import database, operations
 from .airflow_schema import version_from_config
+from .airflow_view import drain
 from .ecr import Ecr
 from .env import Env, Lease
 from .errors import WorkflowError
@@ -157,6 +158,9 @@ def _downgrade(env: Env, topology: Topology, by_name: dict, check: database.Sche
     schedulers = [by_name[n] for n in topology.services(SCHEDULER)]
     processors = [by_name[n] for n in topology.services(DAG_PROCESSOR)]
     operations.stop_for_upgrade(env, schedulers, processors)
+    if env.airflow is not None and options.redeploy.drain_timeout > 0:  # no running task meets the schema moving
+        with env.report.phase("drain the running task instances"):
+            drain(env.poller, env.airflow, options.redeploy.drain_timeout)
     snapshot = database.take_snapshot(env, options.snapshot, topology.name).name if options.snapshot else None
     source = operations.migration_source(topology, by_name, options.redeploy.migrate_from)
     command = ["airflow", "db", "downgrade", "--to-version", str(check.target), "-y"]

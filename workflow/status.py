@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+from .airflow_schema import version_from_config
 from .airflow_view import status as airflow_status
 from .changes import SCHEDULER_DEPLOYMENT
 from .deployments import stop_cause
@@ -9,6 +10,7 @@ from .ecr import tags_for_digests
 from .ecs import EXITED, FAILED_TO_START, UNHEALTHY, Service, Task
 from .env import Env
 from .errors import WorkflowError
+from .image_config import image_config
 from .images import ecr_image
 from .operations import Outcome
 from .topology import SCHEDULER, Topology
@@ -24,6 +26,7 @@ class Image:
     digest: str | None
     tasks: int
     tags: tuple[str, ...] = ()
+    airflow_version: str | None = None  # what the image's config declares
 
 
 def status(env: Env, topology: Topology) -> Outcome:
@@ -79,7 +82,14 @@ def running_images(env: Env, running: dict[str, list[Task]]) -> tuple[list[Image
                 notes.append(f"{tag} in {repository} names an image no service runs yet (promoted since the last "
                              "redeploy): `redeploy` moves them onto it (`redeploy --migrate` when its Airflow version "
                              "needs a new schema; `redeploy --dry-run` shows the plan)")
-    images = [Image(name, revision, image, digest, n, tuple(tags.get(digest, ())))
+    versions: dict[str, str | None] = {}
+    for _, _, image, digest in counts:
+        if digest and digest not in versions and env.ecr is not None:
+            try:
+                versions[digest] = version_from_config(image_config(env.ecr, image, digest))
+            except WorkflowError:  # a courtesy, as the tags are
+                versions[digest] = None
+    images = [Image(name, revision, image, digest, n, tuple(tags.get(digest, ())), versions.get(digest or ""))
               for (name, revision, image, digest), n in counts.items()]
     return images, notes
 

@@ -30,7 +30,7 @@ class Step:
 
 
 # The order redeploy, redeploy --migrate and rollback move the components in: `operations.redeploy` carries out this
-# table step by step, so the order lives here and only here. README ("Upgrade order") explains the same table.
+# table step by step, so the order lives here and only here. docs/airflow.md ("The upgrade order") is generated from it.
 UPGRADE_ORDER = (
     Step("stop", (SCHEDULER, DAG_PROCESSOR),
          "nothing new is queued or parsed from here on, and no process that checks the schema runs while it moves; "

@@ -1,10 +1,17 @@
 """`workflow promote`: publish the staging image to the production repository."""
 
+from __future__ import annotations
+
+import shlex
+from typing import TYPE_CHECKING
+
 import click
 
-from ..app import App
 from ..options import option, yes_option
 from ..runner import confirm, resume_command, run
+
+if TYPE_CHECKING:  # the context, for annotations only: importing it costs `--help` its speed
+    from ..app import App
 
 
 @click.command()
@@ -83,4 +90,5 @@ def _next_step(app: App) -> str:
     """What makes the cluster run the promoted image: a redeploy (services run `latest` until then)."""
     if app.cluster:
         return f"{resume_command(app, 'redeploy')}  (the services run the previous image until they are redeployed)"
-    return "workflow --cluster CLUSTER redeploy  (the services run the previous image until they are redeployed)"
+    started = shlex.join(app.runtime.invocation())  # the way the operator started this tool
+    return f"{started} --cluster CLUSTER redeploy  (the services run the previous image until they are redeployed)"
