@@ -583,18 +583,12 @@ DIAGNOSIS = {"logs:GetLogEvents", "ecs:DescribeTaskDefinition"}
 # What a command does without an action where that is not what its need says, each with why. These are the code's
 # gaps, not the policy's: an ancillary read lost without a word, a denial that is not named as one.
 SILENT = {  # (command, action): the read is lost and the command says nothing of it
-    ("status", "ecs:DescribeClusters"): "status.py's lease warning drops a cluster whose tags cannot be read",
-    ("status", "ecs:ListTagsForResource"): "the same",
     ("redeploy", "ecr:DescribeImages"): "plan.py shows the release as unknown without saying why",
     ("status", "ecr:BatchGetImage"): "status.py shows no Airflow version without saying why",
     ("status", "ecr:GetDownloadUrlForLayer"): "the same",
     ("releases", "ecr:GetDownloadUrlForLayer"): "image_config.airflow_versions leaves the version out without a word",
 }
-OTHERWISE = {  # (command, action): (exit code, what it says instead of "access denied to <action>")
-    # check_schema reads no Airflow version for the target, says "the database's schema already fits", skips the
-    # downgrade asked for, and the components then exit on the schema.
-    ("rollback", "ecr:GetDownloadUrlForLayer"): (1, "Database migration required"),
-}
+OTHERWISE: dict[tuple[str, str], tuple[int, str]] = {}  # (command, action): (exit code, what it says instead)
 
 
 def run_airflow3(command: str, world, run, ecs, clock, monkeypatch, without: tuple[str, ...] = ()):

@@ -16,6 +16,7 @@ from .env import Env
 from .errors import ConfigurationError, OperationFailed, Refused, Transient, WorkflowError
 from .images import ecr_image
 from .lease import LeaseHeld
+from .tag_keys import STOPPED_COUNT_TAG
 
 T = TypeVar("T")
 RELIST_SECONDS = 10.0
@@ -23,7 +24,6 @@ RELIST_SECONDS = 10.0
 # for a retried call, for two operators at once, and for its own replacement of an unhealthy task.
 SCHEDULER_DEPLOYMENT = {"maximumPercent": 100, "minimumHealthyPercent": 0}
 # On a service this tool scaled to zero whose desired count was not 1: the count to start it with again.
-STOPPED_COUNT_TAG = "workflow-stopped-count"
 
 
 def preflight(env: Env, names: list[str]) -> list[Service]:

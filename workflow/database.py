@@ -13,8 +13,8 @@ from .env import Env
 from .errors import OperationFailed, WorkflowError
 from .image_config import image_config
 from .rds import Rds, Snapshot, snapshot_name
+from .tag_keys import SCHEMA_TAG
 
-SCHEMA_TAG = "workflow-airflow-schema"
 MIGRATING = ("migrate", "upgrade", "init", "reset", "downgrade")
 
 
@@ -72,6 +72,7 @@ class SchemaCheck:
     needs_downgrade: bool = False
     needs_migration: bool = False
     note: str | None = None  # what is unknown, said as a warning
+    unreadable: str | None = None  # why the target's version could not be read, when it could not
 
     @property
     def fits(self) -> bool:
@@ -110,6 +111,6 @@ def take_snapshot(env: Env, instance: str, cluster: str) -> Snapshot:
             return found if found is not None and found.status == "available" else None
 
         snapshot = env.poller.until(available, lambda: f"RDS snapshot {name} to be available")
-    env.report.line(f"snapshot {name} is available; restore it with: aws rds restore-db-instance-from-db-snapshot "
-                    f"--db-snapshot-identifier {name} --db-instance-identifier <new instance>")
+    env.report.line(f"snapshot {name} is available; restore it with:\n    aws rds restore-db-instance-from-db-snapshot \\\n"
+                    f"      --db-snapshot-identifier {name} \\\n      --db-instance-identifier NEW_INSTANCE")
     return snapshot

@@ -15,6 +15,7 @@ from typing import Any
 
 from .lease import TAG_PREFIX
 from .rds import snapshot_name
+from .tag_keys import ROLLBACK_TAG, SCHEMA_TAG, STOPPED_COUNT_TAG
 from .topology import DAG_PROCESSOR, ROLES, SCHEDULER
 
 POLICY_VERSION = "2012-10-17"
@@ -25,7 +26,6 @@ LEASE_TAGS = LEASE_TAG_PREFIX + "*"
 # a rollback under way (rollback.ROLLBACK_TAG); on a scheduler or dag-processor service, the desired count it had
 # when this tool stopped it (changes.STOPPED_COUNT_TAG). Named again here, where those modules' layer is out of
 # reach; the tests hold them equal.
-SCHEMA_TAG, ROLLBACK_TAG, STOPPED_COUNT_TAG = "workflow-airflow-schema", "workflow-rollback", "workflow-stopped-count"
 CLUSTER_TAGS = (LEASE_TAGS, SCHEMA_TAG, ROLLBACK_TAG)
 SERVICE_TAGS = (STOPPED_COUNT_TAG,)
 

@@ -17,8 +17,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from .errors import BUSY, WorkflowError
+from .tag_keys import LEASE_PREFIX as TAG_PREFIX
 
-TAG_PREFIX = "workflow-lease-"
 STAMP = "%Y-%m-%dT%H:%M:%SZ"
 
 

@@ -192,7 +192,9 @@ def _start_schedulers(env: Env, services: list[Service], count: int, wait: bool,
         watches = [start_from_zero(env, s, count, "the scheduler", one_at_a_time(s)) for s in services]
         env.recovery.state = "the scheduler is starting"
         for service in services:
-            if STOPPED_COUNT_TAG in service.tags:  # started again at that count: nothing left to remember
+            # Started again at that count: nothing left to remember. A count other than 1 was recorded by the stop
+            # (perhaps by this very command, after `service` was described): its tag goes too.
+            if STOPPED_COUNT_TAG in service.tags or count != 1:
                 env.ecs.untag(service.arn, [STOPPED_COUNT_TAG])
         if not wait:
             shown = tuple(w.latest for w in watches if w.latest is not None)

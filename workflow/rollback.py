@@ -6,7 +6,7 @@ the cluster before its first change (tag `workflow-rollback`), so a re-run after
 redeploy finishes that same rollback instead of going one release further back.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from . import database, operations
 from .airflow_schema import version_from_config
@@ -17,10 +17,9 @@ from .errors import WorkflowError
 from .image_config import config_of
 from .progress import Reporter
 from .releases import SCHEMA_NOTE, RollbackPlan
+from .tag_keys import ROLLBACK_TAG
 from .tags import LATEST
 from .topology import DAG_PROCESSOR, SCHEDULER, Topology
-
-ROLLBACK_TAG = "workflow-rollback"  # <repository>@<digest>: the rollback under way on this cluster
 
 
 @dataclass(frozen=True)
@@ -69,13 +68,17 @@ def check_schema(env: Env | None, ecr: Ecr, plan: RollbackPlan) -> database.Sche
             recorded = None
     try:
         target = version_from_config(config_of(ecr, plan.repository, plan.to_digest))
-    except WorkflowError:
-        target = None
+    except WorkflowError as error:
+        return replace(database.check_schema(recorded, None), unreadable=str(error))
     return database.check_schema(recorded, target)
 
 
 def refusal(check: database.SchemaCheck, plan: RollbackPlan, options: Options) -> str | None:
     """Why the rollback may not go ahead as asked, or None."""
+    if options.downgrade_db and check.recorded is not None and check.target is None:
+        why = f": {check.unreadable}" if check.unreadable else " (its image config declares none)"
+        return (f"--downgrade-db: the Airflow version of {plan.target} cannot be read{why}, so there is no version "
+                "to downgrade the database to; nothing was changed")
     if check.needs_migration:
         return (f"the database is at Airflow {check.recorded}'s schema and {plan.target} is Airflow {check.target}, "
                 "which needs a newer one: it is no rollback; deploy it with `redeploy --migrate`; nothing was changed")

@@ -138,6 +138,7 @@ def _lease_holder(env: Env) -> str | None:
 
     try:
         holders = live_holders(env.ecs, env.report.now())
-    except WorkflowError:  # reading the lease is a courtesy here
+    except WorkflowError as error:  # reading the lease is a courtesy here, and its absence is said
+        env.report.line(f"cannot tell whether another command is changing the cluster: {error}")
         return None
     return holders[0].describe() if holders else None

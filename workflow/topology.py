@@ -9,10 +9,11 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from .tag_keys import ROLE_TAG
+
 SCHEDULER, DAG_PROCESSOR, TRIGGERER, API_SERVER, WEBSERVER, WORKER = (
     "scheduler", "dag-processor", "triggerer", "api-server", "webserver", "worker")
 ROLES = (SCHEDULER, DAG_PROCESSOR, TRIGGERER, API_SERVER, WEBSERVER, WORKER)
-ROLE_TAG = "airflow-role"
 # `--web` and the seed's `<cluster>-web` name the web server of either major version.
 WEB = "web"
 ROLE_ALIASES = {WEB: WEBSERVER}
