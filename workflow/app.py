@@ -268,6 +268,7 @@ class App:
             if not url:
                 return None
         secret = self.options.get("airflow_credentials_secret")
+        credentials: Credentials | None
         if secret:
             from .secrets import read_airflow_credentials
 

@@ -88,10 +88,11 @@ def scale_to_zero(env: Env, services: list[Service], what: str, scheduler: bool)
         if service.desired != 1:
             env.ecs.tag(service.arn, [{"key": STOPPED_COUNT_TAG, "value": str(service.desired)}])
         config = one_at_a_time(service) if scheduler else None
-        stopped.append(change(
-            env, f"{what} may be stopping: its stop was requested",
-            lambda s=service, c=config: env.ecs.update_service(s.name, desired_count=0, deployment_configuration=c),
-        ))
+
+        def request(name: str = service.name, configuration: dict | None = config) -> Service:
+            return env.ecs.update_service(name, desired_count=0, deployment_configuration=configuration)
+
+        stopped.append(change(env, f"{what} may be stopping: its stop was requested", request))
     return stopped
 
 

@@ -282,7 +282,7 @@ class _Upgrade:
             return
         with self.env.report.phase("drain the running task instances"):
             self.env.recovery.state = "the scheduler is stopped; the running task instances are finishing"
-            self.drained = drain_workers(self.env.poller, self.env.airflow, self.options.drain_timeout)
+            self.drained = drain_workers(self.env.poller, view, self.options.drain_timeout)
 
     def migrate(self, _step: Step) -> None:
         if self.source is None or not self.options.migrate:

@@ -1,6 +1,8 @@
 """The one place that waits: poll a check until it passes, fails, or the timeout runs out."""
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TypeVar
 
@@ -43,6 +45,32 @@ def current_wait() -> Wait | None:
     return _current.get()
 
 
+_outlook: ContextVar[Callable[[], str] | None] = ContextVar("workflow_outlook", default=None)
+
+
+@contextmanager
+def outlook(ahead: Callable[[], str]) -> Iterator[None]:
+    """What is still to come once the waits inside are over (a redeploy's remaining steps and their usual length),
+    which a long wait's heartbeat adds to what it awaits: the operator sees what is left, not only the deadline."""
+    token = _outlook.set(ahead)
+    try:
+        yield
+    finally:
+        _outlook.reset(token)
+
+
+def duration(seconds: float) -> str:
+    """A duration as an operator reads it: 45s, 14m05s, 1h02m."""
+    if not math.isfinite(seconds):
+        return "no end"
+    whole = int(round(max(seconds, 0.0)))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
 class Poller:
     def __init__(
         self,
@@ -57,7 +85,8 @@ class Poller:
         self.notice = notice
 
     def until(
-        self, check: Callable[[], T], pending: Callable[[], str], pace: Callable[[float], float] = lambda interval: interval
+        self, check: Callable[[], T | None], pending: Callable[[], str],
+        pace: Callable[[float], float] = lambda interval: interval,
     ) -> T:
         """Call `check` every interval until it returns something truthy; a check raises to fail fast.
 
@@ -77,7 +106,7 @@ class Poller:
         finally:
             _current.reset(token)
 
-    def _poll(self, wait: Wait, began: float, beat: float, check: Callable[[], T], pending: Callable[[], str],
+    def _poll(self, wait: Wait, began: float, beat: float, check: Callable[[], T | None], pending: Callable[[], str],
               pace: Callable[[float], float]) -> T:
         failures = 0
         last_error: Transient | None = None
@@ -105,5 +134,8 @@ class Poller:
             elif self.clock() >= beat:
                 now = self.clock()
                 beat = now + HEARTBEAT_SECONDS
-                self.notice(f"waiting for {pending()}: {now - began:.0f}s so far, gives up in {remaining:.0f}s")
+                ahead = _outlook.get()
+                bound = f", gives up in {duration(remaining)}" if math.isfinite(remaining) else ""
+                self.notice(f"waiting for {pending()}: {duration(now - began)} so far{bound}"
+                            + (f"; then {ahead()}" if ahead else ""))
             self.sleep(min(delay, remaining))

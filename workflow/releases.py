@@ -169,7 +169,7 @@ def list_releases(ecr: Ecr, repository: str, limit: int | None = None, running: 
     versions = airflow_versions(ecr, repository, [i.digest for i in releases[:limit]])
     rows = tuple(
         Release(
-            stamp=stamp_of(i.tags),
+            stamp=stamp_of(i.tags) or "",  # every release has one: that is what makes it a release
             digest=i.digest,
             tags=tuple(ordered_tags(i.tags)),
             pushed_at=i.pushed_at,
@@ -248,11 +248,11 @@ def plan_rollback(ecr: Ecr, repository: str, to: str | None, redeploy: bool, run
     if to:
         target = found.named(to)
         if target is None:
-            recent = ", ".join(stamp_of(i.tags) for i in found.releases[:5]) or "none"
+            recent = ", ".join(stamp_of(i.tags) or i.digest for i in found.releases[:5]) or "none"
             raise NotFound(f"no image tagged {to} in {repository}; its newest releases: {recent}")
     else:
         older = [i for i in found.releases
-                 if i.digest != current.digest and (current_stamp is None or stamp_of(i.tags) < current_stamp)]
+                 if i.digest != current.digest and (current_stamp is None or (stamp_of(i.tags) or "") < current_stamp)]
         if not older:
             raise Refused(
                 f"no release in {repository} is older than {label(current.digest, current_stamp)}, which {LATEST} "
@@ -264,7 +264,7 @@ def plan_rollback(ecr: Ecr, repository: str, to: str | None, redeploy: bool, run
     all_run = running is not None and running.all_run(target.digest)
     move_tag = target.digest != current.digest
     if not move_tag:
-        if all_run:
+        if all_run and running is not None:
             raise Refused(
                 f"cluster {running.cluster} already runs {label(target.digest, target_stamp)}, and {LATEST} in "
                 f"{repository} names it: nothing to roll back; nothing was changed"
@@ -277,7 +277,7 @@ def plan_rollback(ecr: Ecr, repository: str, to: str | None, redeploy: bool, run
             )
         notes.append(f"{LATEST} already names {label(target.digest, target_stamp)}, but {running.describe()}: "
                      "redeploying onto it")
-    elif redeploy and all_run:
+    elif redeploy and all_run and running is not None:
         redeploy = False
         notes.append(f"cluster {running.cluster} already runs {label(target.digest, target_stamp)}: "
                      "the tag moves, no redeploy is needed")
