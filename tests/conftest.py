@@ -94,6 +94,9 @@ def hermetic_aws(monkeypatch):
     for name in list(__import__("os").environ):
         if name.startswith("WORKFLOW_"):
             monkeypatch.delenv(name)
+    # Lines wrap at the terminal's width (80 without one): tests search long texts whole, except those that test
+    # the wrapping itself, which set their own width.
+    monkeypatch.setenv("COLUMNS", "1000")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_REGION", REGION)

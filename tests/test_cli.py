@@ -1,5 +1,6 @@
 """The command-line surface: help, options from the environment, and every expected error without a traceback."""
 
+import re
 import subprocess
 import sys
 
@@ -18,7 +19,7 @@ COMMANDS = sorted(main.list_commands(click.Context(main)))
 
 def test_the_commands_are_listed_with_their_own_first_help_line():
     assert "sandbox" in COMMANDS  # registered by workflow_sandbox's entry point
-    for name, (_, help) in cli.COMMANDS.items():
+    for name, (_, help) in (*cli.COMMANDS.items(), *cli.OPTIONAL.items()):
         command = main.get_command(click.Context(main), name)
         assert command.help.split("\n")[0] == help, name
 
@@ -45,6 +46,7 @@ def test_help_and_version_do_not_import_boto3():
         "    try: main(args)\n"
         "    except SystemExit: pass\n"
         "assert 'boto3' not in sys.modules and 'botocore' not in sys.modules, 'imported boto3'\n"
+        "assert 'importlib.metadata' not in sys.modules and 'workflow_sandbox' not in sys.modules, 'read plugins'\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
@@ -120,7 +122,8 @@ def test_progress_has_no_colour_or_cursor_codes(cluster, run, monkeypatch):
     monkeypatch.setenv("NO_COLOR", "1")
     result = run(*NAMES, "stop-scheduler", "--yes")
     assert "\x1b[" not in result.stderr and "\r" not in result.stderr
-    assert all(line.startswith("[") for line in result.stderr.splitlines())
+    assert all(re.match(r"\d\d:\d\d:\d\dZ +\+\d+s ", line) or line.startswith(" " * 16)
+               for line in result.stderr.splitlines())
 
 
 def test_results_go_to_stdout_and_progress_to_stderr(cluster, run):
@@ -249,7 +252,8 @@ def test_arns_are_accepted_for_cluster_and_services(cluster, run, ecs):
     scheduler_arn = ecs.describe_services(cluster=CLUSTER, services=[SCHEDULER])["services"][0]["serviceArn"]
     result = run("--cluster", arn, "--scheduler", scheduler_arn, "status")
     assert result.exit_code == 0, result.output
-    assert SCHEDULER in result.stdout and WORKER in result.stdout  # defaults from the cluster's name, not its ARN
+    # Defaults from the cluster's name, not its ARN; the table names them without the cluster's prefix.
+    assert re.search(r"^scheduler ", result.stdout, re.M) and re.search(r"^worker ", result.stdout, re.M)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -479,9 +483,9 @@ def test_progress_lines_carry_utc_wall_clock_time_and_short_ids(cluster, run):
     result = run(*NAMES, "redeploy", "--yes", "--poll-interval", "1")
     assert result.exit_code == 0, result.output
     lines = result.stderr.splitlines()
-    assert all(re.match(r"\[\d\d:\d\d:\d\dZ +\+\d+s\] ", line) for line in lines)
+    assert all(re.match(r"\d\d:\d\d:\d\dZ +\+\d+s ", line) or line.startswith(" " * 16) for line in lines)
     assert not any(re.search(r"[0-9a-f]{8}-[0-9a-f]{4}-", line) or re.search(r"ecs-svc/\d{19}", line) for line in lines)
-    assert any(re.search(r"total \d/\d running, \d pending \| deploy \d{6} ", line) for line in lines)
+    assert any(re.search(r": \d/\d running(, \d pending)? \| deploy \d{6} ", line) for line in lines)
     assert max(len(line) for line in lines if "waiting for" not in line) <= 130
 
 
@@ -640,3 +644,11 @@ def test_iam_policy_takes_an_account_id_or_any(run, account):
     result = run("iam-policy", "--command", "promote", "--account", account)
     assert result.exit_code == 0, result.output
     assert f"arn:aws:ecr:*:{account}:repository/airflow-prod" in result.stdout
+
+
+def test_an_optional_command_not_installed_says_how_to_install_it(run, monkeypatch):
+    from workflow import cli
+
+    monkeypatch.setattr(cli, "_plugins", lambda: {})
+    result = run("sandbox", "--port", "0")
+    assert result.exit_code == 2 and "comes with the sandbox extra" in result.stderr

@@ -76,16 +76,16 @@ KINDS = list(DAMAGE)
 
 # command -> (its words, how many distinct operations it calls on this cluster)
 COMMANDS = {
-    "status": (["status"], 8),
+    "status": (["status"], 10),
     "stop-scheduler": (["stop-scheduler", "--yes"], 9),
     "start-scheduler": (["start-scheduler"], 10),
-    "redeploy": (["redeploy", "--yes"], 13),
-    "redeploy --migrate": (["redeploy", "--yes", "--migrate"], 15),
+    "redeploy": (["redeploy", "--yes"], 14),
+    "redeploy --migrate": (["redeploy", "--yes", "--migrate"], 16),
     "initialize": (["initialize", "--yes"], 13),
     "run": (["run", "--yes", "--", "airflow", "dags", "list"], 10),
     "logs": (["logs", "worker", "--since", "1h"], 6),
     "releases": (["releases"], 6),
-    "rollback": (["rollback", "--yes"], 14),
+    "rollback": (["rollback", "--yes"], 15),
     "promote --dry-run": (["promote", "--dry-run", "--via", "ecr-api"], 3),
     "iam-policy --lookup-account": (["iam-policy", "--lookup-account"], 1),
 }

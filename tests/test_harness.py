@@ -19,6 +19,7 @@ def test_a_command_gets_new_clients_once_a_retry_has_spent_some_of_the_old_ones_
 
 
 def test_every_command_builds_its_clients_through_the_shared_factory(cluster, run):
-    kept = _clients(AwsConfig())
+    config = AwsConfig(timeout=900.0)  # what a command's options make of the defaults
+    kept = _clients(config)
     assert run(*NAMES, "status").exit_code == 0
-    assert kept._clients and _clients(AwsConfig()) is kept  # the command built its ECS client there
+    assert kept._clients and _clients(config) is kept  # the command built its ECS client there

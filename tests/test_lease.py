@@ -85,7 +85,7 @@ def test_a_lease_broken_mid_command_stops_it_before_its_next_change(cluster, ecs
 
     result = CliRunner().invoke(main, [*NAMES, "redeploy", "--yes"], obj=Runtime(clock=clock.now, sleep=sleep))
     assert result.exit_code == 4, result.output
-    assert "lease on the cluster was broken" in result.stderr
+    assert "lease on cluster airflow-prod was broken" in result.stderr
     services = ecs.describe_services(cluster=CLUSTER, services=[f"{CLUSTER}-web"])["services"]
     assert len(services[0]["deployments"]) == 1  # web was never force-deployed
 
@@ -94,7 +94,7 @@ def test_two_operators_taking_the_lease_at_once_never_both_hold_it(cluster, ecs,
     first, second = lease(ecs, clock, "alice"), lease(ecs, clock, "bob")
     # Both write before either reads: the first to look withdraws; the other then finds itself alone.
     for each in (first, second):
-        each.ecs.tag_cluster([each.me.tag])
+        each.place.tag([each.me.tag])
         each.held = True
     outcomes = []
     for each in (first, second):
@@ -137,7 +137,7 @@ def test_the_module_says_what_the_code_does_when_two_write_at_once(cluster, ecs,
     early, late = lease(ecs, clock, "alice"), lease(ecs, clock, "bob")
     early.me = Holder(early.me.id, "alice", "redeploy", early.me.since - timedelta(minutes=1), early.me.expires)
     for each in (early, late):
-        each.ecs.tag_cluster([each.me.tag])
+        each.place.tag([each.me.tag])
         each.held = True
     with pytest.raises(LeaseHeld, match="held by bob"):
         early.check()  # the earlier one withdraws too: no order by `since` decides

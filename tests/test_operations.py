@@ -78,7 +78,7 @@ def test_failed_deployment_fails_fast_with_the_reason_and_how_to_resume(cluster,
     result = run(*NAMES, "redeploy", "--yes")
     assert result.exit_code == 1
     assert clock.now() - started < 30
-    assert f"{WORKER}: task" in result.stderr and "CannotPullContainerError" in result.stderr
+    assert " worker: task" in result.stderr and "CannotPullContainerError" in result.stderr
     assert "cluster state: the scheduler is stopped" in result.stderr
     assert resume_of(result.stderr, "once the cause is fixed, resume with") == [
         "workflow", "--cluster", CLUSTER_ARN, "--region", REGION, "redeploy", "--yes"]
@@ -452,13 +452,14 @@ def test_status_shows_the_digest_each_service_runs_and_its_tags(released_cluster
     v1 = released_cluster
     result = run(*NAMES, "status")
     assert result.exit_code == 0, result.output
-    rows = [line for line in result.stdout.splitlines() if line.startswith(WORKER) and "sha256:" in line]
-    assert rows and "latest, 20261101T000000Z" in rows[0] and v1[:19] in rows[0] and " 3 " in rows[0]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("worker ") and v1[7:19] in line]
+    assert rows and "latest, 20261101T000000Z" in rows[0] and " 3 " in rows[0]
     as_json = json.loads(run(*NAMES, "--output", "json", "status").stdout)
     worker = [i for i in as_json["images"] if i["service"] == WORKER]
     assert worker == [{"service": WORKER, "task_definition": "airflow-prod-worker:1",
                        "image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/airflow-prod:latest",
-                       "digest": v1, "tasks": 3, "tags": ["latest", "20261101T000000Z"]}]
+                       "digest": v1, "tasks": 3, "tags": ["latest", "20261101T000000Z"],
+                       "airflow_version": None}]
 
 
 def test_status_lists_and_describes_each_task_once(cluster, clock):
@@ -488,7 +489,7 @@ def test_a_redeploy_resumed_after_ctrl_c_waits_for_the_rollout_in_flight(release
     rolling = primary_id(describe(ecs, WORKER)[WORKER])
     again = runner.invoke(main, [*NAMES, "redeploy", "--yes"], obj=Runtime(clock=clock.now, sleep=clock.sleep))
     assert again.exit_code == 0, again.output
-    assert f"{WORKER}: resuming deployment {rolling}" in again.stderr
+    assert f"worker: resuming deployment {rolling}" in again.stderr
     assert primary_id(describe(ecs, WORKER)[WORKER]) == rolling  # not thrown away by a second force
     assert describe(ecs, SCHEDULER)[SCHEDULER]["runningCount"] == 1 and max(one_scheduler_at_most) == 1
 
@@ -521,7 +522,7 @@ def test_a_resumed_redeploy_takes_over_what_finished_and_counts_the_downtime_fro
     again = run(*NAMES, "redeploy", "--yes")
     assert again.exit_code == 0, again.output
     assert {name: primary_id(describe(ecs, name)[name]) for name in (WEB, WORKER)} == rolled  # nothing forced again
-    assert f"{WORKER}: resuming deployment {rolled[WORKER]}, already rolled out" in again.stderr
+    assert f"worker: resuming deployment {rolled[WORKER]}, already rolled out" in again.stderr
     downtime = json.loads(run(*NAMES, "-o", "json", "status").stdout)  # the scheduler runs again
     assert downtime["scheduler_tasks_alive"] == 1
     reported = float(again.stdout.split("the scheduler was down for ", 1)[1].split("s", 1)[0])

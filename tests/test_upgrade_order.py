@@ -85,7 +85,7 @@ def violations(journal: Journal, v1: str, v2: str) -> list[str]:
     migration = [(at, event) for at, event, who, _, _ in journal.events if who == "one-off"]
     migrated = max((at for at, event in migration if event in ("DEPROVISIONING", "STOPPED")), default=None)
     began = min((at for at, event in migration), default=None)
-    old_ended = max((journal.last(("DEPROVISIONING", "STOPPED"), n, v1) or 0 for n in ("scheduler", "dag-processor")))
+    old_ended = max(journal.last(("DEPROVISIONING", "STOPPED"), n, v1) or 0 for n in ("scheduler", "dag-processor"))
     if began is None or began < old_ended:
         found.append("the migration began while an old scheduler or dag-processor ran")
     for name in CHECKING:
@@ -139,10 +139,10 @@ def test_redeploy_migrate_upgrades_every_component_in_the_order_the_schema_allow
     phases = [line.split("==> ", 1)[1] for line in result.stderr.splitlines() if "==> " in line]
     phases = [p for p in phases if not p.startswith("drain")]  # Airflow's API is not served here
     assert [p.split()[0] for p in phases][:3] == ["stop", "run", "redeploy"]
-    assert phases[2] == f"redeploy {NAMES['api-server']}"
-    assert phases.index(f"redeploy {NAMES['api-server']}") < next(i for i, p in enumerate(phases) if NAMES["worker"] in p)
-    assert phases[-1].startswith(f"start scheduler {NAMES['scheduler']}")
-    assert "Airflow 3.2.2" in result.stderr and "-> Airflow 3.3.2" in result.stderr  # the plan: from -> to
+    assert phases[2] == "redeploy api-server"
+    assert phases.index("redeploy api-server") < next(i for i, p in enumerate(phases) if "worker" in p)
+    assert phases[-1].startswith("start scheduler")
+    assert "(Airflow 3.2.2 -> 3.3.2)" in result.stderr  # the plan: from -> to
 
 
 def test_a_rollback_across_the_migration_is_refused_or_downgrades_first(airflow3, sim, run, ecs, clock):

@@ -232,10 +232,9 @@ class App:
             if key in seen:
                 continue
             seen.add(key)
-            client = self.clients()("ecr", ref.region) if ref.region else self.clients()("ecr")
-            place = RepositoryPlace(Ecr(client, ref.account or registry_id), ref.repository)
-            if place.arn() is not None:  # no such repository: nothing is promoted there, nor deployed from it
-                leases.append(self.lease(place, command))
+            default = self.clients()("ecr")
+            client = default if ref.region in (None, default.meta.region_name) else self.clients()("ecr", ref.region)
+            leases.append(self.lease(RepositoryPlace(Ecr(client, ref.account or registry_id), ref.repository), command))
         return leases
 
     def airflow(self):

@@ -31,8 +31,13 @@ COMMANDS = {
     "rollback": ("workflow.commands.releases:rollback", "Point latest at the previous release, then redeploy onto it."),
     "iam-policy": ("workflow.commands.iam:iam_policy", "Print the least-privilege IAM policy for the commands, as JSON."),
 }
-# Commands other distributions add (the sandbox, from workflow_sandbox), by entry point: the product imports none.
+# Commands other distributions add by entry point (the sandbox, from workflow_sandbox): the product imports none of
+# their code. Those listed here show in `workflow --help` without reading every installed distribution's metadata.
 PLUGINS = "workflow.commands"
+OPTIONAL = {
+    "sandbox": ("the sandbox extra: `pipenv install --dev` in a checkout, or pip install '.[sandbox]'",
+                "Run a local cluster to rehearse on, until Ctrl-C."),
+}
 
 
 def _store(ctx: click.Context, name: str, value) -> None:
@@ -49,13 +54,15 @@ class Commands(click.Group):
     """Each command's module is imported only when that command runs, so `--help` and completion stay quick."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return [*COMMANDS, *sorted(_plugins())]
+        return [*COMMANDS, *OPTIONAL]
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name in COMMANDS:
             path = COMMANDS[name][0]
-        elif name in _plugins():
-            path = _plugins()[name]
+        elif name in OPTIONAL or name in _plugins():
+            path = _plugins().get(name, "")
+            if not path:
+                return _missing(name)
         else:
             return None
         module, _, attribute = path.partition(":")
@@ -95,10 +102,7 @@ class Commands(click.Group):
             raise _interrupted(interrupt) from None
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        rows = [(name, help) for name, (_, help) in COMMANDS.items()]
-        for name in sorted(_plugins()):
-            command = self.get_command(ctx, name)
-            rows.append((name, command.get_short_help_str(limit=formatter.width - 6 - len(name)) if command else ""))
+        rows = [(name, help) for name, (_, help) in (*COMMANDS.items(), *OPTIONAL.items())]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
@@ -111,6 +115,17 @@ def _interrupted(interrupt: KeyboardInterrupt) -> click.ClickException:
     if operation_began.get():  # the runner said what the cluster's state is; this interrupt came after
         return CommandFailed(name, code)
     return CommandFailed(f"{name}; nothing was changed", code)
+
+
+def _missing(name: str) -> click.Command:
+    """An optional command whose distribution is not installed: it says how to install it."""
+    where, help = OPTIONAL[name]
+
+    def explain() -> None:
+        raise click.UsageError(f"`workflow {name}` comes with {where}")
+
+    return click.Command(name, callback=explain, help=help, add_help_option=False,
+                         context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 
 
 def _plugins() -> dict[str, str]:

@@ -493,7 +493,8 @@ class DeploymentWatch:
             watched = self.env.poller.clock() - self.stable_since
             return f"{name} (complete; stable for {watched:.0f} of {self.policy.stability_window:g}s)"
         older = len(service.deployments) - 1
-        return f"{name} ({deployment.running}/{deployment.desired} running, {deployment.pending} pending, {older} older draining)"
+        return (f"{name} ({deployment.running}/{deployment.desired} running, {deployment.pending} pending, "
+                f"{older} older draining; then stable for {self.policy.stability_window:g}s)")
 
 
 def await_deployments(env: WatchEnv, watches: list[DeploymentWatch],

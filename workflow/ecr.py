@@ -304,6 +304,9 @@ class RepositoryPlace:
             self._looked = True
         return self._arn
 
+    def exists(self) -> bool:
+        return self.arn() is not None
+
     def tags(self) -> dict[str, str]:
         arn = self.arn()
         if arn is None:

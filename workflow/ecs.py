@@ -282,7 +282,7 @@ class Task:
                     f": {c.reason}" if c.reason else ""
                 )
         for c in self.containers:
-            if c.name in essential and c.exit_code is None and self.is_stopped:
+            if c.name in essential and c.exit_code is None and self.process_ended:
                 return f"essential container {c.name} of task {self.id} did not run: {c.reason or self.stopped_reason}"
         return None
 

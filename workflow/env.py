@@ -2,14 +2,16 @@
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from .airflow_view import AirflowView
 from .deployments import WatchPolicy
 from .ecs import Ecs
 from .poller import Poller
 from .progress import Reporter
 from .recovery import Recovery
+
+if TYPE_CHECKING:  # Airflow's API client brings urllib3, which a command's --help need not load
+    from .airflow_view import AirflowView
 
 
 class Lease(Protocol):
@@ -27,7 +29,7 @@ class Env:
     ecr: Callable[[str | None], Any] | None = None  # builds an ECR client for a Region, only when images are looked up
     recovery: Recovery = field(default_factory=Recovery)
     rds: Callable[[], Any] | None = None  # builds the RDS client, only when a snapshot is taken
-    airflow: AirflowView | None = None  # Airflow's own view, when it can be had
+    airflow: "AirflowView | None" = None  # Airflow's own view, when it can be had
 
     def before_change(self) -> None:
         if self.lease is not None:

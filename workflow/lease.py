@@ -130,6 +130,8 @@ class Lease:
         self.changed = True  # from here on, a refusal comes after this command changed something
 
     def acquire(self) -> None:
+        if not getattr(self.place, "exists", lambda: True)():  # a repository that is not there guards nothing
+            return
         others = self._others()
         if self.break_others and others:
             self.place.untag([TAG_PREFIX + h.id for h in others])

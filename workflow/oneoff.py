@@ -151,7 +151,9 @@ def _await_stopped(env, task: Task, follow: LogFollower) -> Task:
             )
         latest = current
         env.report.task("one-off", current)
-        return current if current.is_stopped else None
+        # Its containers have stopped, with their exit codes: DEPROVISIONING (ECS detaching the network interface)
+        # changes nothing the judgement reads, so it is not waited for.
+        return current if current.process_ended else None
 
     return env.poller.until(stopped, lambda: f"task {task.id} to stop (last seen {latest.last_status})")
 

@@ -33,6 +33,7 @@ from .env import Env
 from .errors import OperationFailed, Refused, TaskFailed, WorkflowError
 from .oneoff import TaskOutcome, run_one_off
 from .plan import Plan
+from .poller import outlook
 from .topology import API_SERVER, DAG_PROCESSOR, SCHEDULER, TRIGGERER, UPGRADE_ORDER, WEBSERVER, WORKER, Step, Topology
 
 RESTORE_SCHEDULER = ("to schedule on the old workers ECS keeps running", "start-scheduler")
@@ -260,13 +261,23 @@ class _Upgrade:
         return [self.watches[name] for name in names if name in self.watches]
 
     def step(self, step: Step) -> None:
-        required = self.watched(*step.after)
-        if required and step.action != "start":
-            with self.env.report.phase(f"wait for {_and([w.service for w in required])} before the next step"):
-                self._await(required)
-        action = {"stop": self.stop, "drain": self.drain, "migrate": self.migrate, "roll": self.roll,
-                  "start": self.start}[step.action]
-        action(step)
+        with outlook(lambda: self.ahead(step)):  # a long wait's heartbeat says what still comes after it
+            required = self.watched(*step.after)
+            if required and step.action != "start":
+                with self.env.report.phase(f"wait for {_and([w.service for w in required])} before the next step"):
+                    self._await(required)
+            action = {"stop": self.stop, "drain": self.drain, "migrate": self.migrate, "roll": self.roll,
+                      "start": self.start}[step.action]
+            action(step)
+
+    def ahead(self, step: Step) -> str:
+        """The steps still to come after `step`, and what each takes."""
+        later = [s for s in UPGRADE_ORDER[UPGRADE_ORDER.index(step) + 1:]
+                 if s.action in ("roll", "start") and self.of(*s.roles)]
+        if not later:
+            return "nothing: this is the last step"
+        steps = "; ".join(f"{s.action} {self.words(self.topology.services(*s.roles))}" for s in later)
+        return f"{steps} (each: new tasks start, then {self.env.policy.stability_window:g}s stable)"
 
     def stop(self, step: Step) -> None:
         stop_for_upgrade(self.env, self.of(SCHEDULER) if SCHEDULER in step.roles else [],

@@ -1,14 +1,18 @@
-"""Results as the operator reads them on stdout: text with tables, or one JSON document."""
+"""Results as the operator reads them on stdout: text with tables that fit the terminal's width, or one JSON document."""
 
 import json
+import sys
 from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
 
-from .progress import short_task
+from .progress import cluster_of, hanging, short_deployment, short_task, visible, width_of
+
+INDENT = "  "  # a result's lines under its summary
+FLOOR = 12  # a wrapped column keeps at least this many columns (or its longest word)
 
 
-def result(outcome, output: str) -> str:
-    """The whole result of a command, as text or as one JSON document."""
+def result(outcome, output: str, width: int | None = None) -> str:
+    """The whole result of a command, as text or as one JSON document (for programs: never shortened or wrapped)."""
     if output == "json":
         return to_json(outcome)
     from .oneoff import TaskOutcome
@@ -16,111 +20,264 @@ def result(outcome, output: str) -> str:
     from .promote import PromoteOutcome
     from .releases import ReleasesOutcome
 
+    width = width_of(sys.stdout) if width is None else width
     if isinstance(outcome, Plan):
-        return "\n".join([f"plan for {outcome.summary()} (dry run: nothing was changed):",
-                          *(f"  {n}. {line}" for n, line in enumerate(outcome.steps(), 1))])
-    lines = [outcome.summary]
+        return "\n".join([hanging(f"plan for {outcome.summary()} (dry run: nothing was changed):", width, 0, 2),
+                          indented(plan_table(outcome, width - len(INDENT)))])
+    lines = [hanging(outcome.summary, width, 0, 2)]
     if isinstance(outcome, PromoteOutcome):
-        lines.append(promote_table(outcome))
+        lines.append(promote_table(outcome, width))
     elif isinstance(outcome, ReleasesOutcome):
         if outcome.releases:
-            lines.append(releases_table(outcome))
+            lines.append(releases_table(outcome, width))
     elif isinstance(outcome, TaskOutcome):
-        lines.append(containers_table(outcome.task, outcome.essential))
+        lines.append(containers_table(outcome.task, outcome.essential, width))
         if outcome.task.stopped_reason:
-            lines.append(f"stopped reason: {outcome.task.stopped_reason}")
+            lines.append(hanging(f"stopped reason: {outcome.task.stopped_reason}", width, 0, 2))
         if outcome.log:
-            lines.append(f"log: {outcome.log}")
-        lines += outcome.next_steps
+            lines.append(hanging(f"log: {outcome.log}", width, 0, 2))
+        lines += outcome.next_steps  # commands to paste: a terminal folds them, a hard break would cut them
     elif getattr(outcome, "services", None):
         if getattr(outcome, "plan", None):
-            lines += [f"  {line}" for line in outcome.plan.steps() if not line.startswith("stop ")]
-        lines.append(services_table(outcome.services))
+            lines.append(indented(plan_table(outcome.plan, width - len(INDENT), moved=True)))
+        lines.append(services_table(outcome.services, width))
         if getattr(outcome, "images", None):
-            lines += ["", images_table(outcome.images)]
+            lines += ["", images_table(outcome.images, width, prefix_of(outcome.services))]
         if getattr(outcome, "airflow", None):
-            lines += ["", airflow_lines(outcome.airflow)]
-    lines += [f"warning: {warning}" for warning in getattr(outcome, "warnings", ())]
+            lines += ["", airflow_lines(outcome.airflow, width)]
+    lines += [hanging(f"warning: {warning}", width, 0, len("warning: ")) for warning in getattr(outcome, "warnings", ())]
     return "\n".join(lines)
 
 
-def services_table(services) -> str:
-    from tabulate import tabulate
+def indented(text: str) -> str:
+    return "\n".join(INDENT + line if line else line for line in text.split("\n"))
 
+
+# --- tables that fit ---------------------------------------------------------------------------------------------
+
+
+def fitted(rows: list[list], headers: list[str], width: int, wrap: tuple[int, ...] = (), drop: tuple[int, ...] = (),
+           tablefmt: str = "simple", colalign: tuple[str, ...] | None = None) -> str:
+    """A table in `width` columns: the `wrap` columns' cells wrapped at spaces (tabulate's maxcolwidths, never
+    splitting a word), then, while still too wide, the `drop` columns left out, the least useful first."""
+    keep = list(range(len(headers) if headers else len(rows[0]) if rows else 0))
+    order = [c for c in drop if c in keep]
+    while True:
+        table = _wrapped([[row[c] for c in keep] for row in rows], [headers[c] for c in keep] if headers else [], width,
+                         tuple(keep.index(c) for c in wrap if c in keep), tablefmt,
+                         tuple(colalign[c] for c in keep) if colalign else None)
+        if _widest(table) <= width or not order:
+            return table
+        keep.remove(order.pop(0))
+
+
+def _wrapped(rows: list[list], headers: list[str], width: int, wrap: tuple[int, ...], tablefmt: str,
+             colalign: tuple[str, ...] | None) -> str:
+    import tabulate
+
+    def render(limits: list[int | None] | None) -> str:
+        # tabulate makes every column two wider than its header; the two spaces between columns are room enough.
+        padding, tabulate.MIN_PADDING = tabulate.MIN_PADDING, 0
+        try:
+            return tabulate.tabulate(rows, headers=headers or (), tablefmt=tablefmt, maxcolwidths=limits,
+                                     break_long_words=False, break_on_hyphens=False, colalign=colalign,
+                                     disable_numparse=True)  # ids such as 024513 are text
+        finally:
+            tabulate.MIN_PADDING = padding
+
+    table = render(None)
+    over = _widest(table) - width
+    if over <= 0 or not wrap:
+        return table
+    columns = len(headers) if headers else len(rows[0]) if rows else 0
+    cells = [[str(v) for v in row] for row in rows]
+    natural = {c: max((visible(line) for row in cells for line in row[c].split("\n")), default=0) for c in wrap}
+    least = {c: max([FLOOR, visible(headers[c]) if headers else 0,
+                     *(visible(word) for row in cells for word in row[c].split())]) for c in wrap}
+    limits = dict(natural)
+    for c in wrap:  # the first named gives way first, down to its longest word
+        give = min(over, max(0, limits[c] - least[c]))
+        limits[c] -= give
+        over -= give
+    return render([limits.get(c) if c in limits and limits[c] < natural[c] else None for c in range(columns)])
+
+
+def _widest(table: str) -> int:
+    return max((visible(line) for line in table.split("\n")), default=0)
+
+
+def prefix_of(services) -> str:
+    """`airflow-prod-` when every service is named after the cluster its ARN names; tables then leave it out, as
+    progress does (the summary names the cluster, or the service in full)."""
+    clusters = {cluster_of(s.arn) for s in services}
+    if len(clusters) != 1 or None in clusters:
+        return ""
+    prefix = f"{clusters.pop()}-"
+    return prefix if all(s.name.startswith(prefix) and len(s.name) > len(prefix) for s in services) else ""
+
+
+def short_digest(digest: str | None) -> str:
+    """The first 12 hex digits of a digest (`sha256:` left out): enough to tell images apart in a table."""
+    return digest.partition(":")[2][:12] if digest and ":" in digest else digest or "-"
+
+
+def services_table(services, width: int = 80) -> str:
+    prefix = prefix_of(services)
     rows = []
     for s in services:
         primary = s.primary
-        rows.append([s.name, s.desired, s.running, s.pending, primary.id if primary else "-",
+        rows.append([s.name.removeprefix(prefix), s.desired, s.running, s.pending,
+                     short_deployment(primary.id) if primary else "-",
                      (primary.rollout_state or primary.status) if primary else "-"])
-    return tabulate(rows, headers=["service", "desired", "running", "pending", "deployment", "rollout"])
+    return fitted(rows, ["service", "desired", "running", "pending", "deployment", "rollout"], width, wrap=(0,),
+                  colalign=("left", "right", "right", "right", "left", "left"))
 
 
-def airflow_lines(view) -> str:
+def airflow_lines(view, width: int = 80) -> str:
     """Airflow's own view, as its health endpoint reports it."""
     parts = [f"metadatabase {view.metadatabase or 'unknown'}"]
     for c in view.components:
-        age = f", heartbeat {c.heartbeat_age:.0f}s ago" if c.heartbeat_age is not None else ", no heartbeat yet"
+        # A heartbeat a moment after the look, by Airflow's clock, is one just now.
+        age = f", heartbeat {max(c.heartbeat_age, 0.0):.0f}s ago" if c.heartbeat_age is not None else ", no heartbeat yet"
         parts.append(f"{c.name} {c.status or 'never ran'}{age if c.status or c.heartbeat_age is not None else ''}")
-    return f"Airflow {view.version} at {view.url}:\n  " + "\n  ".join(parts)
+    return "\n".join([hanging(f"Airflow {view.version} at {view.url}:", width, 0, 2),
+                      *(hanging(INDENT + part, width, 0, 4) for part in parts)])
 
 
-def images_table(images) -> str:
+def images_table(images, width: int = 80, prefix: str = "") -> str:
     """What runs: per service, each image digest its RUNNING tasks run (two while a rollout is under way)."""
-    from tabulate import tabulate
-
-    rows = [[i.service, i.task_definition, (i.digest or "unknown")[:19], i.tasks, ", ".join(i.tags) or "-"]
+    rows = [[i.service.removeprefix(prefix), i.task_definition.removeprefix(prefix), short_digest(i.digest), i.tasks,
+             ", ".join(i.tags) or "-"]
             for i in sorted(images, key=lambda i: (i.service, -i.tasks))]
-    return tabulate(rows, headers=["service", "task definition", "image digest", "tasks", "tags"])
+    return fitted(rows, ["service", "task definition", "digest", "tasks", "tags"], width, wrap=(4, 0), drop=(1,),
+                  colalign=("left", "left", "left", "right", "left"))
 
 
-def containers_table(task, essential: frozenset[str]) -> str:
-    from tabulate import tabulate
-
+def containers_table(task, essential: frozenset[str], width: int = 80) -> str:
     rows = [[c.name, "yes" if c.name in essential else "no", c.last_status,
              "-" if c.exit_code is None else c.exit_code, c.reason or ""] for c in task.containers]
-    return tabulate(rows, headers=["container", "essential", "status", "exit code", "reason"])
+    return fitted(rows, ["container", "essential", "status", "exit code", "reason"], width, wrap=(4, 0),
+                  colalign=("left", "left", "left", "right", "left"))
 
 
-def promote_table(outcome) -> str:
+def promote_table(outcome, width: int = 80) -> str:
     """Where it went and through which API, what each tag did, and what moved: blobs mounted, copied and already
-    there, and the bytes uploaded; then what to run next."""
-    from tabulate import tabulate
-
+    there, and the bytes uploaded; then what to run next. The summary above names the whole digest."""
     moved = "would move" if outcome.dry_run else "moved"
     rows = [
         ["source", outcome.source],
-        ["destination", f"{outcome.destination} ({outcome.digest})"],
+        ["destination", f"{outcome.destination} ({outcome.digest.partition(':')[0]}:{short_digest(outcome.digest)})"],
         ["through", f"the {outcome.path}" + (f" ({outcome.where})" if outcome.where else "")],
         ["tags", ", ".join(f"{tag} ({state})" for tag, state in outcome.tags.items())],
         ["blobs", f"{outcome.blobs_mounted} mounted, {outcome.blobs_copied} copied, {outcome.blobs_present} already there"],
         [f"bytes {moved}", f"{outcome.bytes_copied} ({size(outcome.bytes_copied)})"],
         ["elapsed", f"{outcome.seconds:.1f}s"],
     ]
-    lines = [tabulate(rows, tablefmt="plain")]
-    lines += [f"note: {note}" for note in outcome.notes]
-    lines += [f"next: {step}" for step in outcome.next_steps]
+    lines = [fitted(rows, [], width, wrap=(1,), tablefmt="plain")]
+    lines += [hanging(f"note: {note}", width, 0, len("note: ")) for note in outcome.notes]
+    lines += [hanging(f"next: {step}", width, 0, len("next: ")) for step in outcome.next_steps]
     return "\n".join(lines)
 
 
-def releases_table(outcome) -> str:
-    from tabulate import tabulate
-
-    from .images import short
+def releases_table(outcome, width: int = 80) -> str:
     from .tags import LATEST
 
     headers = ["stamp", "digest", "pushed at", "size", "latest"] + (["running on"] if outcome.running is not None else [])
     rows = []
     for r in outcome.releases:
-        row = [r.stamp, short(r.digest), _when(r.pushed_at), size(r.size), LATEST if r.latest else ""]
+        row = [r.stamp, short_digest(r.digest), _when(r.pushed_at), size(r.size), LATEST if r.latest else ""]
         if outcome.running is not None:
-            row.append(", ".join(_on(role, n, outcome.running[role]) for role, n in r.running_on.items()) or "-")
+            row.append(_running_on(r.running_on, outcome.running))
         rows.append(row)
-    return tabulate(rows, headers=headers)
+    # The stamp is when promote released it: the push time and the size are what a narrow table does without.
+    return fitted(rows, headers, width, wrap=(5,) if outcome.running is not None else (), drop=(3, 2))
+
+
+def _running_on(running_on: dict[str, int], running: dict[str, dict[str, int]]) -> str:
+    if len(running) > 1 and running_on.keys() == running.keys() and \
+            all(n == sum(running[role].values()) for role, n in running_on.items()):
+        return "every service"
+    return ", ".join(_on(role, n, running[role]) for role, n in running_on.items()) or "-"
 
 
 def _on(role: str, count: int, digests: dict[str, int]) -> str:
     total = sum(digests.values())
     return role if count == total else f"{role} ({count} of {total} tasks)"
+
+
+# --- the plan ----------------------------------------------------------------------------------------------------
+
+
+def plan_table(plan, width: int = 80, moved: bool = False) -> str:
+    """The plan as a table, a row per step in topology.UPGRADE_ORDER: each role with its image now and after
+    (Airflow version and release stamp; the digest's first 8 hex digits only where they tell images apart).
+    Where that is too wide and a column's images share one Airflow version, the header names it and the cells
+    the releases alone. `moved`: the plan of a redeploy that ran, whose stop steps are history."""
+    label = _labeller(plan)
+    rows, headers = _plan_rows(plan, moved, label)
+    table = fitted(rows, headers, width, wrap=(1, 2, 0))
+    if len(table.split("\n")) == len(rows) + 2:
+        return table
+    versions = [{i.version for m in plan.moves for i in m.now if i.digest},
+                {m.after.version for m in plan.moves if m.after.digest}]
+    if any(len(v) > 1 or None in v for v in versions):
+        return table  # the version tells a column's images apart: it stays in the cells
+    narrow = fitted(*_plan_rows(plan, moved, lambda i: label(i, False), *(next(iter(v), None) for v in versions)),
+                    width, wrap=(1, 2, 0))
+    return narrow if len(narrow.split("\n")) < len(table.split("\n")) else table
+
+
+def _plan_rows(plan, moved: bool, label, now_version: str | None = None,
+               after_version: str | None = None) -> tuple[list[list[str]], list[str]]:
+    """The plan's rows and headers; a version given is named in its column's header."""
+    from .topology import UPGRADE_ORDER
+
+    rows: list[tuple[str, str, str, str]] = []  # (action, what, now, after)
+    for step in UPGRADE_ORDER:
+        if step.action == "migrate":
+            if plan.migration:  # the command says it migrates; the schema moves from the recorded version
+                after = plan.versions()[1]
+                rows.append(("run", " ".join(plan.migration), f"{plan.schema} schema" if plan.schema else "",
+                             f"{after.pop()} schema" if len(after) == 1 else ""))
+            continue
+        if step.action == "drain":
+            rows.append(("drain", "task instances", "running", "finished"))
+            continue
+        for move in (m for m in plan.moves if m.role in step.roles):
+            now = ", ".join(label(i) for i in move.now) or "nothing running"
+            rows.append((step.action, move.role, now, "stopped" if step.action == "stop" else label(move.after)))
+    numbered = [[f"{n} {action} {what}", now, after] for n, (action, what, now, after) in enumerate(rows, 1)
+                if not (moved and action == "stop")]
+    headers = ["step", f"now ({now_version})" if now_version else "now",
+               f"after ({after_version})" if after_version else "after"]
+    return numbered, headers
+
+
+def _labeller(plan):
+    """How the plan names an image: its Airflow version and release stamp, with the digest's first 8 hex digits
+    where two images of the plan would otherwise read the same; without the version, when a header names it."""
+    images = [i for m in plan.moves for i in (*m.now, m.after) if i.digest]
+    plain: dict[str, set[str]] = {}
+    for image in images:
+        plain.setdefault(_plain(image), set()).add(image.digest or "")
+
+    def label(image, version: bool = True) -> str:
+        if not image.digest:
+            return "unknown"
+        text = _plain(image)
+        shown = text if version else image.stamp or ""
+        if shown and len(plain.get(text, ())) == 1:
+            return shown
+        return f"{shown} {image.digest.split(':')[-1][:8]}".strip()
+
+    return label
+
+
+def _plain(image) -> str:
+    return " ".join(p for p in (image.version, image.stamp) if p)
+
+
+# --- the rest ----------------------------------------------------------------------------------------------------
 
 
 def _when(at: datetime | None) -> str:

@@ -1,18 +1,22 @@
 """Runs a command's operation: signals as interrupts, domain errors as exit codes with one clear message (and
 one JSON document on stdout with --output json), the cluster's state and the commands that resume or undo."""
 
+from __future__ import annotations
+
 import shlex
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from .app import App
 from .errors import INTERRUPTED, USAGE, WorkflowError
 from .interrupts import Terminated as Terminated  # where the commands find it
 from .interrupts import interruption, operation_began, signals_as_interrupts
 from .progress import wrap_message
+
+if TYPE_CHECKING:  # the context, for annotations only: importing it costs `--help` its speed
+    from .app import App
 
 
 class CommandFailed(click.ClickException):
@@ -21,7 +25,7 @@ class CommandFailed(click.ClickException):
         self.exit_code = exit_code  # type: ignore[misc]  # per failure
 
     @classmethod
-    def of(cls, error: WorkflowError) -> "CommandFailed":
+    def of(cls, error: WorkflowError) -> CommandFailed:
         return cls(str(error), error.exit_code)
 
 
@@ -53,7 +57,10 @@ def run(app: App, resume: str | None, operation: Callable[[], Any]) -> Any:
     except WorkflowError as error:
         _failed(app, str(error), error.exit_code, resume, getattr(error, "result", None))
     except KeyboardInterrupt as interrupt:
-        _failed(app, *interruption(interrupt), resume, None)
+        name, code = interruption(interrupt)
+        if not app.changed and app.recovery.state is None:  # no lease was taken: no change was begun
+            name += "; nothing was changed"
+        _failed(app, name, code, resume, None)
     try:
         click.echo(render.result(outcome, output))
     except BrokenPipeError:

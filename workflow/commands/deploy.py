@@ -1,13 +1,18 @@
 """`workflow initialize` and `workflow redeploy`: the database migration task, and the safe roll of the cluster."""
 
+from __future__ import annotations
+
 import shlex
+from typing import TYPE_CHECKING
 
 import click
 
-from ..app import App
-from ..options import command_words, drain_option, option, schedulers_option, task_wait_option, yes_option
+from ..options import DEFAULT_DRAIN, command_words, drain_option, option, schedulers_option, task_wait_option, yes_option
 from ..runner import confirm, run
 from ..topology import ROLES, SCHEDULER, WORKER, role_of
+
+if TYPE_CHECKING:  # the context, for annotations only: importing it costs `--help` its speed
+    from ..app import App
 
 
 def _role(_ctx, param, value: str) -> str:
@@ -105,7 +110,9 @@ def redeploy(app: App, yes, wait_for_drain, migrate, migrate_command, migrate_fr
         app.report.line(f"plan for {plan.summary()}:\n{plan_table(plan, app.report.width - len(app.report.stamp()))}")
     if plan.nothing_to_change:
         app.report.line(f"warning: {plan.summary()}")
-    rest = f" --schedulers {schedulers}" if schedulers else ""
+    rest = (f" --schedulers {schedulers}" if schedulers else "") + (
+        f" --drain-timeout {drain_timeout:g}" if drain_timeout != DEFAULT_DRAIN else "") + (
+        " --wait-for-drain" if wait_for_drain else "")
     resume = "redeploy --yes" + (f" --migrate --migrate-command {shlex.quote(shlex.join(migrate_command))}" if migrate else "")
     if migrate and migrate_from != SCHEDULER:
         resume += f" --migrate-from {migrate_from}"

@@ -1,16 +1,21 @@
 """`workflow logs`: a service's awslogs streams interleaved by time, each line naming its task and container."""
 
+from __future__ import annotations
+
 import math
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import click
 
-from ..app import App
 from ..env import Env
 from ..errors import NotFound
 from ..options import DAY, Duration, option
 from ..runner import Terminated, echo, stream
 from .run import complete_role
+
+if TYPE_CHECKING:  # the context, for annotations only: importing it costs `--help` its speed
+    from ..app import App
 
 # CloudWatch Logs allows few FilterLogEvents calls a second per account and Region, shared with every other reader.
 FOLLOW_POLL_SECONDS = 2.0

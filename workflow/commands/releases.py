@@ -1,10 +1,16 @@
 """`workflow releases` and `workflow rollback`: the production repository's releases, and `latest` moved back."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import click
 
-from ..app import App
 from ..options import drain_option, option, schedulers_option, yes_option
 from ..runner import confirm, run
+
+if TYPE_CHECKING:  # the context, for annotations only: importing it costs `--help` its speed
+    from ..app import App
 
 
 def _repository(_ctx, _param, value: str) -> str:

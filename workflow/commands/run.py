@@ -1,15 +1,20 @@
 """`workflow run`: any one-off command in a task shaped like a service's own; initialize is its migration preset."""
 
+from __future__ import annotations
+
 import shlex
+from typing import TYPE_CHECKING
 
 import click
 
-from ..app import App
 from ..errors import TaskFailed
 from ..options import option, task_wait_option, yes_option
 from ..runner import confirm
 from ..runner import run as run_operation
 from ..topology import ROLES, WEB
+
+if TYPE_CHECKING:  # the context, for annotations only: importing it costs `--help` its speed
+    from ..app import App
 
 # Exit statuses a shell leaves to the command itself: 126 and 127 mean "cannot execute" and "not found",
 # 128 + N "killed by signal N" (a container ECS stops with SIGTERM exits 143).

@@ -1,11 +1,17 @@
 """`workflow stop-scheduler` and `workflow start-scheduler`: never two schedulers, nor an old and a new one."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import click
 
-from ..app import App
 from ..options import option, schedulers_option, wait_option, yes_option
 from ..runner import confirm, run
 from ..topology import SCHEDULER
+
+if TYPE_CHECKING:  # the context, for annotations only: importing it costs `--help` its speed
+    from ..app import App
 
 
 def _schedulers(app: App) -> list[str]:

@@ -1,9 +1,15 @@
 """`workflow status`: what runs, and what an operator should know before the next command."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import click
 
-from ..app import App
 from ..runner import run
+
+if TYPE_CHECKING:  # the context, for annotations only: importing it costs `--help` its speed
+    from ..app import App
 
 
 @click.command()
