@@ -205,3 +205,16 @@ def test_each_rule_catches_the_order_that_breaks_it(airflow3, sim, run, monkeypa
     journal = Journal(sim)
     run("--cluster", CLUSTER, "--timeout", "300", "redeploy", "--migrate", "--yes")  # may fail: the order is wrong
     assert any(broken in v for v in violations(journal, airflow3["v1"], airflow3["v2"]))
+
+
+def test_status_and_releases_name_each_images_airflow_version_and_the_services_left_alone(airflow3, run, ecs):
+    definition = ecs.describe_services(cluster=CLUSTER, services=[NAMES["worker"]])["services"][0]["taskDefinition"]
+    ecs.create_service(cluster=CLUSTER, serviceName="statsd-exporter", taskDefinition=definition, desiredCount=0)
+    status = run("--cluster", CLUSTER, "status")
+    assert status.exit_code == 0, status.output
+    assert any(V1 in line for line in status.stdout.splitlines() if line.startswith("scheduler"))  # its image's
+    assert "not managed (no Airflow role by tag or name): statsd-exporter" in status.stdout
+    releases = run("--cluster", CLUSTER, "releases")
+    assert releases.exit_code == 0, releases.output
+    stamps = {line.split()[0]: line for line in releases.stdout.splitlines() if line[:8].isdigit()}
+    assert V1 in stamps["20261101T000000Z"] and V2 in stamps["20261201T000000Z"]

@@ -45,6 +45,9 @@ def result(outcome, output: str, width: int | None = None) -> str:
             lines += ["", images_table(outcome.images, width, prefix_of(outcome.services))]
         if getattr(outcome, "airflow", None):
             lines += ["", airflow_lines(outcome.airflow, width)]
+        if getattr(outcome, "unmanaged", None):
+            lines += ["", hanging(f"not managed (no Airflow role by tag or name): {', '.join(outcome.unmanaged)}",
+                                  width, 0, 2)]
     lines += [hanging(f"warning: {warning}", width, 0, len("warning: ")) for warning in getattr(outcome, "warnings", ())]
     return "\n".join(lines)
 
@@ -147,10 +150,10 @@ def airflow_lines(view, width: int = 80) -> str:
 def images_table(images, width: int = 80, prefix: str = "") -> str:
     """What runs: per service, each image digest its RUNNING tasks run (two while a rollout is under way)."""
     rows = [[i.service.removeprefix(prefix), i.task_definition.removeprefix(prefix), short_digest(i.digest), i.tasks,
-             ", ".join(i.tags) or "-"]
+             i.airflow_version or "-", ", ".join(i.tags) or "-"]
             for i in sorted(images, key=lambda i: (i.service, -i.tasks))]
-    return fitted(rows, ["service", "task definition", "digest", "tasks", "tags"], width, wrap=(4, 0), drop=(1,),
-                  colalign=("left", "left", "left", "right", "left"))
+    return fitted(rows, ["service", "task definition", "digest", "tasks", "airflow", "tags"], width, wrap=(5, 0),
+                  drop=(1,), colalign=("left", "left", "left", "right", "left", "left"))
 
 
 def containers_table(task, essential: frozenset[str], width: int = 80) -> str:
@@ -182,15 +185,17 @@ def promote_table(outcome, width: int = 80) -> str:
 def releases_table(outcome, width: int = 80) -> str:
     from .tags import LATEST
 
-    headers = ["stamp", "digest", "pushed at", "size", "latest"] + (["running on"] if outcome.running is not None else [])
+    headers = ["stamp", "digest", "airflow", "pushed at", "size", "latest"] + (
+        ["running on"] if outcome.running is not None else [])
     rows = []
     for r in outcome.releases:
-        row = [r.stamp, short_digest(r.digest), _when(r.pushed_at), size(r.size), LATEST if r.latest else ""]
+        row = [r.stamp, short_digest(r.digest), r.airflow_version or "-", _when(r.pushed_at), size(r.size),
+               LATEST if r.latest else ""]
         if outcome.running is not None:
             row.append(_running_on(r.running_on, outcome.running))
         rows.append(row)
     # The stamp is when promote released it: the push time and the size are what a narrow table does without.
-    return fitted(rows, headers, width, wrap=(5,) if outcome.running is not None else (), drop=(3, 2))
+    return fitted(rows, headers, width, wrap=(6,) if outcome.running is not None else (), drop=(4, 3))
 
 
 def _running_on(running_on: dict[str, int], running: dict[str, dict[str, int]]) -> str:
