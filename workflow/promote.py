@@ -108,8 +108,23 @@ class Side(Protocol):
     def remove_tag(self, tag: str) -> None: ...
 
 
+class _Found:
+    """What both sides do alike: an image that must be there, found by `find`."""
+
+    label: str
+
+    def find(self, tag: str | None = None, digest: str | None = None) -> Manifest | None:
+        raise NotImplementedError
+
+    def manifest(self, tag: str | None = None, digest: str | None = None) -> Manifest:
+        found = self.find(tag, digest)
+        if found is None:
+            raise NotFound(f"image {_name(self.label, tag, digest)} not found")
+        return found
+
+
 @dataclass
-class ApiSide:
+class ApiSide(_Found):
     """A repository through ECR's API."""
 
     ecr: Ecr
@@ -118,12 +133,6 @@ class ApiSide:
 
     def find(self, tag: str | None = None, digest: str | None = None) -> Manifest | None:
         return self.ecr.find(self.repository, tag=tag, digest=digest)
-
-    def manifest(self, tag: str | None = None, digest: str | None = None) -> Manifest:
-        found = self.find(tag, digest)
-        if found is None:
-            raise NotFound(f"image {_name(self.label, tag, digest)} not found")
-        return found
 
     def tag_digest(self, tag: str) -> str | None:
         found = self.find(tag=tag)
@@ -154,7 +163,7 @@ class ApiSide:
 
 
 @dataclass
-class RegistrySide:
+class RegistrySide(_Found):
     """A repository through the registry API; `ecr` is its ECR API when the registry is ECR (for tag listings)."""
 
     registry: Registry
@@ -176,12 +185,6 @@ class RegistrySide:
             reason = str(error).split(f"HTTP {error.status} ", 1)[-1]
             raise OperationFailed(f"{self.registry.name} cannot return image {_name(self.label, tag, digest)}: "
                                   f"{reason}") from None
-
-    def manifest(self, tag: str | None = None, digest: str | None = None) -> Manifest:
-        found = self.find(tag, digest)
-        if found is None:
-            raise NotFound(f"image {_name(self.label, tag, digest)} not found")
-        return found
 
     def tag_digest(self, tag: str) -> str | None:
         return self.registry.manifest_digest(self.repository, tag)
