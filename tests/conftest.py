@@ -60,27 +60,11 @@ def pytest_collection_modifyitems(config, items):
 
 
 REGION = "us-east-1"
+ACCOUNT = "123456789012"  # moto's default
 CLUSTER = "airflow-prod"
 SCHEDULER, WORKER, WEB = (f"{CLUSTER}-{role}" for role in ("scheduler", "worker", "web"))
 NAMES = ["--cluster", CLUSTER, "--scheduler", SCHEDULER, "--worker", WORKER, "--web", WEB]
-CLUSTER_ARN = f"arn:aws:ecs:{REGION}:123456789012:cluster/{CLUSTER}"
-
-
-def resume_of(stderr: str, purpose: str = "resume with") -> list[str] | None:
-    """The command a failure message offers after `purpose` (its continued lines joined), as words."""
-    import shlex
-
-    lines = stderr.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.rstrip().endswith(":") and purpose in line), None)
-    if start is None:
-        return None
-    text = ""
-    for line in lines[start + 1:]:
-        text += line.strip().removesuffix("\\")
-        if not line.rstrip().endswith("\\"):
-            break
-        text += " "
-    return shlex.split(text)
+CLUSTER_ARN = f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/{CLUSTER}"
 
 
 # No test reads these; being the same for every test, they leave the environment the same too (see `_clients`).
@@ -194,6 +178,29 @@ def cluster(sim, clock):
     import snapshots
 
     return snapshots.provisioned("running", sim, clock, REGION, provision)
+
+
+@pytest.fixture
+def registry():
+    """ECR alone (no cluster) and the simulated registry behind it, `.ecr` a client of it."""
+    from moto import mock_aws
+
+    from workflow_sandbox.registry import Registry, simulated_ecr
+
+    with mock_aws(), simulated_ecr(Registry()) as simulated:
+        simulated.ecr = shared_client("ecr")
+        yield simulated
+
+
+@pytest.fixture
+def sim_registry(sim):
+    """The simulated registry in the simulated cluster's moto, `.ecr` a client of it; a test that pushes images for
+    the cluster to run requests it before `cluster`, so that the cluster's tasks resolve their tags as they start."""
+    from workflow_sandbox.registry import Registry, simulated_ecr
+
+    with simulated_ecr(Registry()) as simulated:
+        simulated.ecr = shared_client("ecr")
+        yield simulated
 
 
 @pytest.fixture

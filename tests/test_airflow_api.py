@@ -31,8 +31,10 @@ from workflow.airflow_api import (
     AirflowUnexpectedAnswer,
     AirflowUnreachable,
     Credentials,
+    Health,
     InvalidAirflowUrl,
     InvalidCaBundle,
+    RunningTaskInstances,
     Timeouts,
     parse_health,
     parse_task_instances,
@@ -183,7 +185,9 @@ V2_ROUTES = {
 
 def assert_secret_free(*texts):
     for text in texts:
-        assert PASSWORD not in text and "fake." not in text and "recorded-token" not in text, text
+        assert PASSWORD not in text, text
+        assert "fake." not in text, text
+        assert "recorded-token" not in text, text
 
 
 # --- parsing recorded answers ---------------------------------------------------------------------------------
@@ -191,38 +195,52 @@ def assert_secret_free(*texts):
 
 def test_airflow3_health_of_a_fresh_database_says_which_components_never_ran():
     health = parse_health(recorded("v3-health-fresh")["body"], 3)
-    assert health.metadatabase_ok and health.major == 3
+    assert health.metadatabase_ok
+    assert health.major == 3
     # A scheduler that never ran is "unhealthy" without heartbeat; a triggerer or dag-processor has status null.
     assert (health.scheduler.status, health.scheduler.latest_heartbeat, health.scheduler.ever_ran) == ("unhealthy", None, False)
-    assert health.triggerer is not None and health.triggerer.status is None and not health.triggerer.ever_ran
-    assert health.dag_processor is not None and health.dag_processor.status is None
+    assert health.triggerer is not None
+    assert health.triggerer.status is None
+    assert not health.triggerer.ever_ran
+    assert health.dag_processor is not None
+    assert health.dag_processor.status is None
 
 
 def test_airflow3_health_with_every_component_running():
     health = parse_health(recorded("v3-health-all-running")["body"], 3)
     for component in (health.scheduler, health.triggerer, health.dag_processor):
-        assert component is not None and component.healthy and component.ever_ran
-        assert component.latest_heartbeat is not None and component.latest_heartbeat.tzinfo is not None
+        assert component is not None
+        assert component.healthy
+        assert component.ever_ran
+        assert component.latest_heartbeat is not None
+        assert component.latest_heartbeat.tzinfo is not None
     assert health.scheduler.latest_heartbeat == datetime(2026, 12, 1, 21, 2, 41, 659177, tzinfo=UTC)
 
 
 def test_a_stopped_scheduler_is_unhealthy_with_its_last_heartbeat():
     health = parse_health(recorded("v3-health-scheduler-stopped")["body"], 3)
-    assert not health.scheduler.healthy and health.scheduler.latest_heartbeat == datetime(2026, 12, 1, 21, 2, 47, 573869,
-                                                                                          tzinfo=UTC)
-    assert health.triggerer is not None and health.triggerer.healthy
+    assert not health.scheduler.healthy
+    assert health.scheduler.latest_heartbeat == datetime(2026, 12, 1, 21, 2, 47, 573869,
+                                                         tzinfo=UTC)
+    assert health.triggerer is not None
+    assert health.triggerer.healthy
 
 
 @pytest.mark.parametrize("name", ["v2-health-fresh", "v2-api-v1-health-fresh", "v2-health-running"])
 def test_airflow2_health_reads_as_airflow3s(name):
     health = parse_health(recorded(name)["body"], 2)
-    assert health.metadatabase_ok and health.major == 2
-    assert health.dag_processor is not None and health.dag_processor.status is None  # runs inside the scheduler
+    assert health.metadatabase_ok
+    assert health.major == 2
+    assert health.dag_processor is not None
+    assert health.dag_processor.status is None  # runs inside the scheduler
     if name == "v2-health-running":
-        assert health.scheduler.healthy and health.triggerer is not None and health.triggerer.healthy
+        assert health.scheduler.healthy
+        assert health.triggerer is not None
+        assert health.triggerer.healthy
         assert health.scheduler.latest_heartbeat == datetime(2026, 12, 1, 21, 4, 6, 867309, tzinfo=UTC)
     else:
-        assert health.scheduler.status == "unhealthy" and not health.scheduler.ever_ran
+        assert health.scheduler.status == "unhealthy"
+        assert not health.scheduler.ever_ran
 
 
 def test_a_component_absent_from_the_answer_is_none_not_one_that_never_ran():
@@ -230,7 +248,8 @@ def test_a_component_absent_from_the_answer_is_none_not_one_that_never_ran():
     del doc["dag_processor"]
     doc["triggerer"] = None
     health = parse_health(doc, 3)
-    assert health.dag_processor is None and health.triggerer is None
+    assert health.dag_processor is None
+    assert health.triggerer is None
     assert health.component("scheduler") is health.scheduler
 
 
@@ -243,11 +262,14 @@ def test_a_heartbeat_without_offset_is_utc():
 @pytest.mark.parametrize("name", ["v3-running-one", "v2-running-one"])
 def test_a_running_task_instance_as_both_versions_list_it(name):
     running = parse_task_instances(recorded(name)["body"])
-    assert running.total == 1 and running.complete
+    assert running.total == 1
+    assert running.complete
     (ti,) = running.task_instances
     assert (ti.dag_id, ti.task_id, ti.run_id, ti.map_index, ti.hostname) == (
         "contract_probe", "hold", "scheduled__2024-01-01T00:00:00+00:00", -1, "vm")
-    assert ti.start_date is not None and ti.start_date.tzinfo is not None and ti.start_date.year == 2026
+    assert ti.start_date is not None
+    assert ti.start_date.tzinfo is not None
+    assert ti.start_date.year == 2026
 
 
 def test_no_running_task_instances_and_a_page_shorter_than_the_total():
@@ -256,7 +278,8 @@ def test_no_running_task_instances_and_a_page_shorter_than_the_total():
     doc["total_entries"] = 250
     doc["task_instances"][0]["hostname"] = None  # queued on no worker yet
     running = parse_task_instances(doc)
-    assert not running.complete and running.task_instances[0].hostname is None
+    assert not running.complete
+    assert running.task_instances[0].hostname is None
 
 
 # --- against recorded answers over HTTP: which version, and the calls -----------------------------------------
@@ -266,7 +289,8 @@ def test_airflow3_is_recognised_from_its_health_answer_and_health_costs_one_requ
     server = replay(dict(V3_ROUTES))
     api = client(server.url)
     health = api.health()
-    assert health.major == 3 and health.scheduler.healthy
+    assert health.major == 3
+    assert health.scheduler.healthy
     assert server.paths() == ["GET /api/v2/monitor/health"]
     assert api.version() == "3.3.2"
     api.health()
@@ -277,7 +301,8 @@ def test_airflow2_is_recognised_after_airflow3s_path_answers_404_and_asked_once(
     server = replay(dict(V2_ROUTES))
     api = client(server.url)
     assert api.version() == "2.11.0"
-    assert api.major() == 2 and api.health().major == 2
+    assert api.major() == 2
+    assert api.health().major == 2
     assert server.paths() == ["GET /api/v2/monitor/health", "GET /health", "GET /api/v1/version", "GET /health"]
 
 
@@ -286,7 +311,8 @@ def test_a_server_that_is_not_airflow_is_told_apart(replay):
     server = replay({"GET /api/v2/monitor/health": page, "GET /health": page})
     with pytest.raises(AirflowUnexpectedAnswer) as error:
         client(server.url).health()
-    assert "does not answer as Airflow does" in str(error.value) and "HTML page ('Airflow')" in str(error.value)
+    assert "does not answer as Airflow does" in str(error.value)
+    assert "HTML page ('Airflow')" in str(error.value)
     assert error.value.exit_code == FAILED
 
 
@@ -302,7 +328,8 @@ def test_a_redirect_is_not_followed_and_says_where_it_goes(replay):
     with pytest.raises(AirflowUnexpectedAnswer) as error:
         client(server.url).version()
     assert "redirected /api/v2/version (HTTP 301 to https://airflow.example.com:443/api/v2/version): give the URL it " \
-           "redirects to" in str(error.value) and "pw" not in str(error.value)
+           "redirects to" in str(error.value)
+    assert "pw" not in str(error.value)
     # A load balancer sending plain HTTP to HTTPS is found out on the first request.
     server = replay({"GET /api/v2/monitor/health": Reply(301, "text/plain", b"", {"Location": "https://x.example/"})})
     with pytest.raises(AirflowUnexpectedAnswer, match=r"redirected /api/v2/monitor/health \(HTTP 301 to https://x.example/\)"):
@@ -321,7 +348,8 @@ def test_airflow3_token_is_fetched_only_when_needed_and_kept(fake):
     assert model.tokens_issued == 0  # health and version need none
     for _ in range(2):
         running = api.running_task_instances()
-        assert running.total == 1 and running.task_instances[0].task_id == "load"
+        assert running.total == 1
+        assert running.task_instances[0].task_id == "load"
     assert model.tokens_issued == 1
 
 
@@ -348,7 +376,8 @@ def test_a_token_refused_again_after_renewal_is_unauthorized(replay):
     with pytest.raises(AirflowUnauthorized):
         client(server.url, Credentials("operator", PASSWORD)).running_task_instances()
     assert server.paths().count("POST /auth/token") == 3
-    assert "refused user 'operator'" in str(error.value) and error.value.exit_code == USAGE
+    assert "refused user 'operator'" in str(error.value)
+    assert error.value.exit_code == USAGE
     assert_secret_free(str(error.value), repr(error.value))
 
 
@@ -424,7 +453,8 @@ def test_airflow2_through_the_fake_server(fake):
     model.heartbeat("scheduler")
     model.start_task("etl", "load", map_index=3)
     api = client(server.url, Credentials("operator", PASSWORD))
-    assert api.health().scheduler.healthy and api.version() == "2.11.0"
+    assert api.health().scheduler.healthy
+    assert api.version() == "2.11.0"
     (ti,) = api.running_task_instances().task_instances
     assert (ti.dag_id, ti.task_id, ti.map_index) == ("etl", "load", 3)
 
@@ -454,7 +484,8 @@ def test_a_load_balancer_without_healthy_targets_is_unreachable_after_the_retrie
     with pytest.raises(AirflowUnreachable) as error:
         client(server.url, retries=2).health()
     assert "HTTP 503 and an HTML page ('503 Service Temporarily Unavailable')" in str(error.value)
-    assert "after 3 tries" in str(error.value) and error.value.exit_code == FAILED
+    assert "after 3 tries" in str(error.value)
+    assert error.value.exit_code == FAILED
     assert len(model.requests) == 3
 
 
@@ -546,9 +577,12 @@ def test_the_scheduler_that_never_heartbeats_turns_unhealthy(fake):
     assert api.health().scheduler.healthy
     now[0] += dt.timedelta(seconds=2)
     health = api.health()
-    assert not health.scheduler.healthy and health.scheduler.latest_heartbeat == datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
-    assert health.triggerer is not None and health.triggerer.healthy
-    assert health.dag_processor is not None and not health.dag_processor.healthy  # it stopped heartbeating too
+    assert not health.scheduler.healthy
+    assert health.scheduler.latest_heartbeat == datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    assert health.triggerer is not None
+    assert health.triggerer.healthy
+    assert health.dag_processor is not None
+    assert not health.dag_processor.healthy  # it stopped heartbeating too
     model.stop("triggerer")
     assert not api.health().component("triggerer").healthy  # type: ignore[union-attr]
 
@@ -558,7 +592,9 @@ def test_a_database_down_makes_everything_unhealthy(fake):
     model.heartbeat("scheduler")
     model.metadatabase_ok = False
     health = client(server.url).health()
-    assert not health.metadatabase_ok and not health.scheduler.healthy and health.scheduler.latest_heartbeat is None
+    assert not health.metadatabase_ok
+    assert not health.scheduler.healthy
+    assert health.scheduler.latest_heartbeat is None
 
 
 # --- TLS ------------------------------------------------------------------------------------------------------
@@ -637,7 +673,8 @@ def test_a_missing_ca_bundle_is_a_configuration_error(tmp_path):
 def test_unusable_urls_are_refused_without_echoing_credentials(url, message):
     with pytest.raises(InvalidAirflowUrl) as error:
         AirflowApi(url)
-    assert message in str(error.value) and error.value.exit_code == USAGE
+    assert message in str(error.value)
+    assert error.value.exit_code == USAGE
     assert_secret_free(str(error.value))
 
 
@@ -666,18 +703,20 @@ TASKISH = st.fixed_dictionaries({}, optional={"total_entries": JSON, "task_insta
 @given(doc=HEALTHISH, major=st.sampled_from([2, 3]))
 def test_any_health_document_parses_or_is_an_unexpected_answer(doc, major):
     try:
-        parse_health(doc, major)
+        parsed = parse_health(doc, major)
     except AirflowUnexpectedAnswer:
-        pass
+        return
+    assert isinstance(parsed, Health)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(doc=TASKISH | shaped(["total_entries", "task_instances"]))
 def test_any_task_instance_list_parses_or_is_an_unexpected_answer(doc):
     try:
-        parse_task_instances(doc)
+        parsed = parse_task_instances(doc)
     except AirflowUnexpectedAnswer:
-        pass
+        return
+    assert isinstance(parsed, RunningTaskInstances)
 
 
 class _Canned:
@@ -748,7 +787,8 @@ def test_the_fake_token_endpoint_answers_as_the_real_one(fake):
     for password, name in [(PASSWORD, "v3-token-created"), ("wrong", "v3-token-wrong-password")]:
         answer = urllib3.request("POST", server.url + "/auth/token", json={"username": "operator", "password": password})
         real = recorded(name)
-        assert answer.status == real["status"] and shape_differences(answer.json(), real["body"]) == []
+        assert answer.status == real["status"]
+        assert shape_differences(answer.json(), real["body"]) == []
         if password == "wrong":
             assert answer.json() == real["body"]
 
@@ -759,7 +799,9 @@ def test_the_fake_pages_a_long_list_as_airflow_does(fake):
         model.start_task("etl", f"t{i}", start_date=datetime(2026, 1, 1, tzinfo=UTC) + dt.timedelta(seconds=i))
     api = client(server.url, Credentials("operator", PASSWORD))
     running = api.running_task_instances(limit=500)
-    assert running.total == 120 and len(running.task_instances) == 100 and not running.complete  # maximum_page_limit
+    assert running.total == 120
+    assert len(running.task_instances) == 100
+    assert not running.complete  # maximum_page_limit
     first = model.tasks.copy().popitem()[0]
     model.finish_task(first)
     assert api.running_task_instances(limit=1).total == 119
@@ -813,7 +855,10 @@ def test_the_https_listener_is_chosen_and_its_default_port_left_out(elb):
     listener(lb, "HTTPS", 443, forward(tg))
     assert discover_airflow_url(elbv2, [tg]) == f"https://{lb['DNSName']}"
     endpoint = discover_endpoint(elbv2, [tg])
-    assert endpoint is not None and endpoint.internal and endpoint.protocol == "HTTPS" and not endpoint.by_rule
+    assert endpoint is not None
+    assert endpoint.internal
+    assert endpoint.protocol == "HTTPS"
+    assert not endpoint.by_rule
 
 
 def test_a_plain_http_listener_on_another_port(elb):
@@ -873,7 +918,8 @@ def test_an_unknown_target_group_is_not_found(elb):
     missing = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/gone/0123456789abcdef"
     with pytest.raises(TargetGroupNotFound) as error:
         discover_airflow_url(elbv2, [missing])
-    assert error.value.exit_code == USAGE and "gone" in str(error.value)
+    assert error.value.exit_code == USAGE
+    assert "gone" in str(error.value)
 
 
 # --- the credentials secret -----------------------------------------------------------------------------------
@@ -912,7 +958,8 @@ def test_a_malformed_secret_is_a_configuration_error_that_never_shows_it(secrets
     secretsmanager.create_secret(Name="airflow/api", SecretString=value)
     with pytest.raises(SecretUnusable) as error:
         read_airflow_credentials(secretsmanager, "airflow/api")
-    assert message in str(error.value) and error.value.exit_code == USAGE
+    assert message in str(error.value)
+    assert error.value.exit_code == USAGE
     assert_secret_free(str(error.value))
 
 

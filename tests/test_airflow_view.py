@@ -40,10 +40,14 @@ def test_the_workers_roll_only_once_the_running_task_instances_finished(airflow,
         s.clock.now()))
     result = run(*NAMES, "redeploy", "--yes")
     assert result.exit_code == 0, result.stderr[-2000:]
-    assert "task instance(s) still running: " in result.stderr and "drained: no task instance runs" in result.stderr
-    assert rolled and finished and finished[0] <= rolled[0]  # the last one ended before the first new worker
+    assert "task instance(s) still running: " in result.stderr
+    assert "drained: no task instance runs" in result.stderr
+    assert rolled
+    assert finished
+    assert finished[0] <= rolled[0]  # the last one ended before the first new worker
     outcome = result.stdout.splitlines()[0]
-    assert "the scheduler was down for" in outcome and "s of it draining" in outcome
+    assert "the scheduler was down for" in outcome
+    assert "s of it draining" in outcome
 
 
 def test_at_the_drain_bound_the_roll_goes_on_naming_what_it_interrupts(airflow, clock, run):
@@ -53,7 +57,8 @@ def test_at_the_drain_bound_the_roll_goes_on_naming_what_it_interrupts(airflow, 
     result = run(*NAMES, "redeploy", "--yes", "--drain-timeout", "60")
     assert result.exit_code == 0, result.stderr[-2000:]
     assert "the drain's bound (1m00s) passed: rolling the workers interrupts" in result.stderr
-    assert "etl.load" in result.stderr and "task instance(s) interrupted" in result.stdout
+    assert "etl.load" in result.stderr
+    assert "task instance(s) interrupted" in result.stdout
 
 
 def test_a_scheduler_that_runs_but_never_heartbeats_is_no_success(airflow, run, sim):
@@ -77,10 +82,12 @@ def test_status_shows_airflows_own_view(airflow, run):
     result = run(*NAMES, "status")
     assert result.exit_code == 0, result.output
     assert f"Airflow 2 at {airflow_url(run)}" in result.stdout
-    assert "metadatabase healthy" in result.stdout and "scheduler healthy, heartbeat" in result.stdout
+    assert "metadatabase healthy" in result.stdout
+    assert "scheduler healthy, heartbeat" in result.stdout
     document = json.loads(run(*NAMES, "-o", "json", "status").stdout)
     scheduler = next(c for c in document["airflow"]["components"] if c["name"] == "scheduler")
-    assert scheduler["status"] == "healthy" and scheduler["heartbeat_age"] < 30
+    assert scheduler["status"] == "healthy"
+    assert scheduler["heartbeat_age"] < 30
 
 
 def airflow_url(run) -> str:
@@ -108,7 +115,8 @@ def test_refused_credentials_stop_a_redeploy_before_anything_changes(airflow, ru
     result = run(*NAMES, "redeploy", "--yes")
     assert result.exit_code == 2, result.output
     assert "hunter2" not in result.output
-    assert sim.service(SCHEDULER).model.desired_count == 1 and len(sim.service(WORKER).deployments) == deployments
+    assert sim.service(SCHEDULER).model.desired_count == 1
+    assert len(sim.service(WORKER).deployments) == deployments
 
 
 def test_without_airflow_credentials_the_drain_is_skipped_and_health_still_read(airflow, run, monkeypatch, sim):

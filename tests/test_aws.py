@@ -8,6 +8,7 @@ import time
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
+from helpers import free_port
 
 from workflow.aws import AwsConfig, Clients
 from workflow.errors import ConfigurationError, Malformed, NotApplied, Throttled, Transient, WaitTimedOut, translated
@@ -116,11 +117,8 @@ def test_a_throttled_answer_means_nothing_was_done_unless_an_earlier_attempt_may
 
 
 def test_a_connection_that_never_opened_sent_nothing():
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]
     with pytest.raises(NotApplied, match="cannot reach AWS"), translated():
-        ecs_client(endpoint_url=f"http://127.0.0.1:{port}").list_clusters()
+        ecs_client(endpoint_url=f"http://127.0.0.1:{free_port()}").list_clusters()
 
 
 @pytest.fixture
@@ -174,7 +172,8 @@ def test_the_timeout_bounds_a_single_call_to_an_endpoint_that_never_answers(sile
             client.list_clusters()
 
     error, took = within(10, call)
-    assert isinstance(error, Transient) and "Read timeout" in str(error)
+    assert isinstance(error, Transient)
+    assert "Read timeout" in str(error)
     assert 1.5 < took < 3.5
 
 
@@ -188,7 +187,8 @@ def test_a_waits_deadline_holds_within_a_call(silent_endpoint):
             return client.list_clusters()
 
     error, took = within(10, lambda: poller.until(check, lambda: "the clusters"))
-    assert isinstance(error, WaitTimedOut) and took < 3.5
+    assert isinstance(error, WaitTimedOut)
+    assert took < 3.5
 
 
 MALFORMED = {

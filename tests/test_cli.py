@@ -8,7 +8,8 @@ import click
 import pytest
 from botocore.stub import Stubber
 from click.testing import CliRunner
-from conftest import CLUSTER, CLUSTER_ARN, NAMES, REGION, SCHEDULER, WEB, WORKER, new_client, resume_of, shared_client
+from conftest import CLUSTER, CLUSTER_ARN, NAMES, REGION, SCHEDULER, WEB, WORKER, new_client, shared_client
+from helpers import cluster_arn, describe, describe_services, recording_sandbox, resume_of
 
 from workflow import cli
 from workflow.app import Runtime
@@ -29,14 +30,16 @@ def test_every_command_has_help_with_an_example(command):
     result = CliRunner().invoke(main, [command, "--help"])
     assert result.exit_code == 0
     example = result.output.split("Example:", 1)[1].split("Options:", 1)[0]
-    assert example.strip().startswith("workflow ") and command in example
+    assert example.strip().startswith("workflow ")
+    assert command in example
 
 
 def test_every_option_names_its_environment_variable_and_default():
     text = CliRunner().invoke(main, ["--help"]).output
     for name in ("CLUSTER", "SCHEDULER", "WORKER", "WEB", "REGION", "PROFILE", "ENDPOINT_URL", "POLL_INTERVAL", "TIMEOUT"):
         assert f"WORKFLOW_{name}" in text
-    assert "(<cluster>-scheduler)" in text and "default: 900.0" in text
+    assert "(<cluster>-scheduler)" in text
+    assert "default: 900.0" in text
 
 
 def test_help_and_version_do_not_import_boto3():
@@ -57,7 +60,7 @@ def test_options_come_from_the_environment(cluster, run, monkeypatch, ecs):
     monkeypatch.setenv("WORKFLOW_YES", "1")
     result = run("stop-scheduler")
     assert result.exit_code == 0, result.output
-    assert ecs.describe_services(cluster=CLUSTER, services=[SCHEDULER])["services"][0]["desiredCount"] == 0
+    assert describe(ecs, SCHEDULER)["desiredCount"] == 0
 
 
 def test_service_names_default_from_the_cluster(cluster, run):
@@ -66,7 +69,8 @@ def test_service_names_default_from_the_cluster(cluster, run):
 
 def test_json_output(cluster, run):
     result = run(*NAMES, "start-scheduler", "--output", "json")
-    assert result.exit_code == 0 and '"summary": "scheduler airflow-prod-scheduler is already running"' in result.stdout
+    assert result.exit_code == 0, result.output
+    assert '"summary": "scheduler airflow-prod-scheduler is already running"' in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -91,19 +95,24 @@ def test_no_credentials(cluster, run, monkeypatch):
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     result = run(*NAMES, "stop-scheduler", "--yes")
-    assert result.exit_code == 2 and "Unable to locate credentials" in result.stderr and "hint: set AWS_PROFILE" in result.stderr
+    assert result.exit_code == 2, result.output
+    assert "Unable to locate credentials" in result.stderr
+    assert "hint: set AWS_PROFILE" in result.stderr
 
 
 def test_no_region(run, monkeypatch):
     monkeypatch.delenv("AWS_REGION")
     monkeypatch.delenv("AWS_DEFAULT_REGION")
     result = run(*NAMES, "stop-scheduler", "--yes")
-    assert result.exit_code == 2 and "You must specify a region" in result.stderr and "hint: pass --region" in result.stderr
+    assert result.exit_code == 2, result.output
+    assert "You must specify a region" in result.stderr
+    assert "hint: pass --region" in result.stderr
 
 
 def test_unknown_profile(run):
     result = run("--profile", "nobody", *NAMES, "stop-scheduler", "--yes")
-    assert result.exit_code == 2 and "nobody" in result.stderr
+    assert result.exit_code == 2, result.output
+    assert "nobody" in result.stderr
 
 
 def test_access_denied_names_the_action(clock):
@@ -115,40 +124,45 @@ def test_access_denied_names_the_action(clock):
     runtime = Runtime(clock=clock.now, sleep=clock.sleep, clients=lambda config: lambda name: client)
     result = CliRunner().invoke(main, [*NAMES, "stop-scheduler", "--yes"], obj=runtime)
     assert result.exit_code == 2
-    assert "access denied to DescribeServices" in result.stderr and "Traceback" not in result.output
+    assert "access denied to DescribeServices" in result.stderr
+    assert "Traceback" not in result.output
 
 
 def test_progress_has_no_colour_or_cursor_codes(cluster, run, monkeypatch):
     monkeypatch.setenv("NO_COLOR", "1")
     result = run(*NAMES, "stop-scheduler", "--yes")
-    assert "\x1b[" not in result.stderr and "\r" not in result.stderr
+    assert "\x1b[" not in result.stderr
+    assert "\r" not in result.stderr
     assert all(re.match(r"\d\d:\d\d:\d\dZ +\+\d+s ", line) or line.startswith(" " * 16)
                for line in result.stderr.splitlines())
 
 
 def test_results_go_to_stdout_and_progress_to_stderr(cluster, run):
     result = run(*NAMES, "stop-scheduler", "--yes")
-    assert "==>" not in result.stdout and "==>" in result.stderr
+    assert "==>" not in result.stdout
+    assert "==>" in result.stderr
     assert result.stdout.startswith(f"scheduler {SCHEDULER} stopped")
 
 
 def test_redeploy_confirmation_declined_changes_nothing(cluster, run, ecs):
     result = run(*NAMES, "redeploy", input="n\n")
-    assert result.exit_code == 1 and "Aborted" in result.stderr
-    services = ecs.describe_services(cluster=CLUSTER, services=[WEB, WORKER])["services"]
-    assert all(len(s["deployments"]) == 1 for s in services)
+    assert result.exit_code == 1, result.output
+    assert "Aborted" in result.stderr
+    assert all(len(s["deployments"]) == 1 for s in describe_services(ecs, WEB, WORKER).values())
 
 
 def test_sandbox_without_moto_says_how_to_install_it(run, monkeypatch):
     monkeypatch.setitem(sys.modules, "workflow_sandbox.server", None)
     result = run("sandbox")
-    assert result.exit_code == 2 and "pipenv install --dev" in result.stderr
+    assert result.exit_code == 2, result.output
+    assert "pipenv install --dev" in result.stderr
 
 
 @pytest.mark.parametrize("option", ["--task-start-seconds", "--missing-seconds", "--stale-seconds", "--log-delay"])
 def test_sandbox_refuses_durations_that_are_not_finite(run, option):
     result = run("sandbox", option, "nan")
-    assert result.exit_code == 2 and "not a finite number of seconds" in result.stderr
+    assert result.exit_code == 2, result.output
+    assert "not a finite number of seconds" in result.stderr
 
 
 def test_sandbox_on_a_taken_port_is_a_clear_error(run):
@@ -158,41 +172,24 @@ def test_sandbox_on_a_taken_port_is_a_clear_error(run):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         result = run("sandbox", "--port", str(taken.getsockname()[1]))
-    assert result.exit_code == 2 and "cannot start the sandbox" in result.stderr
+    assert result.exit_code == 2, result.output
+    assert "cannot start the sandbox" in result.stderr
 
 
 def test_the_sandbox_command_passes_its_options_on(run, monkeypatch):
     """The options tests/test_e2e.py gives an in-process sandbox are those `workflow sandbox` builds from its flags."""
-    from workflow_sandbox import command, server
+    from workflow_sandbox import server
 
-    started = []
-
-    class RecordingSandbox:
-        endpoint = "http://127.0.0.1:4566"
-        environment = {"AWS_ENDPOINT_URL": endpoint}
-        releases = {"v1": "sha256:1", "v2": "sha256:2"}
-
-        def __init__(self, config):
-            self.config = config
-
-        def start(self):
-            started.append(self.config)
-            return self
-
-        def stop(self):
-            started.append("stopped")
-
-    monkeypatch.setattr(server, "Sandbox", RecordingSandbox)
-    monkeypatch.setattr(command, "wait_for_interrupt", lambda: None)
+    recorded = recording_sandbox(monkeypatch)
     result = run("--cluster", CLUSTER, "sandbox", "--task-start-seconds", "0.6", "--task-stop-seconds", "0.4",
                  "--web-drain-seconds", "0.4", "--one-off-seconds", "0.4", "--fail-deployments", "worker",
                  "--init-exit-code", "3", "--throttle", "0.3", "--deployment-controller", "web=CODE_DEPLOY",
                  "--crash-deployments", "worker")
     assert result.exit_code == 0, result.stderr
-    assert started == [server.SandboxConfig(
+    assert recorded == [server.SandboxConfig(
         cluster=CLUSTER, task_start_seconds=0.6, task_stop_seconds=0.4, web_drain_seconds=0.4, one_off_seconds=0.4,
         fail_deployments=("worker",), init_exit_code=3, throttle=0.3,
-        deployment_controllers={"web": "CODE_DEPLOY"}, crash_deployments=("worker",)), "stopped"]
+        deployment_controllers={"web": "CODE_DEPLOY"}, crash_deployments=("worker",)), "started", "stopped"]
     assert result.stdout == "export AWS_ENDPOINT_URL=http://127.0.0.1:4566\n"
 
 
@@ -224,7 +221,7 @@ def test_cluster_commands_build_only_the_clients_they_use(cluster, clock):
 def test_global_options_may_follow_the_command_name(cluster, run, ecs):
     result = run("stop-scheduler", "--cluster", CLUSTER, "--yes", "--poll-interval", "1")
     assert result.exit_code == 0, result.output
-    assert ecs.describe_services(cluster=CLUSTER, services=[SCHEDULER])["services"][0]["desiredCount"] == 0
+    assert describe(ecs, SCHEDULER)["desiredCount"] == 0
 
 
 def test_a_global_option_after_the_command_wins_over_one_before(cluster, run):
@@ -239,21 +236,24 @@ def test_command_help_says_global_options_may_follow(run):
 def test_cluster_not_found_says_where_it_looked_and_what_is_there(cluster, run):
     result = run("--cluster", "airflow-prd", "status")
     assert result.exit_code == 2
-    assert "region us-east-1" in result.stderr and "clusters there: airflow-prod" in result.stderr
+    assert "region us-east-1" in result.stderr
+    assert "clusters there: airflow-prod" in result.stderr
 
 
 def test_a_service_typo_suggests_the_closest(cluster, run):
     result = run("--cluster", CLUSTER, "--worker", "airflow-prod-wroker", "status")
-    assert result.exit_code == 2 and "did you mean airflow-prod-worker" in result.stderr
+    assert result.exit_code == 2, result.output
+    assert "did you mean airflow-prod-worker" in result.stderr
 
 
 def test_arns_are_accepted_for_cluster_and_services(cluster, run, ecs):
-    arn = ecs.describe_clusters(clusters=[CLUSTER])["clusters"][0]["clusterArn"]
-    scheduler_arn = ecs.describe_services(cluster=CLUSTER, services=[SCHEDULER])["services"][0]["serviceArn"]
+    arn = cluster_arn(ecs)
+    scheduler_arn = describe(ecs, SCHEDULER)["serviceArn"]
     result = run("--cluster", arn, "--scheduler", scheduler_arn, "status")
     assert result.exit_code == 0, result.output
     # Defaults from the cluster's name, not its ARN; the table names them without the cluster's prefix.
-    assert re.search(r"^scheduler ", result.stdout, re.M) and re.search(r"^worker ", result.stdout, re.M)
+    assert re.search(r"^scheduler ", result.stdout, re.M)
+    assert re.search(r"^worker ", result.stdout, re.M)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -264,8 +264,10 @@ def test_arns_are_accepted_for_cluster_and_services(cluster, run, ecs):
 ])
 def test_bad_values_are_usage_errors_before_anything_is_sent(cluster, run, ecs, args, message):
     result = run(*NAMES, *args)
-    assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.output
-    assert ecs.describe_services(cluster=CLUSTER, services=[SCHEDULER])["services"][0]["desiredCount"] == 1
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+    assert describe(ecs, SCHEDULER)["desiredCount"] == 1
 
 
 @pytest.mark.parametrize("variables, hint", [
@@ -280,7 +282,9 @@ def test_configuration_mistakes_are_exit_2_with_a_hint(run, monkeypatch, variabl
         else:
             monkeypatch.setenv(name, value)
     result = run(*NAMES, "status")
-    assert result.exit_code == 2 and hint in result.stderr and "Traceback" not in result.output
+    assert result.exit_code == 2, result.output
+    assert hint in result.stderr
+    assert "Traceback" not in result.output
 
 
 def test_a_malformed_config_file_is_exit_2(run, monkeypatch, tmp_path):
@@ -288,7 +292,8 @@ def test_a_malformed_config_file_is_exit_2(run, monkeypatch, tmp_path):
     config.write_text("[profile broken\nregion = us-east-1\n")
     monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
     result = run("--profile", "broken", *NAMES, "status")
-    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
 
 
 @pytest.mark.parametrize("signal_name, code", [("SIGTERM", 143), ("SIGHUP", 129)])
@@ -301,20 +306,36 @@ def test_sigterm_and_sighup_say_the_state_and_how_to_resume(cluster, clock, sign
 
     result = CliRunner().invoke(main, [*NAMES, "stop-scheduler", "--yes"], obj=Runtime(clock=clock.now, sleep=sleep))
     assert result.exit_code == code, result.output
-    assert f"interrupted by {signal_name}" in result.stderr and "cluster state: the scheduler is stopping" in result.stderr
+    assert f"interrupted by {signal_name}" in result.stderr
+    assert "cluster state: the scheduler is stopping" in result.stderr
     assert resume_of(result.stderr) == ["workflow", "--cluster", CLUSTER_ARN, "--region", REGION, "stop-scheduler", "--yes"]
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL or callable(signal.getsignal(signal.SIGTERM))
 
 
-def test_progress_to_a_closed_pipe_does_not_stop_the_operation(cluster, clock, ecs):
+def test_progress_to_a_closed_pipe_does_not_stop_the_operation(cluster, run, clock, ecs, sim, monkeypatch):
+    from workflow import app
     from workflow.progress import Reporter
 
-    def closed(_text):
+    attempts = []
+
+    def closed(text):
+        attempts.append(text)
         raise BrokenPipeError
 
     report = Reporter(clock.now, write=closed)
     report.line("one")
-    report.line("two")  # no second attempt, no error
+    report.line("two")
+    assert [line.split()[-1] for line in attempts] == ["one"]  # no second attempt, and no error
+
+    # A whole command whose progress reader has gone: it finishes what it began, and says so on stdout.
+    attempts.clear()
+    monkeypatch.setattr(app, "Reporter", lambda *args, **kwargs: Reporter(*args, **kwargs, write=closed))
+    result = run(*NAMES, "stop-scheduler", "--yes")
+    assert result.exit_code == 0, result.output
+    assert len(attempts) == 1  # its first progress line met the closed pipe; nothing was written after it
+    assert describe(ecs, SCHEDULER)["desiredCount"] == 0
+    assert sim.alive(SCHEDULER) == []  # it waited for the scheduler to stop, as it does with a reader
+    assert "stopped" in result.stdout
 
 
 # --- confirmations, JSON documents and one-off task hints -------------------------------------------------
@@ -322,9 +343,10 @@ def test_progress_to_a_closed_pipe_does_not_stop_the_operation(cluster, clock, e
 
 def test_a_confirmation_names_the_account_and_region_after_checking_the_names(cluster, run, ecs):
     result = run(*NAMES, "stop-scheduler", input="n\n")
-    assert result.exit_code == 1 and "Aborted" in result.stderr
+    assert result.exit_code == 1, result.output
+    assert "Aborted" in result.stderr
     assert "(account 123456789012, us-east-1)?" in result.stderr
-    assert ecs.describe_services(cluster=CLUSTER, services=[SCHEDULER])["services"][0]["desiredCount"] == 1
+    assert describe(ecs, SCHEDULER)["desiredCount"] == 1
 
 
 @pytest.mark.parametrize("endpoint", ["http://127.0.0.1:4566", "http://localhost:4566", "http://[::1]:4566"])
@@ -344,18 +366,22 @@ def test_a_confirmation_names_a_sandbox_on_loopback(cluster, clock, endpoint):
 
     runtime = Runtime(clock=clock.now, sleep=clock.sleep, clients=clients)
     result = CliRunner().invoke(main, [*NAMES, "stop-scheduler"], obj=runtime, input="n\n")
-    assert result.exit_code == 1 and f"(account 123456789012, us-east-1, sandbox at {endpoint})?" in result.stderr
+    assert result.exit_code == 1, result.output
+    assert f"(account 123456789012, us-east-1, sandbox at {endpoint})?" in result.stderr
 
 
 def test_a_typo_is_reported_before_the_question(cluster, run):
     result = run("--cluster", CLUSTER, "--scheduler", "nope", "stop-scheduler", input="y\n")
-    assert result.exit_code == 2 and "services not found" in result.stderr and "[y/N]" not in result.stderr
+    assert result.exit_code == 2, result.output
+    assert "services not found" in result.stderr
+    assert "[y/N]" not in result.stderr
 
 
 def test_without_a_terminal_and_without_yes_the_command_says_how_to_confirm(cluster, run, ecs):
     result = run(*NAMES, "stop-scheduler")  # no input at all, as in CI
-    assert result.exit_code == 2 and "pass --yes (or set WORKFLOW_YES=1)" in result.stderr
-    assert ecs.describe_services(cluster=CLUSTER, services=[SCHEDULER])["services"][0]["desiredCount"] == 1
+    assert result.exit_code == 2, result.output
+    assert "pass --yes (or set WORKFLOW_YES=1)" in result.stderr
+    assert describe(ecs, SCHEDULER)["desiredCount"] == 1
 
 
 @pytest.mark.parametrize("args", [
@@ -368,7 +394,8 @@ def test_every_command_prints_one_json_document(cluster, run, args):
     result = run(*NAMES, "--output", "json", *args)
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
-    assert "frozenset" not in result.stdout and "datetime" not in result.stdout
+    assert "frozenset" not in result.stdout
+    assert "datetime" not in result.stdout
     if args == ["status"]:
         assert document["scheduler_tasks_alive"] == 1
     if args[0] == "initialize":
@@ -382,16 +409,19 @@ def test_a_failure_still_prints_one_json_document_with_the_error(cluster, run, s
     result = run(*NAMES, "--output", "json", "redeploy", "--yes")
     assert result.exit_code == 1
     document = json.loads(result.stdout)
-    assert document["exit_code"] == 1 and "CannotPullContainerError" in document["error"]
+    assert document["exit_code"] == 1
+    assert "CannotPullContainerError" in document["error"]
     assert document["cluster_state"].startswith("the scheduler is stopped")
-    assert document["resume"].endswith("redeploy --yes") and document["alternatives"][0].endswith("start-scheduler")
+    assert document["resume"].endswith("redeploy --yes")
+    assert document["alternatives"][0].endswith("start-scheduler")
 
 
 def test_a_failed_initialize_is_not_shown_done_and_says_where_the_whole_log_is(empty_cluster, run, sim):
     sim.one_off_exit_code = 3
     result = run(*NAMES, "initialize", "--yes")
     assert result.exit_code == 1
-    assert ": done in" not in result.stderr and ": stopped after" in result.stderr
+    assert ": done in" not in result.stderr
+    assert ": stopped after" in result.stderr
     assert "the whole log: log group /ecs/airflow-prod, stream worker/celery-worker/" in result.stderr
 
 
@@ -404,7 +434,8 @@ def test_initialize_no_wait_and_ctrl_c_say_how_to_follow_or_stop_the_task(empty_
         raise KeyboardInterrupt
 
     interrupted = CliRunner().invoke(main, [*NAMES, "initialize", "--yes"], obj=Runtime(clock=clock.now, sleep=sleep))
-    assert interrupted.exit_code == 130 and "aws ecs stop-task --cluster airflow-prod --task" in interrupted.stderr
+    assert interrupted.exit_code == 130, interrupted.output
+    assert "aws ecs stop-task --cluster airflow-prod --task" in interrupted.stderr
 
 
 @pytest.mark.parametrize("error, code, hint", [
@@ -439,7 +470,9 @@ def test_credential_transport_and_parsing_failures_have_no_traceback(cluster, cl
 
     result = CliRunner().invoke(main, [*NAMES, "--timeout", "5", "status"],
                                 obj=Runtime(clock=clock.now, sleep=clock.sleep, clients=clients))
-    assert result.exit_code == code and hint in result.stderr and "Traceback" not in result.output
+    assert result.exit_code == code, result.output
+    assert hint in result.stderr
+    assert "Traceback" not in result.output
 
 
 @pytest.mark.parametrize("args, message", [
@@ -448,7 +481,8 @@ def test_credential_transport_and_parsing_failures_have_no_traceback(cluster, cl
 ])
 def test_bad_promote_names_are_usage_errors(run, args, message):
     result = run(*args)
-    assert result.exit_code == 2 and message in result.stderr
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
 
 
 def test_a_reader_that_stops_reading_stdout_does_not_turn_success_into_failure(cluster, run, monkeypatch):
@@ -467,7 +501,7 @@ def test_status_names_another_command_changing_the_cluster(cluster, run, ecs):
     from workflow.lease import Holder
 
     now = datetime.now(UTC).replace(microsecond=0)
-    arn = ecs.describe_clusters(clusters=[CLUSTER])["clusters"][0]["clusterArn"]
+    arn = cluster_arn(ecs)
     ecs.tag_resource(resourceArn=arn, tags=[Holder("x", "alice@bastion", "redeploy", now, now + timedelta(hours=1)).tag])
     result = run(*NAMES, "status")
     assert "warning: another command is changing the cluster: alice@bastion (redeploy)" in result.stdout
@@ -508,7 +542,7 @@ def test_an_inherited_ignored_sighup_stays_ignored(cluster, clock, ecs):
     finally:
         signal.signal(signal.SIGHUP, previous)
     assert result.exit_code == 0, result.output
-    assert ecs.describe_services(cluster=CLUSTER, services=[SCHEDULER])["services"][0]["desiredCount"] == 0
+    assert describe(ecs, SCHEDULER)["desiredCount"] == 0
 
 
 class SilentEndpoint:
@@ -566,7 +600,7 @@ def test_break_lease_and_a_value_taking_global_option_may_follow_the_command_nam
     from workflow.lease import Holder
 
     now = clock.wall(clock.now()).replace(microsecond=0)
-    arn = ecs.describe_clusters(clusters=[CLUSTER])["clusters"][0]["clusterArn"]
+    arn = cluster_arn(ecs)
     stale = Holder("crashed", "alice@bastion", "redeploy", now, now + __import__("datetime").timedelta(hours=1))
     ecs.tag_resource(resourceArn=arn, tags=[stale.tag])
     result = run(*NAMES, "stop-scheduler", "--break-lease", "--yes", "--timeout", "60")
@@ -592,9 +626,10 @@ def test_break_lease_and_a_value_taking_global_option_may_follow_the_command_nam
 ])
 def test_durations_out_of_bounds_are_usage_errors_that_say_what_is_accepted(cluster, run, ecs, args, message):
     result = run(*NAMES, *args)
-    assert result.exit_code == 2 and message in result.stderr, result.output
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
-    assert ecs.describe_services(cluster=CLUSTER, services=[SCHEDULER])["services"][0]["desiredCount"] == 1
+    assert describe(ecs, SCHEDULER)["desiredCount"] == 1
 
 
 @pytest.mark.parametrize("timeout", ["900", "900s", "15m", "0.25h", "900.0"])
@@ -610,20 +645,25 @@ def test_without_credentials_the_first_error_is_the_missing_credentials(run, mon
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     result = run(*NAMES, "status")
     assert result.exit_code == 2
-    assert "Unable to locate credentials" in result.stderr and "region" not in result.stderr.lower()
+    assert "Unable to locate credentials" in result.stderr
+    assert "region" not in result.stderr.lower()
 
 
 def test_a_declined_confirmation_says_that_nothing_was_changed(cluster, run, ecs):
     result = run(*NAMES, "stop-scheduler", input="n\n")
-    assert result.exit_code == 1 and result.stderr.splitlines()[-1] == "Error: Aborted: nothing was changed"
-    assert ecs.describe_services(cluster=CLUSTER, services=[SCHEDULER])["services"][0]["desiredCount"] == 1
+    assert result.exit_code == 1, result.output
+    assert result.stderr.splitlines()[-1] == "Error: Aborted: nothing was changed"
+    assert describe(ecs, SCHEDULER)["desiredCount"] == 1
 
 
 def test_without_a_terminal_the_refusal_is_one_clean_line_after_the_question(cluster, run):
     result = run(*NAMES, "stop-scheduler")
     lines = result.stderr.splitlines()
-    assert result.exit_code == 2 and "Usage:" not in result.stderr and "Try '" not in result.stderr
-    assert lines[-2].startswith("Stop scheduler airflow-prod-scheduler") and lines[-2].endswith("[y/N]: ")
+    assert result.exit_code == 2, result.output
+    assert "Usage:" not in result.stderr
+    assert "Try '" not in result.stderr
+    assert lines[-2].startswith("Stop scheduler airflow-prod-scheduler")
+    assert lines[-2].endswith("[y/N]: ")
     assert lines[-1] == ("Error: this command asks for confirmation and there is no terminal to answer it; nothing "
                          "was changed: pass --yes (or set WORKFLOW_YES=1)")
 
@@ -636,7 +676,8 @@ def test_without_a_terminal_the_refusal_is_one_clean_line_after_the_question(clu
 ])
 def test_odd_values_are_usage_errors(run, args, message):
     result = run(*args)
-    assert result.exit_code == 2 and message in result.stderr, result.output
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr, result.output
 
 
 @pytest.mark.parametrize("account", ["123456789012", "*"])
@@ -651,4 +692,5 @@ def test_an_optional_command_not_installed_says_how_to_install_it(run, monkeypat
 
     monkeypatch.setattr(cli, "_plugins", lambda: {})
     result = run("sandbox", "--port", "0")
-    assert result.exit_code == 2 and "comes with the sandbox extra" in result.stderr
+    assert result.exit_code == 2, result.output
+    assert "comes with the sandbox extra" in result.stderr

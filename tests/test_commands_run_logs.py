@@ -8,6 +8,7 @@ import pytest
 from botocore.exceptions import ClientError
 from click.testing import CliRunner
 from conftest import CLUSTER, NAMES, REGION, SCHEDULER, WORKER, shared_client
+from helpers import cluster_arn, one_off_tasks, tasks
 
 from workflow.app import Runtime
 from workflow.cli import main
@@ -20,13 +21,6 @@ BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
 FAST = [*NAMES, "--poll-interval", "5"]  # fewer polls of the one-off tasks' simulated run, same outcome
 
 
-def one_off_tasks(ecs):
-    arns = ecs.list_tasks(cluster=CLUSTER, desiredStatus="STOPPED")["taskArns"]
-    arns += ecs.list_tasks(cluster=CLUSTER, desiredStatus="RUNNING")["taskArns"]
-    tasks = ecs.describe_tasks(cluster=CLUSTER, tasks=arns)["tasks"] if arns else []
-    return [t for t in tasks if t.get("startedBy") == "workflow"]
-
-
 # --- workflow run ---------------------------------------------------------------------------------
 
 
@@ -34,7 +28,8 @@ def test_run_runs_the_command_in_a_worker_task_and_prints_its_log(cluster, run, 
     result = run(*FAST, "run", "--yes", "--", "airflow", "dags", "reserialize", "--subdir", "/dags")
     assert result.exit_code == 0, result.output
     assert "celery-worker | Starting: airflow dags reserialize --subdir /dags" in result.stderr
-    assert "celery-worker | Done." in result.stderr and "succeeded" in result.stdout
+    assert "celery-worker | Done." in result.stderr
+    assert "succeeded" in result.stdout
     [task] = one_off_tasks(ecs)
     assert task["taskDefinitionArn"] == cluster.task_definitions["worker"]
     # Options after `--` belong to the command, not to workflow.
@@ -47,13 +42,15 @@ def test_run_exits_with_the_containers_exit_code_from_1_to_125(cluster, run, sim
     sim.one_off_exit_codes = {"celery-worker": 7}
     result = run(*FAST, "run", "--yes", "--", "airflow", "users", "create", "--role", "Admin")
     assert result.exit_code == 7, result.output
-    assert "exited with code 7" in result.stderr and "Traceback" not in result.output
+    assert "exited with code 7" in result.stderr
+    assert "Traceback" not in result.output
     sim.one_off_exit_codes = {"celery-worker": 137}  # killed (OOM): not the command's own answer
     assert run(*FAST, "run", "--yes", "--", "airflow", "dags", "reserialize").exit_code == 1
     # Stopped before the command finished: whatever code the container shows, the task failed.
     sim.one_off_exit_codes, sim.one_off_stop = {}, ("SpotInterruption", "Your Spot Task was interrupted.", 5)
     result = run(*FAST, "run", "--yes", "--", "airflow", "dags", "reserialize")
-    assert result.exit_code == 1 and "interrupted by Fargate Spot" in result.stderr
+    assert result.exit_code == 1, result.output
+    assert "interrupted by Fargate Spot" in result.stderr
 
 
 def test_run_on_the_scheduler_uses_the_schedulers_task_definition(cluster, run, ecs):
@@ -71,11 +68,14 @@ def test_run_on_the_scheduler_uses_the_schedulers_task_definition(cluster, run, 
 def test_run_refuses_before_anything_runs(cluster, run, ecs):
     for tail in ([], ["--"]):
         result = run(*NAMES, "run", "--yes", *tail)
-        assert result.exit_code == 2 and "no command to run" in result.stderr
+        assert result.exit_code == 2, result.output
+        assert "no command to run" in result.stderr
     result = run(*NAMES, "run", "--container", "log-router", "--yes", "--", "true")
-    assert result.exit_code == 2 and "not essential" in result.stderr
+    assert result.exit_code == 2, result.output
+    assert "not essential" in result.stderr
     result = run(*NAMES, "run", "--", "airflow", "dags", "list", input="n\n")
-    assert result.exit_code == 1 and "Run 'airflow dags list' as a one-off task of airflow-prod-worker" in result.stderr
+    assert result.exit_code == 1, result.output
+    assert "Run 'airflow dags list' as a one-off task of airflow-prod-worker" in result.stderr
     assert one_off_tasks(ecs) == []
 
 
@@ -141,10 +141,14 @@ def test_logs_interleaves_the_lines_of_several_tasks_by_time(workers, put, logs_
     result = logs_run(*NAMES, "-o", "json", "logs", "worker")
     assert result.exit_code == 0, result.output
     first = json.loads(result.stdout)[0]
-    assert first["task"] == a and first["container"] == "celery-worker" and first["message"] == "a first"
-    assert first["stream"] == f"worker/celery-worker/{a}" and first["time"].endswith("Z")
+    assert first["task"] == a
+    assert first["container"] == "celery-worker"
+    assert first["message"] == "a first"
+    assert first["stream"] == f"worker/celery-worker/{a}"
+    assert first["time"].endswith("Z")
     result = logs_run(*NAMES, "logs", "worker", "--follow", "-o", "json")
-    assert result.exit_code == 2 and "cannot --follow" in result.stderr
+    assert result.exit_code == 2, result.output
+    assert "cannot --follow" in result.stderr
 
 
 def test_logs_filters_by_task_id_prefix_and_by_container(workers, put, logs_run):
@@ -161,11 +165,14 @@ def test_logs_filters_by_task_id_prefix_and_by_container(workers, put, logs_run)
 
 def test_logs_refuses_an_unknown_service_task_or_container(workers, logs_run):
     result = logs_run(*NAMES, "logs", "airflow-prod-wroker")
-    assert result.exit_code == 2 and "did you mean airflow-prod-worker" in result.stderr
+    assert result.exit_code == 2, result.output
+    assert "did you mean airflow-prod-worker" in result.stderr
     result = logs_run(*NAMES, "logs", "worker", "--task", "nosuchtask")
-    assert result.exit_code == 2 and "no task of airflow-prod-worker has an id starting with nosuchtask" in result.stderr
+    assert result.exit_code == 2, result.output
+    assert "no task of airflow-prod-worker has an id starting with nosuchtask" in result.stderr
     result = logs_run(*NAMES, "logs", "worker", "--container", "webserver")
-    assert result.exit_code == 2 and "these do: celery-worker, log-router" in result.stderr
+    assert result.exit_code == 2, result.output
+    assert "these do: celery-worker, log-router" in result.stderr
     assert "Traceback" not in result.output
 
 
@@ -176,12 +183,15 @@ def test_logs_since_excludes_older_lines(workers, put, logs_run):
     result = logs_run(*NAMES, "logs", "worker", "--since", "30m")
     assert [line.split(" | ")[1] for line in result.stdout.splitlines()] == ["twenty minutes ago", "five minutes ago"]
     result = logs_run(*NAMES, "logs", "worker", "--since", "ten minutes")
-    assert result.exit_code == 2 and "not a duration: give seconds (30, 2.5) or a number with a unit: 30s, 15m" in result.stderr
+    assert result.exit_code == 2, result.output
+    assert "not a duration: give seconds (30, 2.5) or a number with a unit: 30s, 15m" in result.stderr
 
 
 def test_logs_of_a_service_with_nothing_logged_says_so_and_succeeds(empty_cluster, logs_run):
     result = logs_run(*NAMES, "logs", "scheduler")
-    assert result.exit_code == 0 and result.stdout == "" and "no log lines from 0 task(s)" in result.stderr
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    assert "no log lines from 0 task(s)" in result.stderr
 
 
 def test_logs_shows_crashed_tasks_lines_as_the_simulated_driver_wrote_them(cluster, ecs, sim, clock):
@@ -189,9 +199,7 @@ def test_logs_shows_crashed_tasks_lines_as_the_simulated_driver_wrote_them(clust
     sim.crash_deployments(WORKER, exit_code=1, after=4, lines=("ERROR: cannot connect to broker",))
     ecs.update_service(cluster=CLUSTER, service=WORKER, forceNewDeployment=True)
     clock.sleep(15)
-    stopped = ecs.list_tasks(cluster=CLUSTER, serviceName=WORKER, desiredStatus="STOPPED")["taskArns"]
-    crashed = {t["taskArn"].rsplit("/", 1)[-1] for t in ecs.describe_tasks(cluster=CLUSTER, tasks=stopped)["tasks"]
-               if t["containers"][0]["exitCode"] == 1}
+    crashed = {t["taskArn"].rsplit("/", 1)[-1] for t in tasks(ecs, WORKER, "STOPPED") if t["containers"][0]["exitCode"] == 1}
     runtime = Runtime(clock=clock.now, sleep=clock.sleep, utcnow=lambda: clock.wall(clock.now()))
     result = CliRunner().invoke(main, [*NAMES, "logs", "worker"], obj=runtime)
     assert result.exit_code == 0, result.output
@@ -221,7 +229,8 @@ def test_follow_prints_each_new_line_once_and_stops_cleanly_on_ctrl_c(workers, p
         "before", "late, but within the window", "new"
     ]
     assert "following 3 task(s) of airflow-prod-worker" in result.stderr
-    assert "Traceback" not in result.output and "interrupted" not in result.stderr
+    assert "Traceback" not in result.output
+    assert "interrupted" not in result.stderr
     assert min(sleeps) >= 2  # FilterLogEvents quotas are low: at most one read every two seconds
 
 
@@ -278,7 +287,8 @@ def test_streams_are_named_100_a_call_and_every_page_is_read():
     streams = {f"worker/celery-worker/task{i:03}": [event(i)] for i in range(150)}
     client = FakeLogs(streams)
     events = read_streams(client, GROUP, {name: (name[-7:], "celery-worker") for name in streams}, BASE)
-    assert len(events) == 150 and {e.task_id for e in events} == {f"task{i:03}" for i in range(150)}
+    assert len(events) == 150
+    assert {e.task_id for e in events} == {f"task{i:03}" for i in range(150)}
     assert [len(c["logStreamNames"]) for c in client.calls if "nextToken" not in c] == [100, 50]
     assert len(client.calls) == 15  # ten events a page
 
@@ -306,7 +316,8 @@ def test_a_missing_log_group_is_named():
 ])
 def test_the_completion_script_is_produced(shell, text):
     result = CliRunner().invoke(main, [], prog_name="workflow", env={"_WORKFLOW_COMPLETE": f"{shell}_source"})
-    assert result.exit_code == 0 and text in result.output
+    assert result.exit_code == 0, result.output
+    assert text in result.output
 
 
 def test_completion_knows_the_commands_and_the_roles():
@@ -326,7 +337,8 @@ def test_a_throttled_run_task_started_nothing_and_is_asked_again(cluster, run, s
     sim.faults.inject("RunTask", "throttle", times=20)  # two calls of eight attempts, and four more
     result = run(*FAST, "run", "--yes", "--", "airflow", "dags", "list")
     assert result.exit_code == 0, result.output
-    assert "RunTask failed: ThrottlingException" in result.stderr and "still waiting" in result.stderr
+    assert "RunTask failed: ThrottlingException" in result.stderr
+    assert "still waiting" in result.stderr
     assert len(one_off_tasks(ecs)) == 1
 
 
@@ -334,8 +346,10 @@ def test_a_run_task_throttled_until_the_deadline_times_out_saying_so_and_that_no
     sim.faults.inject("RunTask", "throttle", times=10_000)
     result = run(*FAST, "--timeout", "60", "run", "--yes", "--", "airflow", "dags", "list")
     assert result.exit_code == 3, result.output
-    assert "waiting for ECS to accept RunTask" in result.stderr and "AWS throttled every one of the" in result.stderr
-    assert "may have been started" not in result.stderr and "answer was lost" not in result.stderr
+    assert "waiting for ECS to accept RunTask" in result.stderr
+    assert "AWS throttled every one of the" in result.stderr
+    assert "may have been started" not in result.stderr
+    assert "answer was lost" not in result.stderr
     assert one_off_tasks(ecs) == []
 
 
@@ -345,7 +359,8 @@ def test_a_run_task_whose_answer_may_have_been_lost_is_never_asked_again(cluster
         sim.faults.inject("RunTask", kind, times=times)
     result = run(*FAST, "run", "--yes", "--", "airflow", "dags", "list")
     assert result.exit_code == 1, result.output
-    assert "RunTask's answer was lost" in result.stderr and "a task may be running" in result.stderr
+    assert "RunTask's answer was lost" in result.stderr
+    assert "a task may be running" in result.stderr
     assert sim.faults.count["throttle"] + sim.faults.count["server"] == 8  # botocore's attempts, and no more
 
 
@@ -364,14 +379,14 @@ def test_throttled_retries_in_a_wait_leave_every_later_call_its_attempts(cluster
     assert result.exit_code == 0, result.output
     assert sim.faults.count["throttle"] == 127
     assert "could not release the lease" not in result.stderr
-    arn = ecs.describe_clusters(clusters=[CLUSTER])["clusters"][0]["clusterArn"]
-    assert ecs.list_tags_for_resource(resourceArn=arn)["tags"] == []
+    assert ecs.list_tags_for_resource(resourceArn=cluster_arn(ecs))["tags"] == []
 
 
 def test_a_log_grace_longer_than_the_timeout_never_turns_success_into_a_timeout(empty_cluster, run, ecs):
     result = run(*NAMES, "--timeout", "40", "--log-grace", "300", "initialize", "--yes")
     assert result.exit_code == 0, result.output
-    assert "succeeded" in result.stdout and "timed out" not in result.stderr
+    assert "succeeded" in result.stdout
+    assert "timed out" not in result.stderr
 
 
 @pytest.mark.parametrize("args, named", [
@@ -382,4 +397,5 @@ def test_logs_prints_one_json_document_when_it_fails(cluster, run, args, named):
     result = run("--output", "json", *args)
     assert result.exit_code == 2
     document = json.loads(result.stdout)
-    assert document["exit_code"] == 2 and named in document["error"]
+    assert document["exit_code"] == 2
+    assert named in document["error"]

@@ -2,15 +2,11 @@
 
 from click.testing import CliRunner
 from conftest import CLUSTER, NAMES, SCHEDULER, WEB, WORKER, new_client, shared_client
+from helpers import describe
 
 from workflow.app import Runtime
 from workflow.cli import main
 from workflow.deployments import RESCAN_SECONDS
-
-
-def describe(ecs, name):
-    return ecs.describe_services(cluster=CLUSTER, services=[name])["services"][0]
-
 
 
 def invoke_with(clock, meanwhile, *args):
@@ -43,7 +39,8 @@ def test_a_start_request_whose_answer_is_lost_and_retried_runs_one_scheduler(emp
 
 def test_status_warns_while_the_scheduler_may_run_twice_and_stops_warning_once_fixed(cluster, run):
     result = run(*NAMES, "status")
-    assert "maximumPercent 200" in result.stdout and "deployment_maximum_percent = 100" in result.stdout
+    assert "maximumPercent 200" in result.stdout
+    assert "deployment_maximum_percent = 100" in result.stdout
     assert run(*NAMES, "stop-scheduler", "--yes").exit_code == 0
     assert run(*NAMES, "start-scheduler").exit_code == 0
     assert "maximumPercent" not in run(*NAMES, "status").stdout
@@ -77,7 +74,8 @@ def test_a_redeploy_superseded_by_another_deployment_says_so(cluster, ecs, clock
 
     result = invoke_with(clock, deploy_web, "redeploy", "--yes")
     assert result.exit_code == 1, result.output
-    assert "superseded by another deployment" in result.stderr and "rolled back" not in result.stderr
+    assert "superseded by another deployment" in result.stderr
+    assert "rolled back" not in result.stderr
 
 
 def test_a_missing_list_tasks_permission_fails_redeploy_before_anything_changes(cluster, clock):
@@ -96,7 +94,8 @@ def test_a_missing_list_tasks_permission_fails_redeploy_before_anything_changes(
 
     result = CliRunner().invoke(main, [*NAMES, "redeploy", "--yes"],
                                 obj=Runtime(clock=clock.now, sleep=clock.sleep, clients=clients))
-    assert result.exit_code == 2 and "access denied to ListTasks" in result.stderr
+    assert result.exit_code == 2, result.output
+    assert "access denied to ListTasks" in result.stderr
     ecs = shared_client("ecs")
     assert describe(ecs, SCHEDULER)["desiredCount"] == 1
     assert len(describe(ecs, WORKER)["deployments"]) == 1
@@ -115,7 +114,8 @@ def test_a_lost_start_answer_behind_a_stale_describe_starts_one_scheduler(cluste
     result = run(*NAMES, "start-scheduler")
     assert result.exit_code == 0, result.output
     assert "it was applied: deployment" in result.stderr
-    assert len(sim.service(SCHEDULER).tasks) - launched_before == 1 and schedulers_alive[0] == 1
+    assert len(sim.service(SCHEDULER).tasks) - launched_before == 1
+    assert schedulers_alive[0] == 1
 
 
 def test_a_healthy_task_ecs_replaces_during_the_stability_window_is_not_a_crash(cluster, sim, clock, ecs):
@@ -134,7 +134,8 @@ def test_a_healthy_task_ecs_replaces_during_the_stability_window_is_not_a_crash(
                 stopped.append(running[0])
 
     result = invoke_with(clock, rebalance, "redeploy", "--yes")
-    assert stopped and result.exit_code == 0, result.output
+    assert stopped, result.output
+    assert result.exit_code == 0, result.output
     assert "replaced by ECS: AZ Rebalancing" in result.stderr
     assert describe(ecs, SCHEDULER)["runningCount"] == 1
 
@@ -155,7 +156,9 @@ def test_a_crash_seen_while_the_api_is_throttled_is_not_forgotten(cluster, run, 
 
     sim.observers.append(throttle_as_it_crashes)
     result = run(*NAMES, "start-scheduler")
-    assert crashed_at and result.exit_code == 1 and "exited after it was running" in result.stderr
+    assert crashed_at
+    assert result.exit_code == 1, result.output
+    assert "exited after it was running" in result.stderr
     assert sim.faults.count["throttle"] == 3
     assert clock.now() - crashed_at[0] < RESCAN_SECONDS  # looked at again at the next poll, not at the next rescan
 
@@ -199,12 +202,14 @@ def test_an_adopted_start_judges_a_crash_from_after_it_began_even_if_its_first_l
     monkeypatch.setattr(Ecs, "stopped_tasks", throttled_until_the_crash)
     result = run(*NAMES, "start-scheduler")
     assert looked[0] < crashed[0]  # the command watched before the crash, though it could not see it then
-    assert result.exit_code == 1 and "exited after it was running" in result.stderr
+    assert result.exit_code == 1, result.output
+    assert "exited after it was running" in result.stderr
 
 
 def test_a_lost_run_task_answer_offers_no_second_migration(cluster, run, sim):
     sim.faults.inject("RunTask", "connection", times=20, after=True)
     result = run(*NAMES, "redeploy", "--yes", "--migrate")
     assert result.exit_code == 1
-    assert "RunTask's answer was lost" in result.stderr and "a task may be running" in result.stderr
+    assert "RunTask's answer was lost" in result.stderr
+    assert "a task may be running" in result.stderr
     assert "resume with" not in result.stderr

@@ -179,7 +179,8 @@ class World:
             return replace(seen, stopped=tuple(Stopped(t.view(now), ESSENTIAL if t.ours else frozenset()) for t in listed))
         if what == OLDER_TASKS:
             return replace(seen, older_running=now < self.older_gone_at)
-        assert what == LOG_LINES and state.failing is not None
+        assert what == LOG_LINES
+        assert state.failing is not None
         task = next(t for t in self.tasks if t.arn == state.failing.task.arn)
         return replace(seen, log_lines=("ERROR: cannot connect to broker",) if now >= task.log_at else ())
 
@@ -287,7 +288,8 @@ def never_succeeds_before_the_window_has_passed_since_the_deployment_was_last_se
     for step in steps:
         ready_since = (step.now if ready_since is None else ready_since) if ready(world, step) else None
         if isinstance(step.verdict, Succeeded) and not step.before.succeeded:
-            assert ready_since is not None and step.now - ready_since >= world.target.policy.stability_window
+            assert ready_since is not None
+            assert step.now - ready_since >= world.target.policy.stability_window
 
 
 def never_succeeds_over_a_task_stopped_for_its_own_reasons_inside_the_window_or_still_stopping(world, steps):
@@ -315,7 +317,8 @@ def fails_at_the_circuit_breaker_threshold(world, steps):
     limit = threshold(world)
     for step in steps:
         if isinstance(step.verdict, Failed) and "failed (threshold" in step.verdict.reason:
-            assert step.look.failed_tasks >= limit and f"(threshold {limit})" in step.verdict.reason
+            assert step.look.failed_tasks >= limit
+            assert f"(threshold {limit})" in step.verdict.reason
         present = step.look.view in ("ready", "progress") or (step.look.view == "rescaled" and world.target.desired is None)
         if present and step.look.failed_tasks >= limit and step.after.failing is None:
             assert isinstance(step.verdict, Failed), step
@@ -327,11 +330,14 @@ def a_failed_superseded_rescaled_or_vanished_deployment_fails_at_once(world, ste
         view, verdict = step.look.view, step.verdict
         if step.before.failing is None:
             if view == "failed":
-                assert isinstance(verdict, Failed) and f"deployment {OURS} failed: tasks failed to start." in verdict.reason
+                assert isinstance(verdict, Failed)
+                assert f"deployment {OURS} failed: tasks failed to start." in verdict.reason
             if view == "superseded":
-                assert isinstance(verdict, Failed) and "is no longer deployed" in verdict.reason
+                assert isinstance(verdict, Failed)
+                assert "is no longer deployed" in verdict.reason
             if view == "rescaled" and world.target.desired is not None:
-                assert isinstance(verdict, Failed) and "another operation set" in verdict.reason
+                assert isinstance(verdict, Failed)
+                assert "another operation set" in verdict.reason
             if view == "missing" and (seen or step.now >= grace):
                 assert isinstance(verdict, Failed)
                 assert ("is no longer deployed" if seen else "never appeared") in verdict.reason
@@ -354,7 +360,8 @@ def keeps_stopping_only_after_as_many_stops_as_the_threshold(world, steps):
     failed = steps[-1].verdict
     if isinstance(failed, Failed) and "keep stopping" in failed.reason:
         ours = [t for t in world.tasks if t.failure() and not history(world, t) and t.stop_at <= steps[-1].now]
-        assert len(ours) >= threshold(world) and f"keep stopping: {threshold(world)} stopped" in failed.reason
+        assert len(ours) >= threshold(world)
+        assert f"keep stopping: {threshold(world)} stopped" in failed.reason
         assert "; last: task " in failed.reason
 
 
@@ -453,7 +460,8 @@ def test_crashes_filed_as_failed_launches_restart_the_window_and_fail_it_at_the_
     assert reason.startswith(f"{NAME}: tasks of deployment {OURS} keep stopping: 3 stopped since it completed "
                              "(threshold 3); last: task ")
     assert "failed to start: Essential container in task exited (celery-worker exited with code 1)" in reason
-    assert "last log lines of celery-worker" in reason and "ECS keeps replacing" in reason
+    assert "last log lines of celery-worker" in reason
+    assert "ECS keeps replacing" in reason
 
 
 def test_the_last_stop_is_quoted_with_its_log_once_the_lines_arrive_or_the_grace_passes():
@@ -464,7 +472,8 @@ def test_the_last_stop_is_quoted_with_its_log_once_the_lines_arrive_or_the_grace
     late = world_of(*looks, log_delay=100.0)
     assert verdicts(late)[-3:] == [(11.0, "Pending"), (14.0, "Pending"), (17.0, "Failed")]  # the 6 s log grace
     reason = drive(late)[-1].verdict.reason
-    assert "keep stopping" in reason and "last log lines" not in reason
+    assert "keep stopping" in reason
+    assert "last log lines" not in reason
     prompt = world_of(*looks, log_delay=1.5)
     assert verdicts(prompt)[-1] == (11.0, "Failed")
     assert "last log lines of celery-worker:\n    ERROR: cannot connect to broker" in drive(prompt)[-1].verdict.reason
@@ -487,7 +496,8 @@ def test_a_stop_is_placed_by_stopping_at_else_execution_stopped_at_else_counted(
     target = Target(OURS, policy(), 0.0, wall(0))
     service = world_of().service(ready_look(1), 1.0)
     state, verdict = judge(WatchState.begin(target), Observation(service, 1.0, wall(1.0), stopped=()))
-    assert state.stable_since == 1.0 and isinstance(verdict, Pending)
+    assert state.stable_since == 1.0
+    assert isinstance(verdict, Pending)
     state, verdict = judge(state, Observation(service, 6.0, wall(6.0), stopped=(Stopped(task, ESSENTIAL),)))
     assert (state.stops, state.stable_since) == ((1, 6.0) if counted else (0, 1.0))
 
@@ -518,8 +528,10 @@ def test_a_task_whose_image_pull_never_ended_never_ran_whatever_an_event_says():
     never = replace(pulled, pull_stopped_at=None)
     event = Event("e", wall(1.0), f"(service {NAME}) has stopped 1 running tasks: (task {pulled.id}).")
     service = replace(world_of().service(ready_look(1), 1.0), events=(event,))
-    assert ran(pulled, service) and not ran(never, service)
-    assert stop_cause(pulled, service) == EXITED and stop_cause(never, service) == FAILED_TO_START
+    assert ran(pulled, service)
+    assert not ran(never, service)
+    assert stop_cause(pulled, service) == EXITED
+    assert stop_cause(never, service) == FAILED_TO_START
 
 
 @pytest.mark.parametrize("message, ids", [

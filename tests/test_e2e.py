@@ -11,10 +11,9 @@ import time
 
 import boto3
 import pytest
+from conftest import CLUSTER, NAMES, SCHEDULER, WEB, WORKER
+from helpers import cluster_arn, describe, describe_services, digests, repository_tags, tasks
 
-CLUSTER = "airflow-prod"
-SERVICES = ["--cluster", CLUSTER, "--scheduler", f"{CLUSTER}-scheduler", "--worker", f"{CLUSTER}-worker",
-            "--web", f"{CLUSTER}-web"]
 FAST_CONFIG = {"task_start_seconds": 0.15, "task_stop_seconds": 0.1, "web_drain_seconds": 0.1, "one_off_seconds": 0.15,
                "airflow_task_seconds": 0.2, "airflow": 2}  # the seed's three services
 FAST = [arg for name, value in FAST_CONFIG.items() for arg in ("--" + name.replace("_", "-"), str(value))]
@@ -95,84 +94,75 @@ def client(env, name, config=None):
                         aws_access_key_id="testing", aws_secret_access_key="testing", config=config)
 
 
-def services(ecs):
-    names = [f"{CLUSTER}-{role}" for role in ("scheduler", "worker", "web")]
-    return {s["serviceName"].rsplit("-", 1)[1]: s for s in ecs.describe_services(cluster=CLUSTER, services=names)["services"]}
-
-
 def scheduler_tasks_alive(ecs):
-    arns = [a for status in ("RUNNING", "STOPPED") for a in ecs.list_tasks(
-        cluster=CLUSTER, serviceName=f"{CLUSTER}-scheduler", desiredStatus=status)["taskArns"]]
-    tasks = ecs.describe_tasks(cluster=CLUSTER, tasks=arns)["tasks"] if arns else []
-    return [t for t in tasks if t["lastStatus"] != "STOPPED"]
-
-
-def running_digests(ecs, role, container):
-    arns = ecs.list_tasks(cluster=CLUSTER, serviceName=f"{CLUSTER}-{role}")["taskArns"]
-    return {c["imageDigest"] for t in ecs.describe_tasks(cluster=CLUSTER, tasks=arns)["tasks"]
-            for c in t["containers"] if c["name"] == container}
+    return [t for status in ("RUNNING", "STOPPED") for t in tasks(ecs, SCHEDULER, status) if t["lastStatus"] != "STOPPED"]
 
 
 def test_the_operator_sequence(start_sandbox):
     env = start_sandbox()
     ecs, ecr = client(env, "ecs"), client(env, "ecr")
-    before = services(ecs)
-    tags = lambda repo: {  # noqa: E731
-        tag: image["imageDigest"] for image in ecr.describe_images(repositoryName=repo)["imageDetails"]
-        for tag in image.get("imageTags", [])}
-    prod, stage = tags("airflow-prod"), tags("airflow-stage")
+    before = describe_services(ecs, SCHEDULER, WORKER, WEB)
+    prod, stage = repository_tags(ecr, "airflow-prod"), repository_tags(ecr, "airflow-stage")
     v1, v2 = prod["latest"], stage["latest"]
-    assert prod == {"latest": v1, "20261101T000000Z": v1} and list(stage) == ["latest"] and v1 != v2
-    assert running_digests(ecs, "worker", "celery-worker") == running_digests(ecs, "scheduler", "scheduler") == {v1}
-    digest = lambda repo: tags(repo)["latest"]  # noqa: E731
+    assert prod == {"latest": v1, "20261101T000000Z": v1}
+    assert list(stage) == ["latest"]
+    assert v1 != v2
+    assert set(digests(ecs, WORKER)) == set(digests(ecs, SCHEDULER, "scheduler")) == {v1}
 
     result = workflow(env, "promote", "--yes")
     assert result.returncode == 0, result.stderr
-    assert digest("airflow-prod") == v2
+    assert repository_tags(ecr, "airflow-prod")["latest"] == v2
 
-    result = workflow(env, *SERVICES, "initialize", "--yes")
+    result = workflow(env, *NAMES, "initialize", "--yes")
     assert result.returncode == 0, result.stderr
     (arn,) = ecs.list_tasks(cluster=CLUSTER, family=f"{CLUSTER}-worker", desiredStatus="STOPPED",
                             startedBy="workflow")["taskArns"]
     (task,) = ecs.describe_tasks(cluster=CLUSTER, tasks=[arn])["tasks"]
     assert task["overrides"]["containerOverrides"][0]["command"] == ["airflow", "db", "migrate"]
-    assert task["taskDefinitionArn"] == before["worker"]["taskDefinition"]
+    assert task["taskDefinitionArn"] == before[WORKER]["taskDefinition"]
 
-    result = workflow(env, *SERVICES, "redeploy", "--yes", "--migrate")
+    result = workflow(env, *NAMES, "redeploy", "--yes", "--migrate")
     assert result.returncode == 0, result.stderr
     migrations = ecs.list_tasks(cluster=CLUSTER, family=f"{CLUSTER}-scheduler", desiredStatus="STOPPED",
                                 startedBy="workflow")["taskArns"]
     assert len(migrations) == 1  # exactly one migration, with the scheduler's task definition
-    after = services(ecs)
-    for role in ("scheduler", "worker", "web"):
-        assert after[role]["deployments"][0]["id"] != before[role]["deployments"][0]["id"]
-        assert len(after[role]["deployments"]) == 1
-    assert after["worker"]["desiredCount"] == after["worker"]["runningCount"] == 3
-    assert after["scheduler"]["runningCount"] == 1 and len(scheduler_tasks_alive(ecs)) == 1
-    assert running_digests(ecs, "worker", "celery-worker") == running_digests(ecs, "web", "webserver") == {v2}
+    after = describe_services(ecs, SCHEDULER, WORKER, WEB)
+    for name in (SCHEDULER, WORKER, WEB):
+        assert after[name]["deployments"][0]["id"] != before[name]["deployments"][0]["id"]
+        assert len(after[name]["deployments"]) == 1
+    assert after[WORKER]["desiredCount"] == after[WORKER]["runningCount"] == 3
+    assert after[SCHEDULER]["runningCount"] == 1
+    assert len(scheduler_tasks_alive(ecs)) == 1
+    assert set(digests(ecs, WORKER)) == set(digests(ecs, WEB, "webserver")) == {v2}
 
-    result = workflow(env, "--cluster", CLUSTER, "--scheduler", f"{CLUSTER}-scheduler", "stop-scheduler", "--yes")
+    result = workflow(env, "--cluster", CLUSTER, "--scheduler", SCHEDULER, "stop-scheduler", "--yes")
     assert result.returncode == 0, result.stderr
-    assert services(ecs)["scheduler"]["desiredCount"] == 0 and scheduler_tasks_alive(ecs) == []
+    assert describe(ecs, SCHEDULER)["desiredCount"] == 0
+    assert scheduler_tasks_alive(ecs) == []
 
-    result = workflow(env, "--cluster", CLUSTER, "--scheduler", f"{CLUSTER}-scheduler", "start-scheduler")
+    result = workflow(env, "--cluster", CLUSTER, "--scheduler", SCHEDULER, "start-scheduler")
     assert result.returncode == 0, result.stderr
-    assert services(ecs)["scheduler"]["runningCount"] == 1 and len(scheduler_tasks_alive(ecs)) == 1
+    assert describe(ecs, SCHEDULER)["runningCount"] == 1
+    assert len(scheduler_tasks_alive(ecs)) == 1
 
-    result = workflow(env, *SERVICES, "status", "--output", "json")
-    assert result.returncode == 0 and '"summary": "cluster airflow-prod: 1 scheduler task(s) alive"' in result.stdout
+    result = workflow(env, *NAMES, "status", "--output", "json")
+    assert result.returncode == 0
+    assert '"summary": "cluster airflow-prod: 1 scheduler task(s) alive"' in result.stdout
     assert {i["digest"] for i in json.loads(result.stdout)["images"] if "airflow-prod" in i["image"]} == {v2}
 
-    result = workflow(env, *SERVICES, "rollback", "--yes")
+    result = workflow(env, *NAMES, "rollback", "--yes")
     assert result.returncode == 0, result.stderr
-    assert digest("airflow-prod") == v1
-    assert running_digests(ecs, "worker", "celery-worker") == running_digests(ecs, "web", "webserver") == {v1}
-    assert services(ecs)["scheduler"]["runningCount"] == 1 and len(scheduler_tasks_alive(ecs)) == 1
-    assert services(ecs)["worker"]["desiredCount"] == 3 and services(ecs)["web"]["desiredCount"] == 1
+    assert repository_tags(ecr, "airflow-prod")["latest"] == v1
+    assert set(digests(ecs, WORKER)) == set(digests(ecs, WEB, "webserver")) == {v1}
+    assert describe(ecs, SCHEDULER)["runningCount"] == 1
+    assert len(scheduler_tasks_alive(ecs)) == 1
+    assert describe(ecs, WORKER)["desiredCount"] == 3
+    assert describe(ecs, WEB)["desiredCount"] == 1
 
-    declined = subprocess.run([WORKFLOW, *SERVICES, "stop-scheduler"], env=env, input="n\n", capture_output=True,
+    declined = subprocess.run([WORKFLOW, *NAMES, "stop-scheduler"], env=env, input="n\n", capture_output=True,
                               text=True, timeout=60)
-    assert declined.returncode == 1 and "(account 123456789012, us-east-1, sandbox at http://127.0.0.1:" in declined.stderr
+    assert declined.returncode == 1
+    assert "(account 123456789012, us-east-1, sandbox at http://127.0.0.1:" in declined.stderr
 
     (process,) = start_sandbox.processes
     process.terminate()
@@ -184,15 +174,17 @@ def test_the_operator_sequence(start_sandbox):
 def test_rehearsed_failures_are_reported_within_seconds(in_process_sandbox):
     env = in_process_sandbox(fail_deployments=("worker",), init_exit_code=3)
 
-    result = workflow(env, *SERVICES, "redeploy", "--yes")
+    result = workflow(env, *NAMES, "redeploy", "--yes")
     assert result.returncode == 1
     assert result.seconds < 15
-    assert " worker: task" in result.stderr and "CannotPullContainerError" in result.stderr
+    assert " worker: task" in result.stderr
+    assert "CannotPullContainerError" in result.stderr
     assert "cluster state: the scheduler is stopped" in result.stderr
 
-    result = workflow(env, *SERVICES, "initialize", "--yes")
+    result = workflow(env, *NAMES, "initialize", "--yes")
     assert result.returncode == 1
-    assert "essential container celery-worker" in result.stderr and "exited with code 3" in result.stderr
+    assert "essential container celery-worker" in result.stderr
+    assert "exited with code 3" in result.stderr
 
 
 def test_the_sandbox_throttles_runs_code_deploy_services_crash_loops_and_checks_tags(in_process_sandbox):
@@ -212,30 +204,30 @@ def test_the_sandbox_throttles_runs_code_deploy_services_crash_loops_and_checks_
             outcomes.append("throttled")
     assert 0 < outcomes.count("throttled") < 30
 
-    web = services(patient)["web"]
-    assert web["deploymentController"] == {"type": "CODE_DEPLOY"} and web["deployments"] == []
+    web = describe(patient, WEB)
+    assert web["deploymentController"] == {"type": "CODE_DEPLOY"}
+    assert web["deployments"] == []
     assert web["taskSets"][0]["runningCount"] == 1
     with pytest.raises(ClientError) as error:
-        patient.update_service(cluster=CLUSTER, service=f"{CLUSTER}-web", forceNewDeployment=True)
+        patient.update_service(cluster=CLUSTER, service=WEB, forceNewDeployment=True)
     assert error.value.response["Error"]["Code"] == "InvalidParameterException"
 
     # New worker tasks crash after RUNNING, again and again, without counting as failed launches.
-    service = patient.update_service(cluster=CLUSTER, service=f"{CLUSTER}-worker", forceNewDeployment=True)["service"]
+    service = patient.update_service(cluster=CLUSTER, service=WORKER, forceNewDeployment=True)["service"]
     new = service["deployments"][0]["id"]
     deadline = time.monotonic() + 20
     crashed = []
     while len(crashed) < 3 and time.monotonic() < deadline:
         time.sleep(0.3)
-        arns = patient.list_tasks(cluster=CLUSTER, serviceName=f"{CLUSTER}-worker", desiredStatus="STOPPED")["taskArns"]
-        stopped = patient.describe_tasks(cluster=CLUSTER, tasks=arns)["tasks"] if arns else []
-        crashed = [t for t in stopped if t["startedBy"] == new and t["stopCode"] == "EssentialContainerExited"]
+        crashed = [t for t in tasks(patient, WORKER, "STOPPED")
+                   if t["startedBy"] == new and t["stopCode"] == "EssentialContainerExited"]
     assert len(crashed) >= 3
     assert crashed[0]["stoppedReason"] == "Essential container in task exited"
-    deployment = next(d for d in services(patient)["worker"]["deployments"] if d["id"] == new)
+    deployment = next(d for d in describe(patient, WORKER)["deployments"] if d["id"] == new)
     assert deployment["failedTasks"] == 0
 
     # The operator lease is a cluster tag; ECS refuses characters outside its tag alphabet.
-    arn = patient.describe_clusters(clusters=[CLUSTER])["clusters"][0]["clusterArn"]
+    arn = cluster_arn(patient)
     lease = "alice@laptop pid=4242 until=2026-11-01T00:30:00Z op=redeploy"
     patient.tag_resource(resourceArn=arn, tags=[{"key": "workflow:lease", "value": lease}])
     assert patient.list_tags_for_resource(resourceArn=arn)["tags"] == [{"key": "workflow:lease", "value": lease}]

@@ -66,7 +66,8 @@ def test_run_task_failures_are_a_clear_error(stubbed):
 def test_capacity_provider_strategy_replaces_launch_type():
     service = Service.parse({**raw_service("w"), "launchType": "FARGATE",
                              "capacityProviderStrategy": [{"capacityProvider": "FARGATE_SPOT", "weight": 1}]})
-    assert "launchType" not in service.launch and service.launch["capacityProviderStrategy"]
+    assert "launchType" not in service.launch
+    assert service.launch["capacityProviderStrategy"]
 
 
 @pytest.mark.parametrize("code, status", [("ThrottlingException", 400), ("ServerException", 500), ("Whatever", 503)])
@@ -96,5 +97,6 @@ def test_services_show_their_deployment_controller_and_circuit_breaker():
     raw = {**raw_service("w"), "deploymentController": {"type": "CODE_DEPLOY"},
            "deploymentConfiguration": {"deploymentCircuitBreaker": {"enable": True, "rollback": False}}}
     service = Service.parse(raw)
-    assert service.controller == "CODE_DEPLOY" and service.circuit_breaker["enable"]
+    assert service.controller == "CODE_DEPLOY"
+    assert service.circuit_breaker["enable"]
     assert Service.parse(raw_service("w")).controller == "ECS"

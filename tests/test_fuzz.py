@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 import pytest
 import snapshots
 from click.testing import CliRunner
-from conftest import CLUSTER, NAMES, REGION, SCHEDULER, WEB, WORKER, runtime, shared_client
+from conftest import CLUSTER, NAMES, REGION, SCHEDULER, WEB, WORKER, runtime
+from helpers import cluster_arn, one_off_tasks, retag
 
 from workflow.aws import Clients  # the real factory (the tests' own caches clients), imported before it is patched
 from workflow.cli import main
@@ -22,7 +23,6 @@ from workflow.ecs import Ecs
 from workflow.errors import Malformed
 from workflow.lease import TAG_PREFIX
 from workflow_sandbox.images import push_image, random_layers
-from workflow_sandbox.registry import Registry, simulated_ecr
 
 REPO, STAGE = "airflow-prod", "airflow-stage"
 STAMPS = ["20261101T080000Z", "20261110T080000Z"]
@@ -137,39 +137,33 @@ def breaking(breaker: Breaker):
 
 
 @pytest.fixture
-def images(sim):
+def images(sim_registry):
     """Two releases in the production repository (latest on the second) and a staging image to promote: before the
     cluster, so that its tasks resolve latest to a release as they start."""
-    with simulated_ecr(Registry()) as registry:
-        ecr = shared_client("ecr")
+    ecr = sim_registry.ecr
 
-        def push():
-            for name in (REPO, STAGE):
-                ecr.create_repository(repositoryName=name)
-            for n, stamp in enumerate(STAMPS, start=1):
-                image = push_image(ecr, REPO, random_layers(2, 1024 * n, seed=n), stamp)
-                ecr.put_image(repositoryName=REPO, imageManifest=image["manifest"],
-                              imageManifestMediaType=image["media_type"], imageTag="latest")
-            push_image(ecr, STAGE, random_layers(2, 4096, seed=9), "latest")
+    def push():
+        for name in (REPO, STAGE):
+            ecr.create_repository(repositoryName=name)
+        for n, stamp in enumerate(STAMPS, start=1):
+            image = push_image(ecr, REPO, random_layers(2, 1024 * n, seed=n), stamp)
+            retag(ecr, REPO, image, "latest")
+        push_image(ecr, STAGE, random_layers(2, 4096, seed=9), "latest")
 
-        snapshots.pushed("fuzz releases", registry, REGION, push)
-        yield ecr
+    snapshots.pushed("fuzz releases", sim_registry, REGION, push)
+    return ecr
 
 
 def state(ecs, ecr) -> dict:
     """What a command may change: the services' desired counts, deployments and tags, the one-off tasks, the
     cluster's tags (leases aside: a failed release of one is said on its own) and the release tags."""
-    arn = ecs.describe_clusters(clusters=[CLUSTER])["clusters"][0]["clusterArn"]
     services = ecs.describe_services(cluster=CLUSTER, services=[SCHEDULER, WORKER, WEB], include=["TAGS"])["services"]
-    stopped = ecs.list_tasks(cluster=CLUSTER, desiredStatus="STOPPED")["taskArns"]
-    running = ecs.list_tasks(cluster=CLUSTER, desiredStatus="RUNNING")["taskArns"]
-    tasks = ecs.describe_tasks(cluster=CLUSTER, tasks=stopped + running)["tasks"] if stopped + running else []
-    tags = ecs.list_tags_for_resource(resourceArn=arn)["tags"]
+    tags = ecs.list_tags_for_resource(resourceArn=cluster_arn(ecs))["tags"]
     images = ecr.describe_images(repositoryName=REPO)["imageDetails"]
     return {
         "services": {s["serviceName"]: (s["desiredCount"], sorted(d["id"] for d in s["deployments"]),
                                         sorted((t["key"], t["value"]) for t in s.get("tags", []))) for s in services},
-        "one-off tasks": sorted(t["taskArn"] for t in tasks if t.get("startedBy") == "workflow"),
+        "one-off tasks": sorted(t["taskArn"] for t in one_off_tasks(ecs)),
         "cluster tags": sorted((t["key"], t["value"]) for t in tags if not t["key"].startswith(TAG_PREFIX)),
         "release tags": sorted((tag, i["imageDigest"]) for i in images for tag in i.get("imageTags", [])),
     }

@@ -21,7 +21,8 @@ from unittest import mock
 import pytest
 from botocore.client import BaseClient
 from click.testing import CliRunner
-from conftest import CLUSTER, NAMES, SCHEDULER, WORKER, shared_client
+from conftest import ACCOUNT, CLUSTER, NAMES, SCHEDULER, WORKER, shared_client
+from helpers import cluster_arn, describe, describe_services, free_port, retag
 from moto.core import enable_iam_authentication
 
 from workflow.cli import main
@@ -39,7 +40,6 @@ from workflow.iam_policy import (
     widened,
 )
 
-ACCOUNT = "123456789012"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/airflow-task"
 SECRET_NAME = "airflow-api"
 
@@ -79,7 +79,8 @@ def test_prints_the_policy_for_the_default_names():
     assert document["Version"] == "2012-10-17"
     # The commands find the services, and their roles, when they run: the policy covers the cluster's every service.
     update = statement(document, "ecs:UpdateService")
-    assert update["Resource"] == f"arn:aws:ecs:*:*:service/{CLUSTER}/*" and update["Sid"].startswith("UpdateAnyService")
+    assert update["Resource"] == f"arn:aws:ecs:*:*:service/{CLUSTER}/*"
+    assert update["Sid"].startswith("UpdateAnyService")
     assert statement(document, "ecs:DescribeServices")["Resource"] == f"arn:aws:ecs:*:*:service/{CLUSTER}/*"
     assert statement(document, "ecs:ListTasks")["Condition"] == {"ArnLike": {"ecs:cluster": f"arn:aws:ecs:*:*:cluster/{CLUSTER}"}}
     assert statement(document, "ecs:ListServices")["Condition"] == statement(document, "ecs:ListTasks")["Condition"]
@@ -88,11 +89,13 @@ def test_prints_the_policy_for_the_default_names():
     assert run_task["Sid"].startswith("RunClusterFamilies")
     assert statement(document, "ecr:PutImage")["Resource"] == "arn:aws:ecr:*:*:repository/airflow-prod"
     source = statement(document, "ecr:GetDownloadUrlForLayer", "ReadSourceImage")
-    assert source["Resource"] == "arn:aws:ecr:*:*:repository/airflow-stage" and "ecr:PutImage" not in source["Action"]
+    assert source["Resource"] == "arn:aws:ecr:*:*:repository/airflow-stage"
+    assert "ecr:PutImage" not in source["Action"]
     assert statement(document, "ecr:GetAuthorizationToken")["Resource"] == "*"  # the registry API's token
     # Airflow's URL through ELBv2, whose Describe actions support no resource.
     elb = statement(document, "elasticloadbalancing:DescribeTargetGroups")
-    assert elb["Resource"] == "*" and set(elb["Action"]) == {
+    assert elb["Resource"] == "*"
+    assert set(elb["Action"]) == {
         f"elasticloadbalancing:Describe{what}" for what in ("TargetGroups", "LoadBalancers", "Listeners", "Rules")}
     # The snapshot: the instance, and only snapshots named as database.take_snapshot names them.
     snapshot = statement(document, "rds:CreateDBSnapshot")
@@ -146,7 +149,8 @@ def test_a_command_gets_only_what_it_calls():
 
 def test_promote_alone_needs_no_cluster():
     result = CliRunner().invoke(main, ["iam-policy", "--command", "promote"])
-    assert result.exit_code == 0 and "ecr:PutImage" in result.stdout
+    assert result.exit_code == 0, result.output
+    assert "ecr:PutImage" in result.stdout
     assert CliRunner().invoke(main, ["iam-policy", "--command", "status"]).exit_code == 2  # Missing option '--cluster'
 
 
@@ -164,10 +168,12 @@ def test_names_account_region_and_partition():
 
 def test_pass_role_is_towards_ecs_tasks_and_warns_when_unnamed():
     unnamed = iam_policy("--command", "initialize")
-    assert unnamed.exit_code == 0 and "warning: iam:PassRole is allowed on every role" in unnamed.stderr
+    assert unnamed.exit_code == 0, unnamed.output
+    assert "warning: iam:PassRole is allowed on every role" in unnamed.stderr
     assert statement(json.loads(unnamed.stdout), "iam:PassRole")["Resource"] == "arn:aws:iam::*:role/*"
     named = iam_policy("--command", "initialize", "--pass-role", ROLE, "--pass-role", ROLE + "-execution")
-    assert named.exit_code == 0 and "warning" not in named.stderr
+    assert named.exit_code == 0, named.output
+    assert "warning" not in named.stderr
     passing = statement(json.loads(named.stdout), "iam:PassRole")
     assert passing["Resource"] == [ROLE, ROLE + "-execution"]
     assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}
@@ -220,7 +226,8 @@ def test_the_credentials_secret_only_when_named():
 def test_an_airflow_url_given_needs_no_load_balancer():
     given = CliRunner().invoke(main, ["--cluster", CLUSTER, "--airflow-url", "https://airflow.example.com",
                                       "iam-policy"])
-    assert given.exit_code == 0 and "elasticloadbalancing" not in given.stdout
+    assert given.exit_code == 0, given.output
+    assert "elasticloadbalancing" not in given.stdout
     assert "elasticloadbalancing" in iam_policy().stdout
 
 
@@ -235,22 +242,27 @@ def test_a_policy_over_the_managed_policy_limit_says_how_to_split_it():
         return len(json.dumps(document, separators=(",", ":")))  # as IAM counts: no whitespace
 
     fits = iam_policy("--account", ACCOUNT, "--region", "eu-west-1", "--pass-role", ROLE)
-    assert fits.exit_code == 0 and size(json.loads(fits.stdout)) <= 6144 and "warning: this policy" not in fits.stderr
+    assert fits.exit_code == 0, fits.output
+    assert size(json.loads(fits.stdout)) <= 6144
+    assert "warning: this policy" not in fits.stderr
     over = iam_policy("--account", ACCOUNT, "--region", "eu-west-1", "--pass-role", ROLE, "--pass-role", ROLE + "-exec",
                       "--airflow-credentials-secret", SECRET_NAME)
-    assert size(json.loads(over.stdout)) > 6144 and "more than the 6,144 IAM allows" in flat(over.stderr)
+    assert size(json.loads(over.stdout)) > 6144
+    assert "more than the 6,144 IAM allows" in flat(over.stderr)
     for part in (["redeploy", "rollback"], [c for c in COMMANDS if c not in ("redeploy", "rollback")]):
         split = iam_policy("--account", ACCOUNT, "--region", "eu-west-1", "--pass-role", ROLE, "--pass-role",
                            ROLE + "-exec", "--airflow-credentials-secret", SECRET_NAME,
                            *[w for c in part for w in ("--command", c)])
-        assert size(json.loads(split.stdout)) <= 6144 and "warning: this policy" not in split.stderr, part
+        assert size(json.loads(split.stdout)) <= 6144, part
+        assert "warning: this policy" not in split.stderr, part
 
 
 def test_explain_says_why_and_what_is_lost():
     result = iam_policy("--explain")
     assert result.exit_code == 0, result.output
     assert "FindAirflowUrlForRedeployStartSchedulerStatusRollback" in result.stdout
-    assert "need: ancillary" in result.stdout and "need: authorization" in result.stdout
+    assert "need: ancillary" in result.stdout
+    assert "need: authorization" in result.stdout
     assert "but status: ancillary" in result.stdout  # the lease read: only a warning in status
     rows = explain(Scope())
     assert [r["sid"] for r in rows] == [s["Sid"] for s in policy(Scope())["Statement"]]
@@ -263,7 +275,8 @@ def test_no_aws_call_unless_asked(monkeypatch):
     with mock.patch.object(BaseClient, "_make_api_call", side_effect=AssertionError("an AWS call")):
         assert iam_policy().exit_code == 0
     no_credentials = iam_policy("--lookup-account")
-    assert no_credentials.exit_code == 2 and "Unable to locate credentials" in no_credentials.stderr
+    assert no_credentials.exit_code == 2, no_credentials.output
+    assert "Unable to locate credentials" in no_credentials.stderr
 
 
 def test_lookup_account_asks_sts(sim):
@@ -428,10 +441,10 @@ def is_write(action: str, params: dict) -> bool:
 
 
 def cluster_state(ecs, services: list[str]) -> dict:
-    described = ecs.describe_services(cluster=CLUSTER, services=services)["services"]
-    arn = ecs.describe_clusters(clusters=[CLUSTER])["clusters"][0]["clusterArn"]
+    arn = cluster_arn(ecs)
     return {
-        "services": {s["serviceName"]: (s["desiredCount"], sorted(d["id"] for d in s["deployments"])) for s in described},
+        "services": {name: (s["desiredCount"], sorted(d["id"] for d in s["deployments"]))
+                     for name, s in describe_services(ecs, *services).items()},
         "tasks": sorted(ecs.list_tasks(cluster=CLUSTER)["taskArns"]),
         "tags": ecs.list_tags_for_resource(resourceArn=arn).get("tags", []),
     }
@@ -454,7 +467,7 @@ def stopped(ecs, clock, scheduler: str, count: int | None = None):
     """The scheduler stopped; with `count`, as stop-scheduler leaves one that ran `count` tasks."""
     ecs.update_service(cluster=CLUSTER, service=scheduler, desiredCount=0)
     if count:
-        arn = ecs.describe_services(cluster=CLUSTER, services=[scheduler])["services"][0]["serviceArn"]
+        arn = describe(ecs, scheduler)["serviceArn"]
         ecs.tag_resource(resourceArn=arn, tags=[{"key": SERVICE_TAGS[0], "value": str(count)}])
     clock.sleep(30)
 
@@ -480,8 +493,10 @@ def test_a_crashing_deployment_is_diagnosed_under_the_policy(cluster, run, ecs, 
     document = policy(Scope(), ["redeploy"])
     with operator(monkeypatch, widened(document)) as calls:
         result = run(*NAMES, "redeploy", "--yes")
-    assert result.exit_code == 1 and "access denied" not in result.stderr, result.output
-    assert "exited with code 3" in result.stderr and "last log lines" in result.stderr
+    assert result.exit_code == 1, result.output
+    assert "access denied" not in result.stderr, result.output
+    assert "exited with code 3" in result.stderr
+    assert "last log lines" in result.stderr
     assert {"ecs:DescribeTaskDefinition", "logs:GetLogEvents"} <= set(called(calls)) <= set(actions(document))
 
 
@@ -496,16 +511,8 @@ A3 = [f"{CLUSTER}-{name}" for name in ("scheduler", "dag-processor", "api-server
                                        "worker-reports")]
 
 
-def closed_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
-def world(sim, clock):
+def world(sim, clock, sim_registry):
     """`world(running, latest, schedulers)` builds the Airflow 3 cluster running release `running` (v1 or v2) with the
     database at its schema, `latest` naming release `latest`, the scheduler at `schedulers` tasks; returns the ARN of
     the secret holding Airflow's credentials."""
@@ -514,43 +521,39 @@ def world(sim, clock):
     from workflow_sandbox.image_config import config_reader
     from workflow_sandbox.images import push_image
     from workflow_sandbox.provision import provision_cluster, running_counts
-    from workflow_sandbox.registry import Registry, simulated_ecr
     from workflow_sandbox.server import airflow_image_config, release_layers
 
-    with simulated_ecr(Registry()) as registry:
+    def build(running: str = "v1", latest: str = "v1", schedulers: int = 1) -> str:
+        ecr = sim_registry.ecr
+        ecr.create_repository(repositoryName=REPO)
+        pushed = {name: push_image(ecr, REPO, release_layers(n), stamp, config=airflow_image_config(version))
+                  for name, n, stamp, version in (("v1", 1, "20261101T000000Z", V1), ("v2", 2, "20261201T000000Z", V2))}
 
-        def build(running: str = "v1", latest: str = "v1", schedulers: int = 1) -> str:
-            ecr = shared_client("ecr")
-            ecr.create_repository(repositoryName=REPO)
-            pushed = {name: push_image(ecr, REPO, release_layers(n), stamp, config=airflow_image_config(version))
-                      for name, n, stamp, version in (("v1", 1, "20261101T000000Z", V1), ("v2", 2, "20261201T000000Z", V2))}
+        def point_latest(name: str):
+            retag(ecr, REPO, pushed[name], "latest")
 
-            def point_latest(name: str):
-                ecr.put_image(repositoryName=REPO, imageManifest=pushed[name]["manifest"],
-                              imageManifestMediaType=pushed[name]["media_type"], imageTag="latest")
+        version = {"v1": V1, "v2": V2}[running]
+        point_latest(running)
+        sim.image_config = config_reader(sim_registry)
+        sim.database = AirflowDatabase(head=schema_of(version))
+        provisioned = provision_cluster(shared_client, counts={**running_counts(3), "scheduler": schedulers},
+                                        airflow=3)
+        elbv2 = shared_client("elbv2")
+        elbv2.modify_listener(ListenerArn=provisioned.listener, Port=free_port(), DefaultActions=[
+            {"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "404"}}])
+        elbv2.create_rule(ListenerArn=provisioned.listener, Priority=10, Actions=[
+            {"Type": "forward", "TargetGroupArn": provisioned.target_group}],
+            Conditions=[{"Field": "host-header", "HostHeaderConfig": {"Values": ["127.0.0.1"]}}])
+        clock.sleep(60)
+        ecs = shared_client("ecs")
+        ecs.tag_resource(resourceArn=cluster_arn(ecs),
+                         tags=[{"key": "workflow-airflow-schema", "value": version}])  # as a migration leaves it
+        if latest != running:
+            point_latest(latest)
+        return shared_client("secretsmanager").create_secret(
+            Name=SECRET_NAME, SecretString=json.dumps({"username": "admin", "password": "admin"}))["ARN"]
 
-            version = {"v1": V1, "v2": V2}[running]
-            point_latest(running)
-            sim.image_config = config_reader(registry)
-            sim.database = AirflowDatabase(head=schema_of(version))
-            provisioned = provision_cluster(shared_client, counts={**running_counts(3), "scheduler": schedulers},
-                                            airflow=3)
-            elbv2 = shared_client("elbv2")
-            elbv2.modify_listener(ListenerArn=provisioned.listener, Port=closed_port(), DefaultActions=[
-                {"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "404"}}])
-            elbv2.create_rule(ListenerArn=provisioned.listener, Priority=10, Actions=[
-                {"Type": "forward", "TargetGroupArn": provisioned.target_group}],
-                Conditions=[{"Field": "host-header", "HostHeaderConfig": {"Values": ["127.0.0.1"]}}])
-            clock.sleep(60)
-            ecs = shared_client("ecs")
-            ecs.tag_resource(resourceArn=ecs.describe_clusters(clusters=[CLUSTER])["clusters"][0]["clusterArn"],
-                             tags=[{"key": "workflow-airflow-schema", "value": version}])  # as a migration leaves it
-            if latest != running:
-                point_latest(latest)
-            return shared_client("secretsmanager").create_secret(
-                Name=SECRET_NAME, SecretString=json.dumps({"username": "admin", "password": "admin"}))["ARN"]
-
-        yield build
+    return build
 
 
 def ha_stopped(ecs, clock):
@@ -650,16 +653,13 @@ def test_describe_cluster_names_the_services_by_role(world, run, monkeypatch):
 
 
 @pytest.fixture
-def registry(sim):
+def registry(sim_registry):
     from workflow_sandbox.images import push_image, random_layers
-    from workflow_sandbox.registry import Registry, simulated_ecr
 
-    with simulated_ecr(Registry()) as simulated:
-        ecr = shared_client("ecr")
-        for name in ("airflow-stage", "airflow-prod"):
-            ecr.create_repository(repositoryName=name)
-        push_image(ecr, "airflow-stage", random_layers(2, 1024, seed=3), "latest")
-        yield simulated
+    for name in ("airflow-stage", "airflow-prod"):
+        sim_registry.ecr.create_repository(repositoryName=name)
+    push_image(sim_registry.ecr, "airflow-stage", random_layers(2, 1024, seed=3), "latest")
+    return sim_registry
 
 
 PROMOTE_PATHS = {"registry API": [], "ECR API": ["--via", "ecr-api"]}
@@ -680,7 +680,8 @@ def test_promote_runs_on_its_own_policy_on_either_path(registry, run, monkeypatc
     for path, args in reversed(PROMOTE_PATHS.items()):  # the ECR API copies the blobs, the registry API finds them
         with operator(monkeypatch, widened(document)) as calls:
             result = run("promote", "--yes", *args, *(["--tag", "again"] if made else []))
-        assert result.exit_code == 0 and path in result.stderr, result.output
+        assert result.exit_code == 0, result.output
+        assert path in result.stderr, result.output
         assert set(called(calls)) <= set(actions(document)), (path, sorted(set(called(calls)) - set(actions(document))))
         made |= set(called(calls))
     assert set(actions(document)) - made == {"ecr:BatchDeleteImage"}  # only to undo the tags of a failed promote
@@ -713,11 +714,13 @@ def test_without_any_one_action_promote_fails_naming_it(path, action, registry, 
     with operator(monkeypatch, widened(policy(Scope(), ["promote"]), [action])) as calls:
         result = run("promote", "--yes", *PROMOTE_PATHS[path])
     if action == "ecr:GetAuthorizationToken" and not PROMOTE_PATHS[path]:  # the registry API's token: the ECR API then
-        assert result.exit_code == 0 and "access denied to GetAuthorizationToken" in flat(result.stderr)
+        assert result.exit_code == 0, result.output
+        assert "access denied to GetAuthorizationToken" in flat(result.stderr)
         return
     if action in REGISTRY_REFUSALS and not PROMOTE_PATHS[path]:
         code, said = REGISTRY_REFUSALS[action]
-        assert result.exit_code == code and said in flat(result.output), result.output
+        assert result.exit_code == code, result.output
+        assert said in flat(result.output), result.output
         return
     check_without("promote", action, result, calls, None, None)
 
@@ -733,13 +736,15 @@ def check_without(command: str, action: str, result, calls, before: dict | None,
     name = action.split(":")[1]
     if (command, action) in OTHERWISE:
         code, said = OTHERWISE[command, action]
-        assert result.exit_code == code and said in output, (action, result.output)
+        assert result.exit_code == code, (action, result.output)
+        assert said in output, (action, result.output)
         return
     if need == "ancillary" or (need == "lease" and name == "UntagResource"):  # a lease left expires on its own
         assert result.exit_code == 0, (need, result.output)
         assert (command, action) in SILENT or f"access denied to {name}" in output, (need, result.output)
         return
-    assert result.exit_code == 2 and f"access denied to {name}" in output, (need, result.output)
+    assert result.exit_code == 2, (need, result.output)
+    assert f"access denied to {name}" in output, (need, result.output)
     if before is None:
         return
     denied_at = max(i for i, (made_as, _) in enumerate(calls) if made_as == action)  # where it stopped: the last

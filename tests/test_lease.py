@@ -3,15 +3,12 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import CLUSTER, NAMES, SCHEDULER
+from conftest import CLUSTER, NAMES, SCHEDULER, WEB
+from helpers import cluster_arn, describe
 
 from workflow.ecs import Ecs
 from workflow.lease import TAG_PREFIX, Holder, Lease, LeaseHeld
 from workflow.progress import Reporter
-
-
-def cluster_arn(ecs):
-    return ecs.describe_clusters(clusters=[CLUSTER])["clusters"][0]["clusterArn"]
 
 
 def tags(ecs):
@@ -25,7 +22,7 @@ def hold(ecs, clock, owner="alice@bastion", command="redeploy", minutes=30):
 
 
 def desired(ecs):
-    return ecs.describe_services(cluster=CLUSTER, services=[SCHEDULER])["services"][0]["desiredCount"]
+    return describe(ecs, SCHEDULER)["desiredCount"]
 
 
 def lease(ecs, clock, owner):
@@ -36,7 +33,8 @@ def test_a_live_lease_of_another_operator_refuses_naming_it_and_changes_nothing(
     hold(ecs, clock)
     result = run(*NAMES, "stop-scheduler", "--yes")
     assert result.exit_code == 4, result.output
-    assert "held by alice@bastion (redeploy) since" in result.stderr and "--break-lease" in result.stderr
+    assert "held by alice@bastion (redeploy) since" in result.stderr
+    assert "--break-lease" in result.stderr
     assert desired(ecs) == 1
 
 
@@ -45,7 +43,8 @@ def test_break_lease_removes_a_crashed_holder_and_proceeds(cluster, run, ecs, cl
     result = run(*NAMES, "--break-lease", "stop-scheduler", "--yes")
     assert result.exit_code == 0, result.output
     assert "broke the lease of alice@bastion" in result.stderr
-    assert desired(ecs) == 0 and tags(ecs) == {}
+    assert desired(ecs) == 0
+    assert tags(ecs) == {}
 
 
 def test_an_expired_lease_does_not_block(cluster, run, ecs, clock):
@@ -68,7 +67,8 @@ def test_the_lease_is_visible_while_the_command_runs_and_gone_after(cluster, ecs
     result = CliRunner().invoke(main, [*NAMES, "stop-scheduler", "--yes"], obj=Runtime(clock=clock.now, sleep=sleep))
     assert result.exit_code == 0, result.output
     (value,) = seen[0].values()
-    assert "command=stop-scheduler" in value and "owner=" in value
+    assert "command=stop-scheduler" in value
+    assert "owner=" in value
     assert tags(ecs) == {}
 
 
@@ -86,8 +86,7 @@ def test_a_lease_broken_mid_command_stops_it_before_its_next_change(cluster, ecs
     result = CliRunner().invoke(main, [*NAMES, "redeploy", "--yes"], obj=Runtime(clock=clock.now, sleep=sleep))
     assert result.exit_code == 4, result.output
     assert "lease on cluster airflow-prod was broken" in result.stderr
-    services = ecs.describe_services(cluster=CLUSTER, services=[f"{CLUSTER}-web"])["services"]
-    assert len(services[0]["deployments"]) == 1  # web was never force-deployed
+    assert len(describe(ecs, WEB)["deployments"]) == 1  # web was never force-deployed
 
 
 def test_two_operators_taking_the_lease_at_once_never_both_hold_it(cluster, ecs, clock):
@@ -114,7 +113,8 @@ def test_a_holder_that_passed_its_check_is_never_pushed_out_by_an_earlier_starte
     with pytest.raises(LeaseHeld, match="held by bob"):
         early.acquire()
     late.check()  # bob still holds it
-    assert late.held and not early.held
+    assert late.held
+    assert not early.held
 
 
 def test_a_tag_that_is_not_a_lease_is_ignored():
@@ -127,7 +127,8 @@ def test_lease_tags_are_valid_ecs_tag_values(cluster, ecs, owner):
     holder = Holder("id1", owner, "redeploy", now, now + timedelta(minutes=5))
     ecs.tag_resource(resourceArn=cluster_arn(ecs), tags=[holder.tag])
     parsed = Holder.parse(TAG_PREFIX + "id1", tags(ecs)[TAG_PREFIX + "id1"])
-    assert parsed.since == now and parsed.command == "redeploy"
+    assert parsed.since == now
+    assert parsed.command == "redeploy"
 
 
 def test_the_module_says_what_the_code_does_when_two_write_at_once(cluster, ecs, clock):
@@ -143,4 +144,5 @@ def test_the_module_says_what_the_code_does_when_two_write_at_once(cluster, ecs,
         early.check()  # the earlier one withdraws too: no order by `since` decides
     assert not early.held
     doc = " ".join(workflow.lease.__doc__.split())
-    assert "the later one" not in doc and "it withdraws (removes its tag and stops), whoever came first" in doc
+    assert "the later one" not in doc
+    assert "it withdraws (removes its tag and stops), whoever came first" in doc

@@ -13,17 +13,9 @@ from conftest import (
     WORKER,
     invoke_recording,
     new_client,
-    resume_of,
     shared_client,
 )
-
-
-def describe(ecs, *names):
-    return {s["serviceName"]: s for s in ecs.describe_services(cluster=CLUSTER, services=list(names))["services"]}
-
-
-def primary_id(service):
-    return next(d["id"] for d in service["deployments"] if d["status"] == "PRIMARY")
+from helpers import cluster_arn, describe, describe_services, primary_id, resume_of, tasks
 
 
 @pytest.fixture
@@ -41,10 +33,10 @@ def one_scheduler_at_most(sim):
 
 
 def test_redeploy_rolls_web_and_worker_and_restarts_one_scheduler(cluster, run, ecs, clock, one_scheduler_at_most):
-    before = describe(ecs, SCHEDULER, WORKER, WEB)
+    before = describe_services(ecs, SCHEDULER, WORKER, WEB)
     result = run(*NAMES, "redeploy", "--yes")
     assert result.exit_code == 0, result.output
-    after = describe(ecs, SCHEDULER, WORKER, WEB)
+    after = describe_services(ecs, SCHEDULER, WORKER, WEB)
     for name in (SCHEDULER, WORKER, WEB):
         assert primary_id(after[name]) != primary_id(before[name])
         assert len(after[name]["deployments"]) == 1
@@ -53,14 +45,15 @@ def test_redeploy_rolls_web_and_worker_and_restarts_one_scheduler(cluster, run, 
     assert after[SCHEDULER]["runningCount"] == 1
     assert max(one_scheduler_at_most) == 1
     assert "cluster airflow-prod redeployed" in result.stdout
-    assert "==> stop scheduler" in result.stderr and "<== redeploy" in result.stderr
+    assert "==> stop scheduler" in result.stderr
+    assert "<== redeploy" in result.stderr
 
 
 def test_redeploy_keeps_a_worker_count_set_by_autoscaling(cluster, run, ecs, clock):
     ecs.update_service(cluster=CLUSTER, service=WORKER, desiredCount=5)
     clock.sleep(30)
     assert run(*NAMES, "redeploy", "--yes").exit_code == 0
-    worker = describe(ecs, WORKER)[WORKER]
+    worker = describe(ecs, WORKER)
     assert worker["desiredCount"] == worker["runningCount"] == 5
 
 
@@ -78,18 +71,19 @@ def test_failed_deployment_fails_fast_with_the_reason_and_how_to_resume(cluster,
     result = run(*NAMES, "redeploy", "--yes")
     assert result.exit_code == 1
     assert clock.now() - started < 30
-    assert " worker: task" in result.stderr and "CannotPullContainerError" in result.stderr
+    assert " worker: task" in result.stderr
+    assert "CannotPullContainerError" in result.stderr
     assert "cluster state: the scheduler is stopped" in result.stderr
     assert resume_of(result.stderr, "once the cause is fixed, resume with") == [
         "workflow", "--cluster", CLUSTER_ARN, "--region", REGION, "redeploy", "--yes"]
     assert "Traceback" not in result.output
-    assert describe(ecs, SCHEDULER)[SCHEDULER]["desiredCount"] == 0
-    assert describe(ecs, WORKER)[WORKER]["runningCount"] == 3  # the old workers still serve
+    assert describe(ecs, SCHEDULER)["desiredCount"] == 0
+    assert describe(ecs, WORKER)["runningCount"] == 3  # the old workers still serve
 
     sim.fail_deployments(WORKER, None)  # the image is fixed; the same command converges
     again = run(*NAMES, "redeploy", "--yes")
     assert again.exit_code == 0, again.stderr
-    services = describe(ecs, SCHEDULER, WORKER, WEB)
+    services = describe_services(ecs, SCHEDULER, WORKER, WEB)
     assert services[SCHEDULER]["runningCount"] == 1
     assert [d["rolloutState"] for d in services[WORKER]["deployments"]] == ["COMPLETED"]
 
@@ -106,14 +100,16 @@ def test_rolled_back_deployment_is_a_failure_not_a_success(sim, clock, run, ecs)
     sim.fail_deployments(WEB, "pull")
     result = run(*NAMES, "redeploy", "--yes")
     assert result.exit_code == 1
-    assert WEB in result.stderr and "failed" in result.stderr
+    assert WEB in result.stderr
+    assert "failed" in result.stderr
 
 
 def test_hanging_deployment_times_out_saying_what_is_pending(cluster, run, sim):
     sim.fail_deployments(WEB, "hang")
     result = run(*NAMES, "--timeout", "60", "redeploy", "--yes")
     assert result.exit_code == 3
-    assert "timed out after 60s" in result.stderr and f"{WEB} deploy " in result.stderr
+    assert "timed out after 60s" in result.stderr
+    assert f"{WEB} deploy " in result.stderr
     assert "0/1 running, 1 pending" in result.stderr
 
 
@@ -146,12 +142,14 @@ def test_rerun_after_ctrl_c_at_each_step_converges(cluster, ecs, clock, sim, mom
     runner = CliRunner()
     result = runner.invoke(main, [*NAMES, "redeploy", "--yes"], obj=Runtime(clock=clock.now, sleep=sleep))
     assert result.exit_code == 130, result.output
-    assert "interrupted" in result.stderr and "cluster state: the scheduler is" in result.stderr
+    assert "interrupted" in result.stderr
+    assert "cluster state: the scheduler is" in result.stderr
     assert resume_of(result.stderr)[:6] == ["workflow", "--cluster", CLUSTER_ARN, "--region", REGION, "redeploy"]
     again = runner.invoke(main, [*NAMES, "redeploy", "--yes"], obj=Runtime(clock=clock.now, sleep=clock.sleep))
     assert again.exit_code == 0, again.output
-    services = describe(ecs, SCHEDULER, WORKER, WEB)
-    assert services[SCHEDULER]["runningCount"] == 1 and services[WORKER]["runningCount"] == 3
+    services = describe_services(ecs, SCHEDULER, WORKER, WEB)
+    assert services[SCHEDULER]["runningCount"] == 1
+    assert services[WORKER]["runningCount"] == 3
     assert all(len(s["deployments"]) == 1 for s in services.values())
 
 
@@ -159,36 +157,40 @@ def test_stop_scheduler_waits_until_every_task_is_stopped(cluster, run, ecs, sim
     result = run(*NAMES, "stop-scheduler", "--yes")
     assert result.exit_code == 0, result.output
     assert sim.alive(SCHEDULER) == []
-    assert "DEACTIVATING" in result.stderr and "STOPPING" in result.stderr
-    assert describe(ecs, SCHEDULER)[SCHEDULER]["desiredCount"] == 0
+    assert "DEACTIVATING" in result.stderr
+    assert "STOPPING" in result.stderr
+    assert describe(ecs, SCHEDULER)["desiredCount"] == 0
 
 
 def test_stop_scheduler_when_already_stopped_changes_nothing(empty_cluster, run, ecs):
-    before = primary_id(describe(ecs, SCHEDULER)[SCHEDULER])
+    before = primary_id(describe(ecs, SCHEDULER))
     result = run(*NAMES, "stop-scheduler", "--yes")
-    assert result.exit_code == 0 and "already stopped" in result.stdout
-    assert primary_id(describe(ecs, SCHEDULER)[SCHEDULER]) == before
+    assert result.exit_code == 0, result.output
+    assert "already stopped" in result.stdout
+    assert primary_id(describe(ecs, SCHEDULER)) == before
 
 
 def test_stop_scheduler_no_wait_returns_while_tasks_still_stop(cluster, run, sim):
     result = run(*NAMES, "stop-scheduler", "--yes", "--no-wait")
-    assert result.exit_code == 0 and "is stopping" in result.stdout
+    assert result.exit_code == 0, result.output
+    assert "is stopping" in result.stdout
     assert len(sim.alive(SCHEDULER)) == 1
 
 
 def test_start_scheduler_starts_exactly_one(empty_cluster, run, ecs, sim, one_scheduler_at_most):
     result = run(*NAMES, "start-scheduler")
     assert result.exit_code == 0, result.output
-    scheduler = describe(ecs, SCHEDULER)[SCHEDULER]
+    scheduler = describe(ecs, SCHEDULER)
     assert scheduler["desiredCount"] == scheduler["runningCount"] == 1
     assert len(sim.alive(SCHEDULER)) == 1
 
 
 def test_start_scheduler_when_running_changes_nothing(cluster, run, ecs):
-    before = describe(ecs, SCHEDULER)[SCHEDULER]
+    before = describe(ecs, SCHEDULER)
     result = run(*NAMES, "start-scheduler")
-    assert result.exit_code == 0 and "already running" in result.stdout
-    assert primary_id(describe(ecs, SCHEDULER)[SCHEDULER]) == primary_id(before)
+    assert result.exit_code == 0, result.output
+    assert "already running" in result.stdout
+    assert primary_id(describe(ecs, SCHEDULER)) == primary_id(before)
 
 
 def test_start_scheduler_waits_for_a_stopping_scheduler_first(cluster, run, ecs, sim, one_scheduler_at_most):
@@ -202,31 +204,32 @@ def test_start_scheduler_waits_for_a_stopping_scheduler_first(cluster, run, ecs,
 def test_start_scheduler_refuses_a_service_that_wants_two(cluster, run, ecs):
     ecs.update_service(cluster=CLUSTER, service=SCHEDULER, desiredCount=2)
     result = run(*NAMES, "start-scheduler")
-    assert result.exit_code == 1 and "only one scheduler may run" in result.stderr
+    assert result.exit_code == 1, result.output
+    assert "only one scheduler may run" in result.stderr
 
 
 def test_initialize_runs_the_deployed_worker_definition_with_the_command(empty_cluster, run, ecs, clock):
     # A newer revision exists but is not deployed: initialize must use the deployed one.
-    worker = describe(ecs, WORKER)[WORKER]
+    worker = describe(ecs, WORKER)
     newer = ecs.describe_task_definition(taskDefinition=worker["taskDefinition"])["taskDefinition"]
     ecs.register_task_definition(family=newer["family"], containerDefinitions=newer["containerDefinitions"],
                                  networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="1024", memory="2048")
     result = run(*NAMES, "initialize", "--yes")
     assert result.exit_code == 0, result.output
-    arns = ecs.list_tasks(cluster=CLUSTER, desiredStatus="STOPPED")["taskArns"]
-    (task,) = ecs.describe_tasks(cluster=CLUSTER, tasks=arns)["tasks"]
+    (task,) = tasks(ecs, desired="STOPPED")
     assert task["taskDefinitionArn"] == worker["taskDefinition"]
     assert task["overrides"]["containerOverrides"] == [{"name": "celery-worker", "command": ["airflow", "db", "migrate"]}]
-    assert task["launchType"] == "FARGATE" and task["platformVersion"] == "1.4.0"
+    assert task["launchType"] == "FARGATE"
+    assert task["platformVersion"] == "1.4.0"
     subnet = {d["value"] for a in task["attachments"] for d in a["details"] if d["name"] == "subnetId"}
     assert subnet <= set(worker["networkConfiguration"]["awsvpcConfiguration"]["subnets"])
-    assert "succeeded" in result.stdout and "celery-worker" in result.stdout
+    assert "succeeded" in result.stdout
+    assert "celery-worker" in result.stdout
 
 
 def test_initialize_with_another_command(empty_cluster, run, ecs):
     assert run(*NAMES, "initialize", "--yes", "--command", "initdb").exit_code == 0
-    (arn,) = ecs.list_tasks(cluster=CLUSTER, desiredStatus="STOPPED")["taskArns"]
-    (task,) = ecs.describe_tasks(cluster=CLUSTER, tasks=[arn])["tasks"]
+    (task,) = tasks(ecs, desired="STOPPED")
     assert task["overrides"]["containerOverrides"][0]["command"] == ["initdb"]
 
 
@@ -234,7 +237,8 @@ def test_initialize_fails_when_an_essential_container_exits_non_zero(empty_clust
     sim.one_off_exit_codes = {"celery-worker": 3}
     result = run(*NAMES, "initialize", "--yes")
     assert result.exit_code == 1
-    assert "essential container celery-worker" in result.stderr and "exited with code 3" in result.stderr
+    assert "essential container celery-worker" in result.stderr
+    assert "exited with code 3" in result.stderr
     assert "celery-worker" in result.stdout  # the container table still shows
 
 
@@ -246,7 +250,8 @@ def test_a_failing_sidecar_does_not_fail_initialize(empty_cluster, run, sim):
 def test_initialize_fails_when_the_task_cannot_start(empty_cluster, run, sim):
     sim.one_off_failure = "pull"
     result = run(*NAMES, "initialize", "--yes")
-    assert result.exit_code == 1 and "failed to start: CannotPullContainerError" in result.stderr
+    assert result.exit_code == 1, result.output
+    assert "failed to start: CannotPullContainerError" in result.stderr
 
 
 def test_initialize_no_wait_prints_the_task_and_returns(empty_cluster, run, ecs):
@@ -258,12 +263,14 @@ def test_initialize_no_wait_prints_the_task_and_returns(empty_cluster, run, ecs)
 
 def test_initialize_rejects_an_unknown_container(empty_cluster, run):
     result = run(*NAMES, "initialize", "--yes", "--container", "nope")
-    assert result.exit_code == 2 and "has no container nope" in result.stderr
+    assert result.exit_code == 2, result.output
+    assert "has no container nope" in result.stderr
 
 
 def test_initialize_asks_for_confirmation_naming_the_cluster(empty_cluster, run, ecs):
     result = run(*NAMES, "initialize", input="n\n")
-    assert result.exit_code == 1 and CLUSTER in result.stderr
+    assert result.exit_code == 1, result.output
+    assert CLUSTER in result.stderr
     assert ecs.list_tasks(cluster=CLUSTER)["taskArns"] == []
 
 
@@ -294,7 +301,8 @@ def test_inside_the_stability_window_services_are_described_every_5s_and_at_its_
     # Timings in conftest: the scheduler runs 2 + 5 s after the start, then the window; at 1 s polls a 30 s window
     # took 30 DescribeServices.
     described = [call.at - began - 7 for call in calls if call.name == "DescribeServices" and call.at - began >= 7]
-    assert described == pytest.approx(polls) and WINDOW_POLL_SECONDS == 5
+    assert described == pytest.approx(polls)
+    assert WINDOW_POLL_SECONDS == 5
     assert clock.now() - began == pytest.approx(7 + window)
     # Success rests on a look at the stopped tasks at the window's end (see test_real_ecs.py); then the lease goes.
     assert [call.name for call in calls][-3:] == ["DescribeServices", "ListTasks", "UntagResource"]
@@ -367,7 +375,7 @@ def test_web_draining_behind_the_load_balancer_never_holds_the_scheduler_back(cl
     assert moments["scheduler"] < moments.get("web", float("inf"))  # the scheduler ran before web's old task stopped
     assert "old web task(s) draining behind the load balancer" in result.stderr
     assert max(one_scheduler_at_most) == 1
-    assert describe(ecs_client(), SCHEDULER)[SCHEDULER]["runningCount"] == 1
+    assert describe(ecs_client(), SCHEDULER)["runningCount"] == 1
 
 
 def test_wait_for_drain_waits_for_web_old_tasks(cluster, run, sim):
@@ -383,7 +391,8 @@ def test_redeploy_says_how_long_the_scheduler_was_down(cluster, run):
     import json
 
     outcome = json.loads(result.stdout)
-    assert outcome["scheduler_downtime"] > 0 and "the scheduler was down for" in outcome["summary"]
+    assert outcome["scheduler_downtime"] > 0
+    assert "the scheduler was down for" in outcome["summary"]
 
 
 def ecs_client():
@@ -411,13 +420,14 @@ def test_redeploy_migrate_runs_one_migration_between_the_drained_scheduler_and_t
     assert result.exit_code == 0, result.output
     assert order == ["scheduler drained", "migration", "roll", "scheduler"]
     one_offs = [t for t in sim.tasks if t.service is None]
-    assert len(one_offs) == 1 and one_offs[0].overrides["containerOverrides"][0]["command"] == ["airflow", "db", "migrate"]
+    assert len(one_offs) == 1
+    assert one_offs[0].overrides["containerOverrides"][0]["command"] == ["airflow", "db", "migrate"]
     assert max(one_scheduler_at_most) == 1
-    assert describe(ecs, WORKER)[WORKER]["desiredCount"] == 3
+    assert describe(ecs, WORKER)["desiredCount"] == 3
 
 
 def test_a_failed_migration_stops_the_redeploy_before_web_and_worker(cluster, run, sim, ecs):
-    before = {name: primary_id(describe(ecs, name)[name]) for name in (WEB, WORKER)}
+    before = {name: primary_id(describe(ecs, name)) for name in (WEB, WORKER)}
     sim.one_off_exit_code = 1
     result = run(*NAMES, "redeploy", "--yes", "--migrate", "--migrate-command", "airflow db migrate -r heads")
     assert result.exit_code == 1, result.output
@@ -427,25 +437,23 @@ def test_a_failed_migration_stops_the_redeploy_before_web_and_worker(cluster, ru
     assert resume_of(result.stderr)[-5:] == ["redeploy", "--yes", "--migrate", "--migrate-command",
                                               "airflow db migrate -r heads"]
     assert "start-scheduler" in result.stderr
-    assert {name: primary_id(describe(ecs, name)[name]) for name in (WEB, WORKER)} == before
-    assert describe(ecs, SCHEDULER)[SCHEDULER]["desiredCount"] == 0
+    assert {name: primary_id(describe(ecs, name)) for name in (WEB, WORKER)} == before
+    assert describe(ecs, SCHEDULER)["desiredCount"] == 0
 
 
 @pytest.fixture
-def released_cluster(sim, clock):
+def released_cluster(sim_registry, clock):
     """A running cluster whose image is release v1 in ECR: `latest` and a stamp tag on one digest."""
     from workflow_sandbox.images import push_image, random_layers
     from workflow_sandbox.provision import DEFAULT_COUNTS, provision_cluster
-    from workflow_sandbox.registry import Registry, simulated_ecr
 
-    with simulated_ecr(Registry()):
-        ecr = shared_client("ecr")
-        ecr.create_repository(repositoryName="airflow-prod")
-        pushed = push_image(ecr, "airflow-prod", random_layers(2, 1024, seed=1), "latest")
-        ecr.put_image(repositoryName="airflow-prod", imageManifest=pushed["manifest"], imageTag="20261101T000000Z")
-        provision_cluster(shared_client, counts=DEFAULT_COUNTS)
-        clock.sleep(60)
-        yield pushed["digest"]
+    ecr = sim_registry.ecr
+    ecr.create_repository(repositoryName="airflow-prod")
+    pushed = push_image(ecr, "airflow-prod", random_layers(2, 1024, seed=1), "latest")
+    ecr.put_image(repositoryName="airflow-prod", imageManifest=pushed["manifest"], imageTag="20261101T000000Z")
+    provision_cluster(shared_client, counts=DEFAULT_COUNTS)
+    clock.sleep(60)
+    return pushed["digest"]
 
 
 def test_status_shows_the_digest_each_service_runs_and_its_tags(released_cluster, run):
@@ -453,7 +461,9 @@ def test_status_shows_the_digest_each_service_runs_and_its_tags(released_cluster
     result = run(*NAMES, "status")
     assert result.exit_code == 0, result.output
     rows = [line for line in result.stdout.splitlines() if line.startswith("worker ") and v1[7:19] in line]
-    assert rows and "latest, 20261101T000000Z" in rows[0] and " 3 " in rows[0]
+    assert rows
+    assert "latest, 20261101T000000Z" in rows[0]
+    assert " 3 " in rows[0]
     as_json = json.loads(run(*NAMES, "--output", "json", "status").stdout)
     worker = [i for i in as_json["images"] if i["service"] == WORKER]
     assert worker == [{"service": WORKER, "task_definition": "airflow-prod-worker:1",
@@ -486,12 +496,13 @@ def test_a_redeploy_resumed_after_ctrl_c_waits_for_the_rollout_in_flight(release
     runner = CliRunner()
     first = runner.invoke(main, [*NAMES, "redeploy", "--yes"], obj=Runtime(clock=clock.now, sleep=sleep))
     assert first.exit_code == 130
-    rolling = primary_id(describe(ecs, WORKER)[WORKER])
+    rolling = primary_id(describe(ecs, WORKER))
     again = runner.invoke(main, [*NAMES, "redeploy", "--yes"], obj=Runtime(clock=clock.now, sleep=clock.sleep))
     assert again.exit_code == 0, again.output
     assert f"worker: resuming deployment {rolling}" in again.stderr
-    assert primary_id(describe(ecs, WORKER)[WORKER]) == rolling  # not thrown away by a second force
-    assert describe(ecs, SCHEDULER)[SCHEDULER]["runningCount"] == 1 and max(one_scheduler_at_most) == 1
+    assert primary_id(describe(ecs, WORKER)) == rolling  # not thrown away by a second force
+    assert describe(ecs, SCHEDULER)["runningCount"] == 1
+    assert max(one_scheduler_at_most) == 1
 
 
 def test_a_resumed_redeploy_takes_over_what_finished_and_counts_the_downtime_from_the_stop(released_cluster, sim,
@@ -503,10 +514,10 @@ def test_a_resumed_redeploy_takes_over_what_finished_and_counts_the_downtime_fro
 
     from workflow.cli import main
 
-    before = {name: primary_id(describe(ecs, name)[name]) for name in (WEB, WORKER)}
+    before = {name: primary_id(describe(ecs, name)) for name in (WEB, WORKER)}
 
     def sleep(seconds):
-        services = describe(ecs, WEB, WORKER)
+        services = describe_services(ecs, WEB, WORKER)
         if all(s["deployments"][0]["rolloutState"] == "COMPLETED" and primary_id(s) != before[name]
                for name, s in services.items()):
             raise KeyboardInterrupt
@@ -517,11 +528,11 @@ def test_a_resumed_redeploy_takes_over_what_finished_and_counts_the_downtime_fro
     stopped_at = clock.now()
     first = CliRunner().invoke(main, [*NAMES, "redeploy", "--yes"], obj=interrupted)
     assert first.exit_code == 130, first.output
-    rolled = {name: primary_id(describe(ecs, name)[name]) for name in (WEB, WORKER)}
+    rolled = {name: primary_id(describe(ecs, name)) for name in (WEB, WORKER)}
     clock.sleep(20)  # the operator looks around before resuming
     again = run(*NAMES, "redeploy", "--yes")
     assert again.exit_code == 0, again.output
-    assert {name: primary_id(describe(ecs, name)[name]) for name in (WEB, WORKER)} == rolled  # nothing forced again
+    assert {name: primary_id(describe(ecs, name)) for name in (WEB, WORKER)} == rolled  # nothing forced again
     assert f"worker: resuming deployment {rolled[WORKER]}, already rolled out" in again.stderr
     downtime = json.loads(run(*NAMES, "-o", "json", "status").stdout)  # the scheduler runs again
     assert downtime["scheduler_tasks_alive"] == 1
@@ -533,11 +544,12 @@ def test_ha_schedulers_are_the_operators_choice_and_are_restored_at_their_count(
     most = []
     sim.observers.append(lambda s: most.append(sum(t.is_live for t in s.service(SCHEDULER).tasks)))
     refused = run(*NAMES, "start-scheduler", "--schedulers", "2")
-    assert refused.exit_code == 1 and "starting more beside them" in refused.stderr  # never old beside new
+    assert refused.exit_code == 1, refused.output
+    assert "starting more beside them" in refused.stderr  # never old beside new
     assert run(*NAMES, "stop-scheduler", "--yes").exit_code == 0
     started = run(*NAMES, "start-scheduler", "--schedulers", "2")
     assert started.exit_code == 0, started.output
-    assert describe(ecs, SCHEDULER)[SCHEDULER]["runningCount"] == 2
+    assert describe(ecs, SCHEDULER)["runningCount"] == 2
     assert max(most) <= 2
 
     # A redeploy refuses two schedulers unless told, then keeps them at two, never more.
@@ -545,15 +557,17 @@ def test_ha_schedulers_are_the_operators_choice_and_are_restored_at_their_count(
     assert refused.exit_code == 2, refused.output
     redeployed = run(*NAMES, "redeploy", "--yes", "--schedulers", "2")
     assert redeployed.exit_code == 0, redeployed.output
-    assert describe(ecs, SCHEDULER)[SCHEDULER]["runningCount"] == 2 and max(most) <= 2
+    assert describe(ecs, SCHEDULER)["runningCount"] == 2
+    assert max(most) <= 2
 
     # stop-scheduler remembers the count; start-scheduler restores it without being told.
     assert run(*NAMES, "stop-scheduler", "--yes").exit_code == 0
-    tags = ecs.list_tags_for_resource(resourceArn=describe(ecs, SCHEDULER)[SCHEDULER]["serviceArn"])["tags"]
+    tags = ecs.list_tags_for_resource(resourceArn=describe(ecs, SCHEDULER)["serviceArn"])["tags"]
     assert {"key": "workflow-stopped-count", "value": "2"} in tags
     assert run(*NAMES, "start-scheduler").exit_code == 0
-    assert describe(ecs, SCHEDULER)[SCHEDULER]["runningCount"] == 2 and max(most) <= 2
-    tags = ecs.list_tags_for_resource(resourceArn=describe(ecs, SCHEDULER)[SCHEDULER]["serviceArn"])["tags"]
+    assert describe(ecs, SCHEDULER)["runningCount"] == 2
+    assert max(most) <= 2
+    tags = ecs.list_tags_for_resource(resourceArn=describe(ecs, SCHEDULER)["serviceArn"])["tags"]
     assert "workflow-stopped-count" not in {t["key"] for t in tags}
 
 
@@ -565,20 +579,22 @@ def test_start_scheduler_does_not_call_a_crash_looping_scheduler_running(cluster
         run(*NAMES, "status")
     result = run(*NAMES, "start-scheduler")
     assert result.exit_code == 1, result.output
-    assert "exited after it was running" in result.stderr and "already running" not in result.stdout
+    assert "exited after it was running" in result.stderr
+    assert "already running" not in result.stdout
 
 
 def test_a_stop_during_another_operators_redeploy_is_no_false_success(cluster, run, ecs, clock):
     from workflow.lease import TAG_PREFIX
 
     assert run(*NAMES, "stop-scheduler", "--yes").exit_code == 0
-    arn = ecs.describe_clusters(clusters=[CLUSTER])["clusters"][0]["clusterArn"]
+    arn = cluster_arn(ecs)
     since, until = clock.wall(clock.now()), clock.wall(clock.now() + 3600)
     ecs.tag_resource(resourceArn=arn, tags=[{"key": TAG_PREFIX + "other", "value":
         f"owner=ada@ops command=redeploy since={since:%Y-%m-%dT%H:%M:%SZ} expires={until:%Y-%m-%dT%H:%M:%SZ}"}])
     result = run(*NAMES, "stop-scheduler", "--yes")
     assert result.exit_code == 4, result.output
-    assert "ada@ops (redeploy)" in result.stderr and "already stopped" not in result.stdout
+    assert "ada@ops (redeploy)" in result.stderr
+    assert "already stopped" not in result.stdout
 
 
 def test_status_says_when_latest_has_moved_past_what_runs(released_cluster, run):

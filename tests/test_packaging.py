@@ -36,7 +36,9 @@ def test_make_promote_installs_only_the_runtime_packages_and_only_when_needed():
     import subprocess
 
     planned = subprocess.run(["make", "-n", "promote"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    assert "scripts/install-runtime" in planned and "--dev" not in planned
+    assert "scripts/install-runtime" in planned
+    assert "--dev" not in planned
     script = (ROOT / "scripts" / "install-runtime").read_text()
-    assert "pipenv install --deploy" in script and "--dev" not in script.replace("no --dev", "")
+    assert "pipenv install --deploy" in script
+    assert "--dev" not in script.replace("no --dev", "")
     assert "workflow\" --version" in script  # an installed environment is used as it is

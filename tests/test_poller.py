@@ -44,7 +44,8 @@ def test_transient_errors_are_pending_with_backoff_and_a_notice():
 
     assert Poller(clock.now, clock.sleep, 2, 60, notice=notices.append).until(check, str) == "done"
     assert clock.now() == 4 + 8  # 2 * 2, then 2 * 4
-    assert notices[0].startswith("DescribeServices failed: ThrottlingException") and "next try in 4s" in notices[0]
+    assert notices[0].startswith("DescribeServices failed: ThrottlingException")
+    assert "next try in 4s" in notices[0]
 
 
 def test_a_wait_that_stays_throttled_times_out_naming_the_last_error():

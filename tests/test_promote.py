@@ -11,7 +11,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from click.testing import CliRunner
 from conftest import new_client
-from moto import mock_aws
+from helpers import failed_cleanly, tag_digest, tagged
 
 from workflow.app import Runtime
 from workflow.cli import main
@@ -19,17 +19,10 @@ from workflow.errors import OperationFailed
 from workflow.promote import verified_parts
 from workflow.tags import release_tags
 from workflow_sandbox.images import digest_of, push_blob, push_image, push_index, random_layers
-from workflow_sandbox.registry import Registry, simulated_ecr
 
 NOW = datetime(2026, 11, 25, 14, 25, 1, tzinfo=UTC)
 STAMP = "20261125T142501Z"
 command: dict = {}  # what each `promote` invocation shares with the test: its ECR client and the sleeps it asked for
-
-
-@pytest.fixture
-def registry():
-    with mock_aws(), simulated_ecr(Registry()) as simulated:
-        yield simulated
 
 
 @pytest.fixture
@@ -61,11 +54,6 @@ def promote(*args, input=None, now=NOW):
     return CliRunner().invoke(main, ["promote", *args, "--via", command["via"]], obj=runtime, input=input)
 
 
-def failed_cleanly(result, code):
-    """Exit `code` with one message: Click's own exit, not an exception escaping the command."""
-    return result.exit_code == code and isinstance(result.exception, SystemExit) and "Traceback" not in result.output
-
-
 @pytest.fixture
 def layers():
     return random_layers(3, 64 * 1024, seed=1)
@@ -75,11 +63,6 @@ def layers():
 def source(ecr, registry, layers):
     push = lambda: push_image(ecr, "airflow-stage", layers, "latest")  # noqa: E731
     return snapshots.pushed(f"source {[digest_of(x) for x in layers]}", registry, "us-east-1", push)
-
-
-def tag_digest(ecr, repository, tag):
-    images = ecr.batch_get_image(repositoryName=repository, imageIds=[{"imageTag": tag}])["images"]
-    return images[0]["imageId"]["imageDigest"] if images else None
 
 
 def uploads_to(registry, repository):
@@ -101,7 +84,7 @@ def test_promote_copies_every_missing_blob_and_writes_both_tags(ecr, registry, s
     assert uploads_to(registry, "airflow-prod") == expected
     assert tag_digest(ecr, "airflow-prod", "latest") == source["digest"]
     assert tag_digest(ecr, "airflow-prod", STAMP) == source["digest"]
-    stored = ecr.batch_get_image(repositoryName="airflow-prod", imageIds=[{"imageTag": "latest"}])["images"][0]
+    stored = tagged(ecr, "airflow-prod", "latest")
     assert stored["imageManifest"] == source["manifest"]  # the exact bytes, so the same digest
     assert "destination digest matches source" in result.stdout
     assert re.search(r"blobs\s+0 mounted, 4 copied, 0 already there", result.stdout)
@@ -126,8 +109,10 @@ def test_rerunning_promote_copies_nothing_and_succeeds(ecr, registry, source):
     again = promote("--yes", "--tag", "latest", "--output", "json")
     assert again.exit_code == 0, again.output
     outcome = json.loads(again.stdout)
-    assert outcome["blobs_copied"] == 0 and outcome["tags"] == {"latest": "unchanged"}
-    assert registry.uploads == [] and registry.downloads == []
+    assert outcome["blobs_copied"] == 0
+    assert outcome["tags"] == {"latest": "unchanged"}
+    assert registry.uploads == []
+    assert registry.downloads == []
 
 
 def test_a_failed_copy_leaves_the_destination_tags_untouched(ecr, registry, source, layers):
@@ -184,8 +169,10 @@ def test_promote_by_digest(ecr, source):
 def test_dry_run_changes_nothing(ecr, registry, source):
     registry.uploads.clear()
     result = promote("--dry-run")
-    assert result.exit_code == 0 and "would promote" in result.stdout
-    assert registry.uploads == [] and tag_digest(ecr, "airflow-prod", "latest") is None
+    assert result.exit_code == 0, result.output
+    assert "would promote" in result.stdout
+    assert registry.uploads == []
+    assert tag_digest(ecr, "airflow-prod", "latest") is None
 
 
 @pytest.mark.parametrize(
@@ -199,12 +186,14 @@ def test_dry_run_changes_nothing(ecr, registry, source):
 def test_not_found_errors_name_the_thing(ecr, source, args, message):
     result = promote("--yes", *args)
     assert result.exit_code == 2
-    assert message in result.stderr and "Traceback" not in result.output
+    assert message in result.stderr
+    assert "Traceback" not in result.output
 
 
 def test_declining_confirmation_changes_nothing(ecr, source):
     result = promote(input="n\n")
-    assert result.exit_code == 1 and tag_digest(ecr, "airflow-prod", "latest") is None
+    assert result.exit_code == 1, result.output
+    assert tag_digest(ecr, "airflow-prod", "latest") is None
 
 
 def test_verified_parts_fill_one_buffer_and_check_the_digest():
@@ -226,7 +215,8 @@ def test_access_denied_names_the_action():
     runtime = Runtime(utcnow=lambda: NOW, clients=lambda config: lambda name: client)
     result = CliRunner().invoke(main, ["promote", "--yes"], obj=runtime)
     assert result.exit_code == 2
-    assert "access denied to BatchGetImage" in result.stderr and "Traceback" not in result.output
+    assert "access denied to BatchGetImage" in result.stderr
+    assert "Traceback" not in result.output
 
 
 # Real ECR faults -----------------------------------------------------------------------------------------
@@ -342,7 +332,7 @@ def test_an_image_ecr_cannot_return_quotes_its_failure(ecr, registry, source, co
 def test_an_image_ecr_reports_not_found_is_exit_2(ecr, registry, source):
     registry.image_failures["airflow-stage:latest"] = ("ImageNotFound", "Requested image not found")
     result = promote("--yes")
-    assert failed_cleanly(result, 2)
+    assert failed_cleanly(result, 2), result.output
     assert "image airflow-stage:latest not found" in result.stderr
 
 
@@ -423,7 +413,8 @@ def test_within_one_registry_every_blob_is_mounted(ecr, registry, source, layers
     outcome = json.loads(result.stdout)
     assert (outcome["blobs_mounted"], outcome["blobs_copied"], outcome["bytes_copied"]) == (4, 0, 0)
     assert outcome["path"] == "registry API"
-    assert registry.uploads == [] and registry.downloads == []  # no byte moved
+    assert registry.uploads == []
+    assert registry.downloads == []  # no byte moved
     assert sorted(digest for _, digest, _ in registry.mounts) == sorted(d for d, _ in blobs_of(source, layers))
     assert tag_digest(ecr, "airflow-prod", "latest") == source["digest"]
     assert tag_digest(ecr, "airflow-prod", STAMP) == source["digest"]
@@ -437,7 +428,8 @@ def test_without_blob_mounting_the_blobs_are_copied_and_the_result_says_why(ecr,
     assert result.exit_code == 0, result.output
     assert uploads_to(registry, "airflow-prod") == blobs_of(source, layers)
     assert registry.mounts == []
-    assert "note: no blob was mounted" in result.stdout and "--name BLOB_MOUNTING --value ENABLED" in result.stdout
+    assert "note: no blob was mounted" in result.stdout
+    assert "--name BLOB_MOUNTING --value ENABLED" in result.stdout
 
 
 def test_a_blob_the_source_manifests_do_not_name_is_not_mounted(ecr, registry, source):
@@ -461,7 +453,8 @@ def test_auto_falls_back_to_the_ecr_api_when_the_registry_endpoint_cannot_be_rea
     assert result.exit_code == 0, result.output
     outcome = json.loads(result.stdout)
     assert outcome["path"] == "ECR API"
-    assert "the registry API cannot be used" in result.stderr and "copied through the ECR API instead" in result.stderr
+    assert "the registry API cannot be used" in result.stderr
+    assert "copied through the ECR API instead" in result.stderr
     assert uploads_to(registry, "airflow-prod") == blobs_of(source, layers)
     assert tag_digest(ecr, "airflow-prod", "latest") == source["digest"]
 
@@ -500,7 +493,8 @@ def test_an_upload_that_keeps_failing_names_the_blob_and_tags_nothing(ecr, regis
     assert failed_cleanly(result, 1), result.output
     assert f"could not upload blob {digest_of(layers[0])} to airflow-prod" in result.stderr
     assert "(attempt 4 of 4); nothing was tagged" in result.stderr
-    assert tag_digest(ecr, "airflow-prod", "latest") is None and tag_digest(ecr, "airflow-prod", STAMP) is None
+    assert tag_digest(ecr, "airflow-prod", "latest") is None
+    assert tag_digest(ecr, "airflow-prod", STAMP) is None
 
 
 @pytest.mark.parametrize("via", ["registry"], indirect=True)
@@ -531,7 +525,8 @@ def test_explicit_tags_are_all_put_back_when_a_later_one_fails(ecr, registry, so
     old = push_image(ecr, "airflow-locked", random_layers(1, 1024, seed=9), "b")
     result = promote("--yes", "--dest", "airflow-locked", "--tag", "a", "--tag", "b")
     assert failed_cleanly(result, 1), result.output
-    assert tag_digest(ecr, "airflow-locked", "a") is None and tag_digest(ecr, "airflow-locked", "b") == old["digest"]
+    assert tag_digest(ecr, "airflow-locked", "a") is None
+    assert tag_digest(ecr, "airflow-locked", "b") == old["digest"]
     assert "a removed" in result.stderr
 
 
@@ -542,7 +537,8 @@ def test_a_stamp_another_image_holds_is_never_moved(ecr, registry, source):
     assert result.exit_code == 0, result.output
     assert tag_digest(ecr, "airflow-prod", STAMP) == other["digest"]
     assert tag_digest(ecr, "airflow-prod", "20261125T142502Z") == source["digest"]
-    assert "20261125T142502Z" in result.stdout and "names another image" in result.stderr
+    assert "20261125T142502Z" in result.stdout
+    assert "names another image" in result.stderr
 
 
 def test_a_stamp_taken_between_the_check_and_the_write_is_left_to_its_image(ecr, registry, source, monkeypatch):
@@ -589,7 +585,8 @@ def test_the_confirmation_names_region_and_registry(ecr, registry, source, via):
     assert result.exit_code == 1
     assert "us-east-1" in result.stderr
     if via == "registry":
-        assert "sandbox registry at http://127.0.0.1:" in result.stderr and "through the registry API" in result.stderr
+        assert "sandbox registry at http://127.0.0.1:" in result.stderr
+        assert "through the registry API" in result.stderr
     else:
         assert "through the ECR API" in result.stderr
     assert tag_digest(ecr, "airflow-prod", "latest") is None
@@ -614,13 +611,15 @@ def test_releases_show_the_size_of_layers_and_config(ecr, registry, source, laye
 
 def test_a_destination_with_a_tag_is_a_usage_error(ecr, registry, source):
     result = promote("--yes", "--dest", "airflow-prod:latest")
-    assert result.exit_code == 2 and "give the repository alone" in result.stderr
+    assert result.exit_code == 2, result.output
+    assert "give the repository alone" in result.stderr
 
 
 def test_ecr_api_between_other_registries_is_refused(ecr, registry, source):
     command["via"] = "ecr-api"
     result = promote("--yes", "--source", "127.0.0.1:1/a:latest", "--dest", "127.0.0.1:1/b")
-    assert result.exit_code == 2 and "--via ecr-api works between ECR registries only" in result.stderr
+    assert result.exit_code == 2, result.output
+    assert "--via ecr-api works between ECR registries only" in result.stderr
 
 
 @pytest.mark.parametrize("via", ["auto"], indirect=True)
@@ -665,7 +664,8 @@ def test_a_promote_never_moves_latest_under_a_redeploy_that_deploys_it(ecr, sour
     assert failed_cleanly(result, 4), result.output
     text = " ".join(result.stderr.split())
     assert "repository airflow-prod is held by ada@ops (redeploy)" in text
-    assert "it starts the scheduler again once the new workers are stable" in text and "nothing was changed" in text
+    assert "it starts the scheduler again once the new workers are stable" in text
+    assert "nothing was changed" in text
     assert tag_digest(ecr, "airflow-prod", "latest") is None  # nothing moved
     assert promote("--yes", "--dry-run").exit_code == 0  # a dry run reads, and needs no lease
 
@@ -674,7 +674,8 @@ def test_two_promotes_at_once_take_turns(ecr, source):
     lease_the_repository(ecr, "promote")
     result = promote("--yes")
     assert failed_cleanly(result, 4), result.output
-    assert "(promote)" in result.stderr and tag_digest(ecr, "airflow-prod", "latest") is None
+    assert "(promote)" in result.stderr
+    assert tag_digest(ecr, "airflow-prod", "latest") is None
     done = promote("--yes", "--break-lease")  # once that promote is gone
     assert done.exit_code == 0, done.output
     tags = ecr.list_tags_for_resource(resourceArn=ecr.describe_repositories(repositoryNames=["airflow-prod"])

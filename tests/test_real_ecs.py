@@ -7,26 +7,17 @@ the cluster state the command leaves, its exit code and its message.
 
 import pytest
 from conftest import CLUSTER, NAMES, SCHEDULER, WEB, WORKER, invoke_recording, shared_client
+from helpers import describe, one_off_tasks
 
 from workflow_sandbox.provision import DEFAULT_COUNTS, provision_cluster
 
 
-def describe(ecs, name):
-    return ecs.describe_services(cluster=CLUSTER, services=[name])["services"][0]
-
-
-def one_off_tasks(ecs):
-    arns = ecs.list_tasks(cluster=CLUSTER, desiredStatus="STOPPED")["taskArns"]
-    arns += ecs.list_tasks(cluster=CLUSTER, desiredStatus="RUNNING")["taskArns"]
-    tasks = ecs.describe_tasks(cluster=CLUSTER, tasks=arns)["tasks"] if arns else []
-    return [t for t in tasks if t.get("startedBy") == "workflow"]
-
-
-
 def assert_scheduler_stopped_and_counts_kept(ecs, sim):
     scheduler = describe(ecs, SCHEDULER)
-    assert scheduler["desiredCount"] == 0 and sim.alive(SCHEDULER) == []
-    assert describe(ecs, WORKER)["desiredCount"] == 3 and describe(ecs, WEB)["desiredCount"] == 1
+    assert scheduler["desiredCount"] == 0
+    assert sim.alive(SCHEDULER) == []
+    assert describe(ecs, WORKER)["desiredCount"] == 3
+    assert describe(ecs, WEB)["desiredCount"] == 1
 
 
 # --- tasks that crash after RUNNING ---------------------------------------------------------------
@@ -37,11 +28,14 @@ def test_a_crash_looping_worker_fleet_fails_the_redeploy_and_the_scheduler_stays
     sim.crash_deployments(WORKER, exit_code=1, after=4, lines=("ERROR: cannot connect to broker redis://x",))
     result = run(*NAMES, "redeploy", "--yes")
     assert result.exit_code == 1, result.output
-    assert f"{WORKER}: task" in result.stderr and "exited after it was running" in result.stderr
-    assert "exited with code 1" in result.stderr and "cannot connect to broker" in result.stderr
+    assert f"{WORKER}: task" in result.stderr
+    assert "exited after it was running" in result.stderr
+    assert "exited with code 1" in result.stderr
+    assert "cannot connect to broker" in result.stderr
     assert "cluster state: the scheduler is stopped" in result.stderr
     # The old workers are gone by the time the new ones crash: going back is the way out, not scheduling here.
-    assert "or, to go back to the previous release, if there is one:" in result.stderr and "rollback --yes" in result.stderr
+    assert "or, to go back to the previous release, if there is one:" in result.stderr
+    assert "rollback --yes" in result.stderr
     assert "Traceback" not in result.output
     assert_scheduler_stopped_and_counts_kept(ecs, sim)
     assert schedulers_alive[0] == 1
@@ -51,7 +45,8 @@ def test_a_crash_seen_while_its_task_still_drains_quotes_log_lines_that_arrive_l
     sim.log_delay = 2  # the awslogs driver ships in batches: the lines arrive after the exit code shows
     sim.crash_deployments(WORKER, exit_code=1, after=4, lines=("ERROR: cannot connect to broker redis://x",))
     result = run(*NAMES, "redeploy", "--yes")
-    assert result.exit_code == 1 and "exited after it was running" in result.stderr
+    assert result.exit_code == 1, result.output
+    assert "exited after it was running" in result.stderr
     assert "last log lines of celery-worker:\n    ERROR: cannot connect to broker redis://x" in result.stderr
 
 
@@ -63,7 +58,8 @@ def test_a_crash_after_the_deployment_completed_fails_within_the_stability_windo
     assert result.exit_code == 1, result.output
     crashed = min(t.stopping_at for t in sim.service(WORKER).tasks if t.stop_code == "EssentialContainerExited")
     assert 0 < (clock.wall(clock.now()) - crashed).total_seconds() <= 5
-    assert "exited with code 3" in result.stderr and "watching its tasks for 30s" in result.stderr
+    assert "exited with code 3" in result.stderr
+    assert "watching its tasks for 30s" in result.stderr
     assert [d["rolloutState"] for d in describe(ecs, WORKER)["deployments"]][0] == "COMPLETED"  # ECS says success
     assert_scheduler_stopped_and_counts_kept(ecs, sim)
 
@@ -77,7 +73,8 @@ def test_a_crash_whose_replacement_runs_before_the_next_poll_still_fails_the_win
     sim.timings = Timings(provision=1, pull=2, drain=1, stop=1, one_off_run=3)
     sim.crash_deployments(SCHEDULER, exit_code=3, after=after)
     result = run(*NAMES, "--stability-window", "5", "start-scheduler")
-    assert result.exit_code == 1 and "exited with code 3" in result.stderr, result.output
+    assert result.exit_code == 1, result.output
+    assert "exited with code 3" in result.stderr, result.output
 
 
 def test_a_crashed_task_still_stopping_at_the_windows_end_is_judged_before_success(empty_cluster, run, sim):
@@ -88,7 +85,8 @@ def test_a_crashed_task_still_stopping_at_the_windows_end_is_judged_before_succe
     sim.timings = Timings(provision=1, pull=2, drain=3, stop=2, one_off_run=3)
     sim.crash_deployments(SCHEDULER, exit_code=0, after=1.5)
     result = run(*NAMES, "--stability-window", "5", "start-scheduler")
-    assert result.exit_code == 1 and "exited after it was running" in result.stderr, result.output
+    assert result.exit_code == 1, result.output
+    assert "exited after it was running" in result.stderr, result.output
 
 
 def test_without_a_stability_window_the_late_crash_goes_unseen(cluster, run, sim):
@@ -100,7 +98,9 @@ def test_without_a_stability_window_the_late_crash_goes_unseen(cluster, run, sim
 def test_a_crashing_scheduler_fails_start_scheduler(empty_cluster, run, ecs, sim):
     sim.crash_deployments(SCHEDULER, exit_code=1, after=3)
     result = run(*NAMES, "start-scheduler")
-    assert result.exit_code == 1 and f"{SCHEDULER}: task" in result.stderr and "exited with code 1" in result.stderr
+    assert result.exit_code == 1, result.output
+    assert f"{SCHEDULER}: task" in result.stderr
+    assert "exited with code 1" in result.stderr
 
 
 def test_scale_in_during_a_redeploy_is_not_a_failure(cluster, ecs, clock, sim):
@@ -121,7 +121,8 @@ def test_scale_in_during_a_redeploy_is_not_a_failure(cluster, ecs, clock, sim):
         clock.sleep(seconds)
 
     result = CliRunner().invoke(main, [*NAMES, "redeploy", "--yes"], obj=Runtime(clock=clock.now, sleep=sleep))
-    assert scaled and result.exit_code == 0, result.output
+    assert scaled, result.output
+    assert result.exit_code == 0, result.output
     worker = describe(ecs, WORKER)
     assert worker["desiredCount"] == worker["runningCount"] == 2
 
@@ -142,8 +143,10 @@ def test_a_web_image_that_cannot_be_pulled_fails_at_the_circuit_breaker_threshol
     started = clock.now()
     result = run(*NAMES, "redeploy", "--yes")
     assert result.exit_code == 1
-    assert "3 tasks of deployment" in result.stderr and "(threshold 3)" in result.stderr
-    assert "CannotPullContainerError" in result.stderr and "ECS keeps trying" in result.stderr
+    assert "3 tasks of deployment" in result.stderr
+    assert "(threshold 3)" in result.stderr
+    assert "CannotPullContainerError" in result.stderr
+    assert "ECS keeps trying" in result.stderr
     assert clock.now() - started < 60
     assert_scheduler_stopped_and_counts_kept(ecs, sim)
 
@@ -151,14 +154,16 @@ def test_a_web_image_that_cannot_be_pulled_fails_at_the_circuit_breaker_threshol
 def test_the_threshold_is_configurable(cluster, run, sim):
     sim.fail_deployments(WEB, "pull")
     result = run(*NAMES, "--max-failed-tasks", "1", "redeploy", "--yes")
-    assert result.exit_code == 1 and "(threshold 1)" in result.stderr
+    assert result.exit_code == 1, result.output
+    assert "(threshold 1)" in result.stderr
 
 
 def test_tasks_failing_health_checks_count_towards_the_threshold(cluster, run, ecs, sim):
     sim.unhealthy_deployments(WEB, after=5)
     result = run(*NAMES, "redeploy", "--yes")
     assert result.exit_code == 1, result.output
-    assert "failed health checks" in result.stderr and "(threshold 3)" in result.stderr
+    assert "failed health checks" in result.stderr
+    assert "(threshold 3)" in result.stderr
     assert_scheduler_stopped_and_counts_kept(ecs, sim)
 
 
@@ -170,7 +175,8 @@ def test_the_threshold_follows_the_circuit_breakers_threshold_configuration(sim,
     sim.fail_deployments(WEB, "pull")
     result = run(*NAMES, "redeploy", "--yes")
     assert result.exit_code == 1, result.output
-    assert "5 tasks of deployment" in result.stderr and "(threshold 5)" in result.stderr
+    assert "5 tasks of deployment" in result.stderr
+    assert "(threshold 5)" in result.stderr
 
 
 def test_an_essential_container_exiting_before_running_is_a_failed_launch_that_ecs_retries(cluster, run, ecs, sim):
@@ -187,10 +193,12 @@ def test_a_task_of_ours_draining_behind_the_load_balancer_is_judged_once_not_at_
     sim.timings.drain_by_service[WEB] = 300
     sim.unhealthy_deployments(WEB, after=5)
     result, calls = invoke_recording(clock, *NAMES, "redeploy", "--yes")
-    assert result.exit_code == 1 and "failed health checks" in result.stderr, result.output
+    assert result.exit_code == 1, result.output
+    assert "failed health checks" in result.stderr, result.output
     described = [arn for call in calls if call.name == "DescribeTasks" for arn in call.params["tasks"]]
     unhealthy = [t.task_arn for t in sim.service(WEB).tasks if t.unhealthy]
-    assert unhealthy and max(described.count(arn) for arn in unhealthy) == 1
+    assert unhealthy
+    assert max(described.count(arn) for arn in unhealthy) == 1
 
 
 # --- eventual consistency -------------------------------------------------------------------------
@@ -247,13 +255,16 @@ def test_transient_errors_inside_a_wait_mean_still_pending(cluster, clock, ecs, 
 def test_throttling_until_the_deadline_times_out_naming_the_error(cluster, clock, sim):
     result = run_with_faults_once_waiting(clock, sim, "DescribeServices", "throttle", 10_000,
                                           "--timeout", "60", "stop-scheduler", "--yes")
-    assert result.exit_code == 3 and "ThrottlingException" in result.stderr and "Traceback" not in result.output
+    assert result.exit_code == 3, result.output
+    assert "ThrottlingException" in result.stderr
+    assert "Traceback" not in result.output
 
 
 def test_a_change_that_stays_throttled_fails_cleanly_saying_the_state(cluster, run, ecs, sim):
     sim.faults.inject("UpdateService", "throttle", times=10_000)
     result = run(*NAMES, "stop-scheduler", "--yes")
-    assert result.exit_code == 1 and "UpdateService failed: ThrottlingException" in result.stderr
+    assert result.exit_code == 1, result.output
+    assert "UpdateService failed: ThrottlingException" in result.stderr
     assert "Traceback" not in result.output
     assert describe(ecs, SCHEDULER)["desiredCount"] == 1
 
@@ -269,9 +280,11 @@ def test_redeploy_refuses_another_deployment_controller_before_changing_anything
     before = describe(ecs, WORKER)["deployments"]
     result = run(*NAMES, "redeploy", "--yes")
     assert result.exit_code == 2, result.output
-    assert f"{WEB} uses the {controller} deployment controller" in result.stderr and "nothing was changed" in result.stderr
+    assert f"{WEB} uses the {controller} deployment controller" in result.stderr
+    assert "nothing was changed" in result.stderr
     assert "Traceback" not in result.output
-    assert describe(ecs, SCHEDULER)["desiredCount"] == 1 and len(sim.alive(SCHEDULER)) == 1
+    assert describe(ecs, SCHEDULER)["desiredCount"] == 1
+    assert len(sim.alive(SCHEDULER)) == 1
     assert describe(ecs, WORKER)["deployments"] == before
 
 
@@ -281,7 +294,9 @@ def test_redeploy_refuses_another_deployment_controller_before_changing_anything
 def test_initialize_refuses_a_non_essential_container(empty_cluster, run, ecs):
     result = run(*NAMES, "initialize", "--yes", "--container", "log-router")
     assert result.exit_code == 2
-    assert "log-router" in result.stderr and "not essential" in result.stderr and "celery-worker" in result.stderr
+    assert "log-router" in result.stderr
+    assert "not essential" in result.stderr
+    assert "celery-worker" in result.stderr
     assert one_off_tasks(ecs) == []
 
 
@@ -293,7 +308,8 @@ def test_initialize_fails_when_the_task_was_stopped_even_with_exit_code_0(empty_
     sim.one_off_stop = stop
     result = run(*NAMES, "initialize", "--yes")
     assert result.exit_code == 1, result.output
-    assert message in result.stderr and "does not show that the command completed" in result.stderr
+    assert message in result.stderr
+    assert "does not show that the command completed" in result.stderr
 
 
 def test_initialize_reads_the_log_to_its_end_across_empty_pages_and_late_delivery(empty_cluster, run, sim):
@@ -310,14 +326,16 @@ def test_log_grace_sets_how_long_a_stopped_tasks_log_is_still_read(empty_cluster
     began = clock.now()
     result = run(*NAMES, "--log-grace", "0", "initialize", "--yes")
     assert result.exit_code == 0, result.output
-    assert "reading the log" not in result.stderr and "celery-worker | Done." not in result.stderr
+    assert "reading the log" not in result.stderr
+    assert "celery-worker | Done." not in result.stderr
     without_grace = clock.now() - began
 
     monkeypatch.setenv("WORKFLOW_LOG_GRACE", "12")
     began = clock.now()
     result = run(*NAMES, "initialize", "--yes")
     assert result.exit_code == 0, result.output
-    assert "reading the log for 12s more" in result.stderr and "celery-worker | Done." in result.stderr
+    assert "reading the log for 12s more" in result.stderr
+    assert "celery-worker | Done." in result.stderr
     assert clock.now() - began >= without_grace + 12
 
 
@@ -350,7 +368,8 @@ def test_status_after_a_failed_redeploy_flags_the_failing_deployment_and_the_sto
     assert run(*NAMES, "redeploy", "--yes").exit_code == 1
     result = run(*NAMES, "status")
     assert result.exit_code == 0
-    assert f"warning: {WORKER}:" in result.stdout and "exited recently" in result.stdout
+    assert f"warning: {WORKER}:" in result.stdout
+    assert "exited recently" in result.stdout
     assert "exited with code 1" in result.stdout
     assert f"warning: {SCHEDULER} is stopped (desired 0)" in result.stdout
 
@@ -369,8 +388,10 @@ def test_tasks_that_keep_stopping_without_started_at_fail_the_window(empty_clust
     sim.crash_deployments(SCHEDULER, exit_code=3, after=after)
     result = run(*NAMES, "--stability-window", "10", "start-scheduler")
     assert result.exit_code == 1, result.output
-    assert "tasks of deployment" in result.stderr and "keep stopping: 3 stopped" in result.stderr, result.stderr
-    assert "(threshold 3); last: task" in result.stderr and "scheduler exited with code 3" in result.stderr
+    assert "tasks of deployment" in result.stderr, result.stderr
+    assert "keep stopping: 3 stopped" in result.stderr, result.stderr
+    assert "(threshold 3); last: task" in result.stderr
+    assert "scheduler exited with code 3" in result.stderr
     assert "last log lines of scheduler:\n    ERROR: cannot connect to broker" in result.stderr
 
 
@@ -379,8 +400,10 @@ def test_a_crash_looping_worker_fleet_without_started_at_fails_the_redeploy(clus
     sim.crash_deployments(WORKER, exit_code=1, after=4, lines=("ERROR: cannot connect to broker redis://x",))
     result = run(*NAMES, "redeploy", "--yes")
     assert result.exit_code == 1, result.output
-    assert f"{WORKER}: tasks of deployment" in result.stderr and "keep stopping" in result.stderr
-    assert "celery-worker exited with code 1" in result.stderr and "cannot connect to broker" in result.stderr
+    assert f"{WORKER}: tasks of deployment" in result.stderr
+    assert "keep stopping" in result.stderr
+    assert "celery-worker exited with code 1" in result.stderr
+    assert "cannot connect to broker" in result.stderr
     assert_scheduler_stopped_and_counts_kept(ecs, sim)
     assert schedulers_alive[0] == 1
 
@@ -403,7 +426,8 @@ def test_a_stop_the_service_events_call_running_is_a_crash_without_started_at(em
     sim.observers.append(as_ecs_says_it)
     result = run(*NAMES, "--stability-window", "10", "start-scheduler")
     assert result.exit_code == 1, result.output
-    assert "exited after it was running" in result.stderr and "exited with code 3" in result.stderr
+    assert "exited after it was running" in result.stderr
+    assert "exited with code 3" in result.stderr
     assert "keep stopping" not in result.stderr
 
 

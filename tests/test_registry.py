@@ -112,7 +112,8 @@ def test_a_bearer_challenge_is_answered_with_the_credentials_and_the_token_kept(
     registry.ping()
     assert registry.tags("app") == ["a", "b", "c"]  # both pages, through the Link header
     assert len(fake.token_requests) >= 1
-    assert "service=fake" in fake.token_requests[0] and "scope=repository" in fake.token_requests[0]
+    assert "service=fake" in fake.token_requests[0]
+    assert "scope=repository" in fake.token_requests[0]
     asked = len(fake.token_requests)
     registry.tags("app")
     assert len(fake.token_requests) == asked  # the token for that scope is kept
@@ -122,7 +123,8 @@ def test_a_bearer_token_service_that_refuses_is_a_clear_denial_naming_no_secret(
     registry = Registry(fake.url, credentials=lambda: Basic("robot", "wrong"), sleep=lambda _: None)
     with pytest.raises(RegistryDenied) as caught:
         registry.ping()
-    assert "token service refused" in str(caught.value) and "wrong" not in str(caught.value)
+    assert "token service refused" in str(caught.value)
+    assert "wrong" not in str(caught.value)
 
 
 def test_basic_auth_from_the_docker_config_file(fake, tmp_path):
@@ -176,7 +178,8 @@ def test_an_ecr_token_is_asked_for_again_only_near_its_expiry():
     now[0] += 11 * 3600
     assert credentials().password == "token-1"
     now[0] += 3600 - 200  # within five minutes of the expiry
-    assert credentials().password == "token-2" and len(calls) == 2
+    assert credentials().password == "token-2"
+    assert len(calls) == 2
 
 
 class Response(io.BytesIO):

@@ -46,14 +46,17 @@ def test_a_long_line_wraps_at_spaces_with_a_hanging_indent():
     text = "the quick brown fox jumps over the lazy dog " * 4
     pieces = wrap(text.strip(), 40, first=10, indent=10)
     assert len(pieces) > 1
-    assert 10 + len(pieces[0]) <= 40 and all(10 + len(piece) <= 40 for piece in pieces)
+    assert 10 + len(pieces[0]) <= 40
+    assert all(10 + len(piece) <= 40 for piece in pieces)
     assert " ".join(pieces) == text.strip()  # nothing lost, nothing split
 
 
 def test_an_arn_or_url_longer_than_the_room_stays_whole_on_a_line_of_its_own():
     pieces = wrap(f"started task {ARN} and read {URL} again", 60, first=16, indent=16)
-    assert ARN in pieces and URL in pieces
-    assert pieces[0] == "started task" and pieces[-1] == "again"
+    assert ARN in pieces
+    assert URL in pieces
+    assert pieces[0] == "started task"
+    assert pieces[-1] == "again"
     assert wrap(URL, 40, first=16, indent=16) == [URL]  # a line of one word: nothing to break
 
 
@@ -72,7 +75,8 @@ def test_colour_codes_take_no_room():
     plain._write, colored._write = plain_out.append, color_out.append
     plain.line(text, {"bold": True})
     colored.line(text, {"bold": True})
-    assert "\x1b[" in color_out[0] and "\x1b[" not in plain_out[0]
+    assert "\x1b[" in color_out[0]
+    assert "\x1b[" not in plain_out[0]
     assert [visible(line) for line in color_out[0].split("\n")] == [len(line) for line in plain_out[0].split("\n")]
     assert all(visible(line) <= 60 for line in color_out[0].split("\n"))
     words = " ".join(click.style("word", fg="red") for _ in range(20))
@@ -116,7 +120,8 @@ def test_an_error_wraps_under_its_text_and_leaves_a_command_to_paste_whole():
     assert all(len(line) + (7 if n == 0 else 0) <= 80 for n, line in enumerate(lines) if not line.startswith("    w"))
     assert re.match(r" {7}\S", lines[1])  # under the text after "Error: "
     state = next(n for n, line in enumerate(lines) if line.startswith("  cluster state:"))
-    assert lines[state + 1].startswith("    ") and not lines[state + 1].startswith("     ")
+    assert lines[state + 1].startswith("    ")
+    assert not lines[state + 1].startswith("     ")
     assert wrapped.endswith(command)  # its own continued lines, as the shell takes them
     assert re.sub(r"\s+", " ", wrapped) == re.sub(r"\s+", " ", message)
     assert wrap_message("short", 80) == "short"
@@ -188,17 +193,23 @@ def test_a_table_wraps_its_wordy_column_then_drops_the_least_useful_one():
              "scheduler, dag-processor, triggerer, api-server, worker, worker-reports"]]
     headers = ["stamp", "digest", "pushed at", "size", "running on"]
     wide = fitted(rows, headers, 200, wrap=(4,), drop=(3, 2))
-    assert len(wide.split("\n")) == 3 and "768.7 KiB" in wide
+    assert len(wide.split("\n")) == 3
+    assert "768.7 KiB" in wide
     narrow = fitted(rows, headers, 80, wrap=(4,), drop=(3, 2))
     assert max(len(line) for line in narrow.split("\n")) <= 80
-    assert "worker-reports" in narrow and "dag-processor," in narrow  # whole words, wrapped in their cell
+    assert "worker-reports" in narrow
+    assert "dag-processor," in narrow  # whole words, wrapped in their cell
     tight = fitted(rows, headers, 60, wrap=(4,), drop=(3, 2))
-    assert max(len(line) for line in tight.split("\n")) <= 60 and "KiB" not in tight and "pushed at" not in tight
+    assert max(len(line) for line in tight.split("\n")) <= 60
+    assert "KiB" not in tight
+    assert "pushed at" not in tight
 
 
 def test_the_services_table_names_services_without_the_prefix_and_deployments_by_their_tail():
     table = services_table([service("airflow-prod-scheduler"), service("airflow-prod-worker-reports")], 80)
-    assert table.split("\n")[2].split()[:1] == ["scheduler"] and "177151" in table and "ecs-svc" not in table
+    assert table.split("\n")[2].split()[:1] == ["scheduler"]
+    assert "177151" in table
+    assert "ecs-svc" not in table
     assert max(len(line) for line in table.split("\n")) <= 80
 
 

@@ -2,6 +2,7 @@
 
 import pytest
 from conftest import CLUSTER, REGION, SCHEDULER, WEB, WORKER, new_client, shared_client
+from helpers import describe, digests, primary_id, recording_sandbox, tasks
 
 from workflow_sandbox.simulator import Timings
 
@@ -22,22 +23,15 @@ def no_backoff(monkeypatch):
     monkeypatch.setattr(botocore.endpoint, "time", types.SimpleNamespace(sleep=lambda seconds: None))
 
 
-def describe(ecs, name):
-    return ecs.describe_services(cluster=CLUSTER, services=[name])["services"][0]
-
-
-def tasks(ecs, name, desired="RUNNING"):
-    arns = ecs.list_tasks(cluster=CLUSTER, serviceName=name, desiredStatus=desired)["taskArns"]
-    return ecs.describe_tasks(cluster=CLUSTER, tasks=arns)["tasks"] if arns else []
-
-
 def test_tasks_walk_the_ecs_lifecycle_with_the_clock(empty_cluster, ecs, clock):
     ecs.update_service(cluster=CLUSTER, service=SCHEDULER, desiredCount=1)
     seen = []
     for _ in range(10):
         seen += [t["lastStatus"] for t in tasks(ecs, SCHEDULER)]
         clock.sleep(1)
-    assert seen[0] == "PROVISIONING" and "PENDING" in seen and seen[-1] == "RUNNING"
+    assert seen[0] == "PROVISIONING"
+    assert "PENDING" in seen
+    assert seen[-1] == "RUNNING"
     ecs.update_service(cluster=CLUSTER, service=SCHEDULER, desiredCount=0)
     stopping = tasks(ecs, SCHEDULER, "STOPPED")
     assert [(t["lastStatus"], t["desiredStatus"]) for t in stopping] == [("DEACTIVATING", "STOPPED")]
@@ -61,12 +55,15 @@ def test_list_tasks_filters_by_service_and_defaults_to_desired_running(cluster, 
     assert len(tasks(ecs, WORKER)) == 3
     assert len(tasks(ecs, WEB)) == 1
     assert tasks(ecs, WORKER, "STOPPED") == []
+    ecs.update_service(cluster=CLUSTER, service=SCHEDULER, desiredCount=0)  # its task is desired STOPPED at once
+    assert ecs.list_tasks(cluster=CLUSTER, serviceName=SCHEDULER)["taskArns"] == []
+    assert len(ecs.list_tasks(cluster=CLUSTER, serviceName=SCHEDULER, desiredStatus="STOPPED")["taskArns"]) == 1
 
 
 def test_rolling_deployment_keeps_minimum_healthy_and_completes(cluster, ecs, clock):
     old = describe(ecs, WORKER)["deployments"][0]["id"]
     new = ecs.update_service(cluster=CLUSTER, service=WORKER, forceNewDeployment=True)["service"]
-    new_id = next(d["id"] for d in new["deployments"] if d["status"] == "PRIMARY")
+    new_id = primary_id(new)
     assert new_id != old
     for _ in range(30):
         service = describe(ecs, WORKER)
@@ -84,10 +81,12 @@ def test_a_deployment_that_cannot_pull_its_image_fails_its_tasks(cluster, ecs, c
     clock.sleep(10)
     service = describe(ecs, WORKER)
     primary = service["deployments"][0]
-    assert primary["failedTasks"] >= 3 and primary["rolloutState"] == "IN_PROGRESS"
+    assert primary["failedTasks"] >= 3
+    assert primary["rolloutState"] == "IN_PROGRESS"
     assert service["runningCount"] == 3  # the old tasks keep serving
     failed = [t for t in tasks(ecs, WORKER, "STOPPED") if t["startedBy"] == primary["id"]]
-    assert failed and all(t["stopCode"] == "TaskFailedToStart" for t in failed)
+    assert failed
+    assert all(t["stopCode"] == "TaskFailedToStart" for t in failed)
     assert failed[0]["stoppedReason"].startswith("CannotPullContainerError")
 
 
@@ -119,7 +118,8 @@ def test_a_hanging_deployment_never_completes(cluster, ecs, clock, sim):
     ecs.update_service(cluster=CLUSTER, service=WEB, forceNewDeployment=True)
     clock.sleep(600)
     service = describe(ecs, WEB)
-    assert len(service["deployments"]) == 2 and service["deployments"][0]["rolloutState"] == "IN_PROGRESS"
+    assert len(service["deployments"]) == 2
+    assert service["deployments"][0]["rolloutState"] == "IN_PROGRESS"
     assert service["deployments"][0]["pendingCount"] == 1
 
 
@@ -130,7 +130,8 @@ def test_one_off_tasks_run_then_stop_with_chosen_exit_codes(cluster, ecs, clock,
                         networkConfiguration=worker["networkConfiguration"])["tasks"][0]
     clock.sleep(60)
     (stopped,) = ecs.describe_tasks(cluster=CLUSTER, tasks=[task["taskArn"]])["tasks"]
-    assert stopped["lastStatus"] == "STOPPED" and stopped["stopCode"] == "EssentialContainerExited"
+    assert stopped["lastStatus"] == "STOPPED"
+    assert stopped["stopCode"] == "EssentialContainerExited"
     assert {c["name"]: c["exitCode"] for c in stopped["containers"]} == {"celery-worker": 3, "log-router": 0}
 
 
@@ -153,8 +154,7 @@ def provision(**kwargs):
 
 
 def force(ecs, name):
-    service = ecs.update_service(cluster=CLUSTER, service=name, forceNewDeployment=True)["service"]
-    return next(d["id"] for d in service["deployments"] if d["status"] == "PRIMARY")
+    return primary_id(ecs.update_service(cluster=CLUSTER, service=name, forceNewDeployment=True)["service"])
 
 
 def started_by(ecs, name, deployment_id):
@@ -179,7 +179,8 @@ def test_crashing_tasks_exit_after_running_without_counting_as_failed_and_loop(c
         states.append(next(d for d in describe(ecs, WORKER)["deployments"] if d["id"] == new)["rolloutState"])
         clock.sleep(1)
     # It completed before the first crash, and stays COMPLETED while its tasks crash and are replaced.
-    assert states[0] == "IN_PROGRESS" and "COMPLETED" in states
+    assert states[0] == "IN_PROGRESS"
+    assert "COMPLETED" in states
     assert states[states.index("COMPLETED"):] == ["COMPLETED"] * (len(states) - states.index("COMPLETED"))
     deployment = describe(ecs, WORKER)["deployments"][0]
     assert deployment["failedTasks"] == 0
@@ -212,7 +213,8 @@ def test_a_crash_loop_never_trips_the_circuit_breaker(sim, clock, ecs):
     assert (deployment["id"], deployment["failedTasks"]) == (new, 0)
     assert deployment["rolloutState"] != "FAILED"
     crashed = [t for t in started_by(ecs, WORKER, new) if t["desiredStatus"] == "STOPPED"]
-    assert len(crashed) > 10 and all(t["stopCode"] == "EssentialContainerExited" for t in crashed)
+    assert len(crashed) > 10
+    assert all(t["stopCode"] == "EssentialContainerExited" for t in crashed)
 
 
 @pytest.mark.parametrize("reset, failed_tasks", [(None, 0), (True, 0), (False, 2)])
@@ -249,7 +251,8 @@ def test_unhealthy_tasks_are_replaced_counted_and_trip_the_circuit_breaker(sim, 
         clock.sleep(1)
     assert {1, 2, 3} <= failed
     unhealthy = [t for t in started_by(ecs, WEB, new) if t["desiredStatus"] == "STOPPED"]
-    assert unhealthy and all(t["stopCode"] == "ServiceSchedulerInitiated" for t in unhealthy)
+    assert unhealthy
+    assert all(t["stopCode"] == "ServiceSchedulerInitiated" for t in unhealthy)
     assert all(t["stoppedReason"].startswith("Task failed ELB health checks in (target-group "
                                              "arn:aws:elasticloadbalancing:") for t in unhealthy)
     service = describe(ecs, WEB)
@@ -280,7 +283,8 @@ def test_the_circuit_breaker_trips_at_its_configured_threshold(sim, clock, ecs, 
         seen.add((deployment["failedTasks"], deployment["rolloutState"]))
         clock.sleep(0.5)
     assert all(state == "IN_PROGRESS" for failed, state in seen if failed < threshold)
-    assert deployment["rolloutState"] == "FAILED" and deployment["failedTasks"] >= threshold
+    assert deployment["rolloutState"] == "FAILED"
+    assert deployment["failedTasks"] >= threshold
 
 
 def test_an_essential_container_exiting_before_running_is_a_failed_launch(sim, clock, ecs):
@@ -290,7 +294,8 @@ def test_an_essential_container_exiting_before_running_is_a_failed_launch(sim, c
     new = force(ecs, WORKER)
     clock.sleep(20)
     crashed = [t for t in started_by(ecs, WORKER, new) if t.get("stopCode") == "EssentialContainerExited"]
-    assert len(crashed) >= 3 and not any("startedAt" in t for t in crashed)
+    assert len(crashed) >= 3
+    assert not any("startedAt" in t for t in crashed)
     assert all(c["exitCode"] == 3 for t in crashed for c in t["containers"] if c["name"] == "celery-worker")
     service = describe(ecs, WORKER)
     assert new not in [d["id"] for d in service["deployments"]]  # the breaker counted them, and rolled back
@@ -313,7 +318,8 @@ def test_one_off_tasks_are_missing_for_a_while_after_run_task(cluster, ecs, cloc
     sim.missing_seconds = 10
     arn = run_one_off(ecs)["taskArn"]
     answer = ecs.describe_tasks(cluster=CLUSTER, tasks=[arn])
-    assert answer["tasks"] == [] and answer["failures"] == [{"arn": arn, "reason": "MISSING"}]
+    assert answer["tasks"] == []
+    assert answer["failures"] == [{"arn": arn, "reason": "MISSING"}]
     assert arn not in ecs.list_tasks(cluster=CLUSTER, startedBy="workflow")["taskArns"]
     clock.sleep(10)
     (task,) = ecs.describe_tasks(cluster=CLUSTER, tasks=[arn])["tasks"]
@@ -325,14 +331,16 @@ def test_describe_services_answers_the_old_state_right_after_update_service(clus
     sim.stale_seconds = 5
     before = describe(ecs, WORKER)
     answer = ecs.update_service(cluster=CLUSTER, service=WORKER, desiredCount=5, forceNewDeployment=True)["service"]
-    assert answer["desiredCount"] == 5 and len(answer["deployments"]) == 2
+    assert answer["desiredCount"] == 5
+    assert len(answer["deployments"]) == 2
     clock.sleep(1)
     stale = describe(ecs, WORKER)
     assert (stale["desiredCount"], stale["deployments"]) == (3, before["deployments"])
     assert stale["runningCount"] == before["runningCount"]
     clock.sleep(4)
     fresh = describe(ecs, WORKER)
-    assert fresh["desiredCount"] == 5 and fresh["deployments"][0]["id"] == answer["deployments"][0]["id"]
+    assert fresh["desiredCount"] == 5
+    assert fresh["deployments"][0]["id"] == answer["deployments"][0]["id"]
 
 
 def test_code_deploy_and_external_services_show_task_sets_and_refuse_force_new_deployment(sim, clock, ecs):
@@ -341,12 +349,15 @@ def test_code_deploy_and_external_services_show_task_sets_and_refuse_force_new_d
     provision(deployment_controllers={"web": "CODE_DEPLOY", "worker": "EXTERNAL"})
     clock.sleep(60)
     web, worker = describe(ecs, WEB), describe(ecs, WORKER)
-    assert web["deploymentController"] == {"type": "CODE_DEPLOY"} and web["deployments"] == []
+    assert web["deploymentController"] == {"type": "CODE_DEPLOY"}
+    assert web["deployments"] == []
     (task_set,) = web["taskSets"]
     assert (task_set["status"], task_set["runningCount"], task_set["stabilityStatus"]) == ("PRIMARY", 1, "STEADY_STATE")
     assert web["runningCount"] == 1
-    assert worker["deploymentController"] == {"type": "EXTERNAL"} and worker["deployments"] == []
-    assert worker.get("taskSets", []) == [] and worker["runningCount"] == 0
+    assert worker["deploymentController"] == {"type": "EXTERNAL"}
+    assert worker["deployments"] == []
+    assert worker.get("taskSets", []) == []
+    assert worker["runningCount"] == 0
     for name, message in [
         (WEB, "Cannot force a new deployment on services with a CODE_DEPLOY deployment controller. "
               "Use AWS CodeDeploy to trigger a new deployment."),
@@ -380,7 +391,8 @@ def test_logs_arrive_late_and_empty_pages_do_not_end_the_stream(cluster, ecs, cl
     third = logs.get_log_events(**stream, startFromHead=True, nextToken=second["nextForwardToken"])
     assert [e["message"] for e in third["events"]] == ["Starting: airflow db migrate", "Working..."]
     end = logs.get_log_events(**stream, startFromHead=True, nextToken=third["nextForwardToken"])
-    assert end["events"] == [] and end["nextForwardToken"] == third["nextForwardToken"]  # the end of the stream
+    assert end["events"] == []
+    assert end["nextForwardToken"] == third["nextForwardToken"]  # the end of the stream
 
 
 def test_one_off_tasks_can_be_interrupted_and_user_stops_exit_as_configured(cluster, ecs, clock, sim):
@@ -508,25 +520,18 @@ IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/airflow-prod:latest"
 
 
 @pytest.fixture
-def registry(sim):
+def registry(sim_registry):
     """The simulated ECR (SHA-256 digests of the manifest bytes), with release v1 under airflow-prod:latest."""
-
     from workflow_sandbox.images import push_image, random_layers
-    from workflow_sandbox.registry import Registry, simulated_ecr
 
-    with simulated_ecr(Registry()):
-        ecr = shared_client("ecr")
-        ecr.create_repository(repositoryName="airflow-prod")
+    ecr = sim_registry.ecr
+    ecr.create_repository(repositoryName="airflow-prod")
 
-        def push(release, tag="latest"):
-            return push_image(ecr, "airflow-prod", random_layers(2, 1024, seed=release), tag)["digest"]
+    def push(release, tag="latest"):
+        return push_image(ecr, "airflow-prod", random_layers(2, 1024, seed=release), tag)["digest"]
 
-        push.v1 = push(1)
-        yield push
-
-
-def digests(ecs, name, container="celery-worker", desired="RUNNING"):
-    return [next(c.get("imageDigest") for c in t["containers"] if c["name"] == container) for t in tasks(ecs, name, desired)]
+    push.v1 = push(1)
+    return push
 
 
 def test_a_deployment_keeps_the_digest_it_resolved_when_its_tag_moves(registry, ecs, clock):
@@ -559,7 +564,8 @@ def test_run_task_resolves_the_tag_at_launch(registry, ecs, clock):
     clock.sleep(60)
     by_arn = {t["taskArn"]: t for t in ecs.describe_tasks(cluster=CLUSTER, tasks=[before, after])["tasks"]}
     shown = {arn: {c["name"]: c["imageDigest"] for c in t["containers"]} for arn, t in by_arn.items()}
-    assert shown[before]["celery-worker"] == registry.v1 and shown[after]["celery-worker"] == v2
+    assert shown[before]["celery-worker"] == registry.v1
+    assert shown[after]["celery-worker"] == v2
     import hashlib
 
     # An image outside the simulated registry has a stable made-up digest.
@@ -587,7 +593,8 @@ def test_a_tag_missing_from_the_repository_fails_to_start(registry, ecs, clock):
     for task in [*failed, stopped]:
         assert (task["stopCode"], task["stoppedReason"]) == ("TaskFailedToStart", PULL_ERROR.format(image=missing))
         assert "imageDigest" not in task["containers"][0]
-    assert len(failed) >= 3 and describe(ecs, WORKER)["runningCount"] == 3  # the old tasks keep serving
+    assert len(failed) >= 3
+    assert describe(ecs, WORKER)["runningCount"] == 3  # the old tasks keep serving
 
 
 def test_a_rollback_returns_to_the_digest_the_previous_deployment_ran(registry, sim, ecs, clock):
@@ -647,7 +654,8 @@ def test_update_service_deployment_configuration_is_merged_shown_and_honoured(si
     (new,) = tasks(ecs, SCHEDULER)
     assert new["lastStatus"] == "PROVISIONING"  # maximumPercent 100: its replacement starts meanwhile
     clock.sleep(60)
-    assert len(tasks(ecs, SCHEDULER)) == 1 and len(sim.alive(SCHEDULER)) == 1
+    assert len(tasks(ecs, SCHEDULER)) == 1
+    assert len(sim.alive(SCHEDULER)) == 1
 
 
 # --- tags on the cluster -----------------------------------------------------------------------------
@@ -704,7 +712,8 @@ def test_a_stopped_task_deprovisions_then_stops_showing_each_phase_as_describe_t
     deprovisioning, stopped = seen["DEPROVISIONING"], seen["STOPPED"]
     # Its containers have stopped and say how; ECS detaches the network interface, and the task is not STOPPED yet.
     assert [(c["lastStatus"], c["exitCode"]) for c in deprovisioning["containers"]] == [("STOPPED", 143)]
-    assert "stoppedAt" not in deprovisioning and deprovisioning["attachments"][0]["status"] == "DETACHING"
+    assert "stoppedAt" not in deprovisioning
+    assert deprovisioning["attachments"][0]["status"] == "DETACHING"
     deployment = describe(ecs, SCHEDULER)["deployments"][0]["id"]
     assert (deprovisioning["stopCode"], deprovisioning["stoppedReason"]) == (
         "ServiceSchedulerInitiated", f"Scaling activity initiated by (deployment {deployment})")
@@ -714,7 +723,8 @@ def test_a_stopped_task_deprovisions_then_stops_showing_each_phase_as_describe_t
     assert stopped["attachments"][0]["status"] == "DELETED"
     with pytest.raises(ec2.exceptions.ClientError):
         ec2.describe_network_interfaces(NetworkInterfaceIds=[eni])  # ECS deleted it
-    assert describe(ecs, SCHEDULER)["runningCount"] == 0 and sim.alive(SCHEDULER) == []
+    assert describe(ecs, SCHEDULER)["runningCount"] == 0
+    assert sim.alive(SCHEDULER) == []
 
 
 def test_without_deprovisioning_a_task_stops_as_its_containers_do(cluster, sim, clock, ecs):
@@ -724,7 +734,8 @@ def test_without_deprovisioning_a_task_stops_as_its_containers_do(cluster, sim, 
     for _ in range(12):
         statuses.append(ecs.describe_tasks(cluster=CLUSTER, tasks=[task["taskArn"]])["tasks"][0]["lastStatus"])
         clock.sleep(0.5)
-    assert "DEPROVISIONING" not in statuses and statuses[-1] == "STOPPED"
+    assert "DEPROVISIONING" not in statuses
+    assert statuses[-1] == "STOPPED"
     (stopped,) = ecs.describe_tasks(cluster=CLUSTER, tasks=[task["taskArn"]])["tasks"]
     assert stopped["executionStoppedAt"] == stopped["stoppedAt"]
 
@@ -739,7 +750,8 @@ def test_a_failed_launch_deprovisions_too(sim, clock, ecs):
     assert (task["lastStatus"], task["stopCode"], "stoppedAt" in task) == ("DEPROVISIONING", "TaskFailedToStart", False)
     clock.sleep(4)
     (task,) = ecs.describe_tasks(cluster=CLUSTER, tasks=[arn])["tasks"]
-    assert task["lastStatus"] == "STOPPED" and (task["stoppedAt"] - task["executionStoppedAt"]).total_seconds() == 4
+    assert task["lastStatus"] == "STOPPED"
+    assert (task["stoppedAt"] - task["executionStoppedAt"]).total_seconds() == 4
 
 
 def test_ecs_forgets_a_stopped_task_after_an_hour(cluster, sim, clock, ecs):
@@ -753,7 +765,8 @@ def test_ecs_forgets_a_stopped_task_after_an_hour(cluster, sim, clock, ecs):
     assert arn in ecs.list_tasks(cluster=CLUSTER, desiredStatus="STOPPED")["taskArns"]
     clock.sleep(1)
     answer = ecs.describe_tasks(cluster=CLUSTER, tasks=[arn])
-    assert answer["tasks"] == [] and answer["failures"] == [{"arn": arn, "reason": "MISSING"}]
+    assert answer["tasks"] == []
+    assert answer["failures"] == [{"arn": arn, "reason": "MISSING"}]
     assert arn not in ecs.list_tasks(cluster=CLUSTER, desiredStatus="STOPPED")["taskArns"]
     assert arn not in ecs_backends["123456789012"][REGION].tasks[CLUSTER]
     assert all(t.task_arn != arn for t in sim.tasks)
@@ -787,7 +800,7 @@ def log_lines(task_arn: str, prefix: str, container: str) -> list[str]:
 
 
 @pytest.fixture
-def airflow(sim, clock):
+def airflow(sim, clock, sim_registry):
     """`airflow.start(version, shape)`: an Airflow cluster whose images carry Airflow versions, its database at the
     schema of the running release; `airflow.push(version)` moves `latest` to an image of another release."""
     import types
@@ -797,32 +810,30 @@ def airflow(sim, clock):
     from workflow_sandbox.image_config import config_reader
     from workflow_sandbox.images import push_image, random_layers
     from workflow_sandbox.provision import provision_cluster, running_counts
-    from workflow_sandbox.registry import Registry, simulated_ecr
     from workflow_sandbox.server import airflow_image_config
 
-    with simulated_ecr(Registry()) as registry:
-        ecr = shared_client("ecr")
-        ecr.create_repository(repositoryName="airflow-prod")
-        seeds = {}
+    registry, ecr = sim_registry, sim_registry.ecr
+    ecr.create_repository(repositoryName="airflow-prod")
+    seeds = {}
 
-        def push(version: str, tag: str = "latest") -> str:
-            seeds.setdefault(version, len(seeds) + 1)
-            layers = random_layers(2, 1024, seed=seeds[version])
-            return push_image(ecr, "airflow-prod", layers, tag, config=airflow_image_config(version))["digest"]
+    def push(version: str, tag: str = "latest") -> str:
+        seeds.setdefault(version, len(seeds) + 1)
+        layers = random_layers(2, 1024, seed=seeds[version])
+        return push_image(ecr, "airflow-prod", layers, tag, config=airflow_image_config(version))["digest"]
 
-        def start(version: str = V3_OLD, shape: int = 3, head: str | None = "running"):
-            """Push `version` as latest, set the database (`head` "running": the version's schema), provision."""
-            push(version)
-            sim.image_config = config_reader(registry)
-            sim.database = AirflowDatabase(head=schema_of(version) if head == "running" else head)
-            env.provisioned = provision_cluster(shared_client, counts=running_counts(shape), airflow=shape)
-            clock.sleep(60)
-            with sim.lock:
-                sim.advance()  # played now, before the test changes the database behind the simulation's back
-            return env.provisioned
+    def start(version: str = V3_OLD, shape: int = 3, head: str | None = "running"):
+        """Push `version` as latest, set the database (`head` "running": the version's schema), provision."""
+        push(version)
+        sim.image_config = config_reader(registry)
+        sim.database = AirflowDatabase(head=schema_of(version) if head == "running" else head)
+        env.provisioned = provision_cluster(shared_client, counts=running_counts(shape), airflow=shape)
+        clock.sleep(60)
+        with sim.lock:
+            sim.advance()  # played now, before the test changes the database behind the simulation's back
+        return env.provisioned
 
-        env = types.SimpleNamespace(push=push, start=start, registry=registry, ecr=ecr)
-        yield env
+    env = types.SimpleNamespace(push=push, start=start, registry=registry, ecr=ecr)
+    return env
 
 
 def crashed(ecs, name, deployment_id):
@@ -851,7 +862,8 @@ def test_a_new_image_started_before_the_migration_crash_loops_with_airflows_line
     worker = f"{CLUSTER}-worker"
     new_worker = force(ecs, worker)
     clock.sleep(60)
-    assert crashed(ecs, worker, new_worker) == [] and describe(ecs, worker)["runningCount"] == 3
+    assert crashed(ecs, worker, new_worker) == []
+    assert describe(ecs, worker)["runningCount"] == 3
 
 
 def test_an_old_image_restarted_after_the_migration_crash_loops_too(airflow, sim, clock, ecs):
@@ -897,7 +909,8 @@ def test_airflow_2_migrates_in_airflow_2s_words(airflow, sim, clock, ecs):
     assert (code, sim.database.head) == (0, schema_of("2.10.5"))
     assert lines == [f"DB: {url}", f"Performing upgrade to the metadata database {url}",
                      f"[{stamp}] {{db.py:1675}} INFO - Creating tables", "Database migrating done!"]
-    assert stamp.endswith("+0000") and len(stamp) == len("2026-01-01T00:00:00.000+0000")
+    assert stamp.endswith("+0000")
+    assert len(stamp) == len("2026-01-01T00:00:00.000+0000")
 
 
 def test_releases_that_share_a_schema_start_on_each_others_database(airflow, sim, clock, ecs):
@@ -943,7 +956,8 @@ def test_db_migrate_moves_the_schema_to_its_image_when_it_ends_and_the_next_star
     assert sim.database.head == schema_of(V3_OLD)  # not yet: the migration still runs
     clock.sleep(30)
     code, lines = finished(ecs, arn)
-    assert code == 0 and sim.database.head == schema_of(V3_NEW)
+    assert code == 0
+    assert sim.database.head == schema_of(V3_NEW)
     assert [line.split("] ", 1)[1].split(" [")[0].strip() for line in lines] == [
         "Performing upgrade to the metadata database", "Migrating the Airflow database", "Database migration done!"]
     new = force(ecs, f"{CLUSTER}-scheduler")
@@ -960,7 +974,8 @@ def test_db_migrate_initialises_an_empty_database(airflow, sim, clock, ecs):
     arn = one_off(ecs, ["airflow", "db", "migrate"])
     clock.sleep(60)
     code, lines = finished(ecs, arn)
-    assert code == 0 and sim.database.head == schema_of(V3_OLD)
+    assert code == 0
+    assert sim.database.head == schema_of(V3_OLD)
     assert "Creating Airflow database tables from the ORM" in lines[1]
 
 
@@ -972,7 +987,8 @@ def test_db_migrate_with_an_older_image_than_the_database_fails_in_alembic(airfl
     arn = one_off(ecs, ["airflow", "db", "migrate"])
     clock.sleep(60)
     code, lines = finished(ecs, arn)
-    assert code == 1 and sim.database.head == schema_of(V3_NEW)
+    assert code == 1
+    assert sim.database.head == schema_of(V3_NEW)
     assert lines[-1] == "alembic.util.exc.CommandError: Can't locate revision identified by 'd2f4e1b3c5a7'"
 
 
@@ -985,7 +1001,8 @@ def test_a_second_migration_waits_for_the_lock_then_fails_on_it(airflow, sim, cl
     clock.sleep(2)
     second = one_off(ecs, ["airflow", "db", "migrate"])  # starts while the first one migrates
     clock.sleep(60)
-    assert finished(ecs, first)[0] == 0 and sim.database.head == schema_of(V3_NEW)
+    assert finished(ecs, first)[0] == 0
+    assert sim.database.head == schema_of(V3_NEW)
     code, lines = finished(ecs, second)
     assert code == 1
     assert lines[-3:] == ["sqlalchemy.exc.OperationalError: (psycopg2.errors.LockNotAvailable) canceling statement due "
@@ -1011,7 +1028,8 @@ def test_a_migration_stopped_by_the_user_changes_nothing_and_frees_the_lock(airf
     assert sim.database.head == schema_of(V3_OLD)
     arn = one_off(ecs, ["airflow", "db", "migrate"])
     clock.sleep(60)
-    assert finished(ecs, arn)[0] == 0 and sim.database.head == schema_of(V3_NEW)
+    assert finished(ecs, arn)[0] == 0
+    assert sim.database.head == schema_of(V3_NEW)
 
 
 def test_a_rehearsed_one_off_failure_wins_over_the_migration(airflow, sim, clock, ecs):
@@ -1022,7 +1040,8 @@ def test_a_rehearsed_one_off_failure_wins_over_the_migration(airflow, sim, clock
     sim.one_off_exit_code = 3
     arn = one_off(ecs, ["airflow", "db", "migrate"])
     clock.sleep(60)
-    assert finished(ecs, arn)[0] == 3 and sim.database.head == schema_of(V3_OLD)
+    assert finished(ecs, arn)[0] == 3
+    assert sim.database.head == schema_of(V3_OLD)
 
 
 @pytest.mark.parametrize("command, image, code, last", [
@@ -1063,11 +1082,13 @@ def test_after_a_downgrade_the_earlier_release_starts_again(airflow, sim, clock,
     assert crashed(ecs, f"{CLUSTER}-scheduler", rolled_back) == []
     arn = one_off(ecs, ["airflow", "db", "downgrade", "--to-version", V3_OLD, "-y"])  # with v2, which holds the scripts
     clock.sleep(60)
-    assert finished(ecs, arn)[0] == 0 and sim.database.head == schema_of(V3_OLD)
+    assert finished(ecs, arn)[0] == 0
+    assert sim.database.head == schema_of(V3_OLD)
     airflow.push(V3_OLD)  # latest back to v1
     back = force(ecs, f"{CLUSTER}-scheduler")
     clock.sleep(40)
-    assert crashed(ecs, f"{CLUSTER}-scheduler", back) == [] and v2 not in digests(ecs, f"{CLUSTER}-scheduler", "scheduler")
+    assert crashed(ecs, f"{CLUSTER}-scheduler", back) == []
+    assert v2 not in digests(ecs, f"{CLUSTER}-scheduler", "scheduler")
 
 
 def test_db_check_migrations_waits_for_the_schema_then_times_out(airflow, sim, clock, ecs):
@@ -1080,7 +1101,8 @@ def test_db_check_migrations_waits_for_the_schema_then_times_out(airflow, sim, c
     clock.sleep(60)
     assert finished(ecs, matching) == (0, [])
     code, lines = finished(ecs, behind)
-    assert code == 1 and len([line for line in lines if "Waiting for migrations..." in line]) == 5
+    assert code == 1
+    assert len([line for line in lines if "Waiting for migrations..." in line]) == 5
     assert lines[-1] == ("TimeoutError: There are still unapplied migrations after 5 seconds. MigrationHead(s) in DB: "
                          "{'1d6611b6ab7c'} | Migration Head(s) in Source Code: {'d2f4e1b3c5a7'}")
 
@@ -1088,9 +1110,11 @@ def test_db_check_migrations_waits_for_the_schema_then_times_out(airflow, sim, c
     clock.sleep(9)
     migration = one_off(ecs, ["airflow", "db", "migrate"])  # ends 14 s later; the check sees it and exits 0
     clock.sleep(60)
-    assert finished(ecs, migration)[0] == 0 and sim.database.head == schema_of(V3_NEW)
+    assert finished(ecs, migration)[0] == 0
+    assert sim.database.head == schema_of(V3_NEW)
     code, lines = finished(ecs, waiting)
-    assert code == 0 and 10 <= len(lines) < 30
+    assert code == 0
+    assert 10 <= len(lines) < 30
 
 
 def test_other_one_offs_behave_as_before(airflow, sim, clock, ecs):
@@ -1242,7 +1266,8 @@ def test_the_refusal_reads_as_each_major_version_writes_it():
     assert migration_required("2.11.0", initialised=False).startswith(
         "ERROR: You need to initialize the database. Please run `airflow db init`.")
     line = "2026-01-01T00:00:01.000000Z [error    ] " + migration_required("3.3.2") + " [airflow.utils.db] loc=db.py:997"
-    assert says_migration_required(line) and not says_migration_required("ERROR: cannot connect to broker")
+    assert says_migration_required(line)
+    assert not says_migration_required("ERROR: cannot connect to broker")
 
 
 # --- moto's version, and the sandbox --------------------------------------------------------------------------
@@ -1277,30 +1302,13 @@ def test_the_sandbox_refuses_to_start_on_another_moto(run, monkeypatch):
 
 
 def test_the_sandbox_command_passes_the_airflow_options_on(run, monkeypatch):
-    from workflow_sandbox import command, server
-
-    started = []
-
-    class RecordingSandbox:
-        endpoint = "http://127.0.0.1:4566"
-        environment = {"AWS_ENDPOINT_URL": endpoint}
-        releases = {"v1": "sha256:1", "v2": "sha256:2"}
-
-        def __init__(self, config):
-            started.append(config)
-
-        def start(self):
-            return self
-
-        def stop(self):
-            pass
-
-    monkeypatch.setattr(server, "Sandbox", RecordingSandbox)
-    monkeypatch.setattr(command, "wait_for_interrupt", lambda: None)
+    recorded = recording_sandbox(monkeypatch)
     result = run("sandbox")
     assert result.exit_code == 0, result.stderr
-    assert (started[0].airflow, started[0].versions(), started[0].deprovision_seconds) == (3, ("3.2.2", "3.3.2"), 3.0)
-    assert started[0].timings().drain_by_service == {f"{CLUSTER}-api-server": 3.0}
+    config = recorded[0]
+    assert recorded[1:] == ["started", "stopped"]
+    assert (config.airflow, config.versions(), config.deprovision_seconds) == (3, ("3.2.2", "3.3.2"), 3.0)
+    assert config.timings().drain_by_service == {f"{CLUSTER}-api-server": 3.0}
     assert ("sandbox: Airflow 3 cluster airflow-prod: airflow-prod-scheduler, airflow-prod-dag-processor, "
             "airflow-prod-api-server (behind a load balancer), airflow-prod-triggerer (no airflow-role tag), "
             "airflow-prod-worker (queue default), airflow-prod-worker-reports (queue reports)\n") in result.stderr
@@ -1313,17 +1321,19 @@ def test_the_sandbox_command_passes_the_airflow_options_on(run, monkeypatch):
     result = run("sandbox", "--task-deprovision-seconds", "0", "--airflow-versions", "2.9.3,2.10.5",
                  "--db-snapshot-seconds", "30")
     assert result.exit_code == 0, result.stderr
-    config = started[1]
+    config = recorded[3]
     assert (config.airflow, config.versions(), config.deprovision_seconds, config.db_snapshot_seconds) == (
         2, ("2.9.3", "2.10.5"), 0.0, 30.0)
-    assert config.service("web") == f"{CLUSTER}-web" and config.timings().deprovision == 0
+    assert config.service("web") == f"{CLUSTER}-web"
+    assert config.timings().deprovision == 0
     assert "sandbox: Airflow 2 cluster airflow-prod: airflow-prod-scheduler, airflow-prod-worker, airflow-prod-web\n" in (
         result.stderr)
 
     for bad in ("2.5.0,3.3.2", "3.3.2", "3.3.2,"):
         result = run("sandbox", "--airflow-versions", bad)
-        assert result.exit_code == 2 and "--airflow-versions" in result.stderr, bad
-    assert len(started) == 2
+        assert result.exit_code == 2, bad
+        assert "--airflow-versions" in result.stderr, bad
+    assert recorded[4:] == ["started", "stopped"]  # the bad values built no sandbox
 
 
 @pytest.mark.realtime
@@ -1344,7 +1354,8 @@ def test_the_sandbox_runs_an_airflow_3_cluster_on_v1s_schema_with_versioned_rele
         names = sorted(a.rsplit("/", 1)[-1] for a in ecs.list_services(cluster=CLUSTER)["serviceArns"])
         assert names == sorted(f"{CLUSTER}-{name}" for name in AIRFLOW3)
         sim = box.simulation
-        assert sim.database.head == schema_of("3.2.2") and sim.timings.deprovision == pytest.approx(0.15)
+        assert sim.database.head == schema_of("3.2.2")
+        assert sim.timings.deprovision == pytest.approx(0.15)
         assert sim.image_config is not None
         from workflow.airflow_schema import version_from_config
 

@@ -2,6 +2,7 @@
 
 import snapshots
 from conftest import REGION, new_client
+from helpers import describe
 from moto import mock_aws
 
 from workflow_sandbox.images import push_image, random_layers
@@ -63,6 +64,5 @@ def test_an_airflow_3_cluster_is_restored_with_its_load_balancer_and_database_an
                 assert database["Engine"] == "postgres", attempt
                 ecs.update_service(cluster=CLUSTER, service=f"{CLUSTER}-worker", forceNewDeployment=True)
                 clock.sleep(60)
-                (deployment,) = ecs.describe_services(cluster=CLUSTER, services=[f"{CLUSTER}-worker"])["services"][0][
-                    "deployments"]
+                (deployment,) = describe(ecs, f"{CLUSTER}-worker")["deployments"]
                 assert (deployment["rolloutState"], deployment["runningCount"]) == ("COMPLETED", 3), attempt

@@ -6,6 +6,7 @@ import re
 
 import pytest
 from conftest import CLUSTER, shared_client
+from helpers import retag
 
 from workflow.airflow_schema import schema_of
 
@@ -31,7 +32,7 @@ STORY = [  # scripts/demo.sh, step by step: (arguments, exit code)
 
 
 @pytest.fixture
-def sandbox(sim, clock, monkeypatch):
+def sandbox(sim, clock, monkeypatch, sim_registry):
     """As `workflow sandbox` starts: release v1 (Airflow 3.2.2) in airflow-prod under `latest` and a stamp, deployed,
     the database at its schema; v2 (Airflow 3.3.2) staged in airflow-stage; Airflow's API following the cluster."""
     from workflow_sandbox.airflow_api import FakeAirflowApi
@@ -40,35 +41,32 @@ def sandbox(sim, clock, monkeypatch):
     from workflow_sandbox.image_config import config_reader
     from workflow_sandbox.images import push_image
     from workflow_sandbox.provision import provision_cluster, running_counts
-    from workflow_sandbox.registry import Registry, simulated_ecr
     from workflow_sandbox.server import airflow_image_config, release_layers
 
-    with simulated_ecr(Registry()) as registry:
-        ecr = shared_client("ecr")
-        for repository in ("airflow-stage", "airflow-prod"):
-            ecr.create_repository(repositoryName=repository)
-        v1 = push_image(ecr, "airflow-prod", release_layers(1), RELEASED, config=airflow_image_config(V1))
-        ecr.put_image(repositoryName="airflow-prod", imageManifest=v1["manifest"], imageManifestMediaType=v1["media_type"],
-                      imageTag="latest")
-        push_image(ecr, "airflow-stage", release_layers(2), "latest", config=airflow_image_config(V2))
-        sim.image_config = config_reader(registry)
-        sim.database = AirflowDatabase(
-            head=schema_of(V1),
-            url=f"postgresql+psycopg2://airflow:***@{CLUSTER}-db.sandbox.us-east-1.rds.amazonaws.com:5432/airflow")
-        provision_cluster(shared_client, counts=running_counts(3), airflow=3, db_instance=True)
-        clock.sleep(600)
-        roles = {role: [f"{CLUSTER}-{role}"] for role in ("scheduler", "dag-processor", "triggerer")}
-        model = SimulatedAirflow(sim, roles, [f"{CLUSTER}-worker", f"{CLUSTER}-worker-reports"], Work(seconds=20),
-                                 major=3, version=V1, users={"admin": "sandbox"})
-        server = FakeAirflowApi(model).start()
-        for name, value in {"WORKFLOW_AIRFLOW_URL": server.url, "WORKFLOW_AIRFLOW_USERNAME": "admin",
-                            "WORKFLOW_AIRFLOW_PASSWORD": "sandbox", "WORKFLOW_POLL_INTERVAL": "1",
-                            "WORKFLOW_STABILITY_WINDOW": "5"}.items():
-            monkeypatch.setenv(name, value)
-        try:
-            yield
-        finally:
-            server.stop()
+    ecr = sim_registry.ecr
+    for repository in ("airflow-stage", "airflow-prod"):
+        ecr.create_repository(repositoryName=repository)
+    v1 = push_image(ecr, "airflow-prod", release_layers(1), RELEASED, config=airflow_image_config(V1))
+    retag(ecr, "airflow-prod", v1, "latest")
+    push_image(ecr, "airflow-stage", release_layers(2), "latest", config=airflow_image_config(V2))
+    sim.image_config = config_reader(sim_registry)
+    sim.database = AirflowDatabase(
+        head=schema_of(V1),
+        url=f"postgresql+psycopg2://airflow:***@{CLUSTER}-db.sandbox.us-east-1.rds.amazonaws.com:5432/airflow")
+    provision_cluster(shared_client, counts=running_counts(3), airflow=3, db_instance=True)
+    clock.sleep(600)
+    roles = {role: [f"{CLUSTER}-{role}"] for role in ("scheduler", "dag-processor", "triggerer")}
+    model = SimulatedAirflow(sim, roles, [f"{CLUSTER}-worker", f"{CLUSTER}-worker-reports"], Work(seconds=20),
+                             major=3, version=V1, users={"admin": "sandbox"})
+    server = FakeAirflowApi(model).start()
+    for name, value in {"WORKFLOW_AIRFLOW_URL": server.url, "WORKFLOW_AIRFLOW_USERNAME": "admin",
+                        "WORKFLOW_AIRFLOW_PASSWORD": "sandbox", "WORKFLOW_POLL_INTERVAL": "1",
+                        "WORKFLOW_STABILITY_WINDOW": "5"}.items():
+        monkeypatch.setenv(name, value)
+    try:
+        yield
+    finally:
+        server.stop()
 
 
 def tell(run) -> list[tuple[list[str], object]]:
@@ -92,7 +90,8 @@ def test_every_line_of_the_story_fits_80_columns(sandbox, run, monkeypatch):
     wide = [line for _, result in results for stream in (result.stdout, result.stderr)
             for line in stream.splitlines() if len(line) > 80]
     # Only the database URL in the migration's own log lines is longer than a line: one word, kept whole.
-    assert wide and all(unbreakable(line) and line.lstrip().startswith("url=postgresql") for line in wide), wide
+    assert wide
+    assert all(unbreakable(line) and line.lstrip().startswith("url=postgresql") for line in wide), wide
     assert [line for _, result in results for line in needless(result.stderr, 80)] == []
     # What the lines say is still there: the stamp, short deployment ids, the plan's images, the tables' rows.
     stderr = "".join(result.stderr for _, result in results)

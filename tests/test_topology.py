@@ -63,11 +63,13 @@ def test_the_seed_shape_is_three_roles_and_airflow_2():
     topology = assign(CLUSTER, {f"{CLUSTER}-{n}": {} for n in ("scheduler", "worker", "web")})
     assert topology.by_role == {SCHEDULER: [f"{CLUSTER}-scheduler"], WEBSERVER: [f"{CLUSTER}-web"],
                                 WORKER: [f"{CLUSTER}-worker"]}
-    assert not topology.is_airflow3 and topology.unmanaged == ()
+    assert not topology.is_airflow3
+    assert topology.unmanaged == ()
 
 
 def test_roles_as_typed():
-    assert role_of("web") == WEBSERVER and role_of("dag-processor") == DAG_PROCESSOR
+    assert role_of("web") == WEBSERVER
+    assert role_of("dag-processor") == DAG_PROCESSOR
     with pytest.raises(ValueError, match="roles are scheduler, dag-processor"):
         role_of("flower")
 

@@ -6,6 +6,7 @@ import json
 
 import pytest
 from conftest import CLUSTER, shared_client
+from helpers import cluster_arn, describe, describe_services, retag, running_digests
 
 from workflow.airflow_schema import says_migration_required, schema_of
 from workflow.topology import API_SERVER, DAG_PROCESSOR, SCHEDULER, TRIGGERER, WEBSERVER, WORKER, Step
@@ -18,32 +19,28 @@ CHECKING = ("scheduler", "dag-processor", "api-server", "triggerer")  # what exi
 
 
 @pytest.fixture
-def airflow3(sim, clock):
+def airflow3(sim, clock, sim_registry):
     """Release v1 (Airflow 3.2.2) deployed, the database at its schema; v2 (Airflow 3.3.2) promoted under latest."""
     from workflow_sandbox.airflow_db import AirflowDatabase
     from workflow_sandbox.image_config import config_reader
     from workflow_sandbox.images import push_image
     from workflow_sandbox.provision import provision_cluster, running_counts
-    from workflow_sandbox.registry import Registry, simulated_ecr
     from workflow_sandbox.server import airflow_image_config, release_layers
 
-    with simulated_ecr(Registry()) as registry:
-        ecr = shared_client("ecr")
-        ecr.create_repository(repositoryName=REPO)
-        v1 = push_image(ecr, REPO, release_layers(1), "20261101T000000Z", config=airflow_image_config(V1))
-        ecr.put_image(repositoryName=REPO, imageManifest=v1["manifest"], imageManifestMediaType=v1["media_type"],
-                      imageTag="latest")
-        sim.image_config = config_reader(registry)
-        sim.database = AirflowDatabase(head=schema_of(V1))
-        provision_cluster(shared_client, counts=running_counts(3), airflow=3)
-        clock.sleep(60)
-        ecs = shared_client("ecs")
-        ecs.tag_resource(resourceArn=ecs.describe_clusters(clusters=[CLUSTER])["clusters"][0]["clusterArn"],
-                         tags=[{"key": "workflow-airflow-schema", "value": V1}])  # as a recorded migration leaves it
-        v2 = push_image(ecr, REPO, release_layers(2), "20261201T000000Z", config=airflow_image_config(V2))
-        ecr.put_image(repositoryName=REPO, imageManifest=v2["manifest"], imageManifestMediaType=v2["media_type"],
-                      imageTag="latest")  # promoted
-        yield {"v1": v1["digest"], "v2": v2["digest"], "registry": registry}
+    ecr = sim_registry.ecr
+    ecr.create_repository(repositoryName=REPO)
+    v1 = push_image(ecr, REPO, release_layers(1), "20261101T000000Z", config=airflow_image_config(V1))
+    retag(ecr, REPO, v1, "latest")
+    sim.image_config = config_reader(sim_registry)
+    sim.database = AirflowDatabase(head=schema_of(V1))
+    provision_cluster(shared_client, counts=running_counts(3), airflow=3)
+    clock.sleep(60)
+    ecs = shared_client("ecs")
+    ecs.tag_resource(resourceArn=cluster_arn(ecs),
+                     tags=[{"key": "workflow-airflow-schema", "value": V1}])  # as a recorded migration leaves it
+    v2 = push_image(ecr, REPO, release_layers(2), "20261201T000000Z", config=airflow_image_config(V2))
+    retag(ecr, REPO, v2, "latest")  # promoted
+    return {"v1": v1["digest"], "v2": v2["digest"], "registry": sim_registry}
 
 
 class Journal:
@@ -111,14 +108,9 @@ def violations(journal: Journal, v1: str, v2: str) -> list[str]:
 
 
 def services(ecs) -> dict[str, dict]:
-    described = ecs.describe_services(cluster=CLUSTER, services=list(NAMES.values()))["services"]
-    return {s["serviceName"].removeprefix(CLUSTER + "-"): s for s in described}
-
-
-def running_digests(ecs, name: str) -> set[str]:
-    arns = ecs.list_tasks(cluster=CLUSTER, serviceName=NAMES[name], desiredStatus="RUNNING")["taskArns"]
-    return {c.get("imageDigest") for t in ecs.describe_tasks(cluster=CLUSTER, tasks=arns)["tasks"]
-            for c in t["containers"] if t["lastStatus"] == "RUNNING" and f"/{REPO}:" in c["image"]} if arns else set()
+    """The cluster's services by their names without the cluster's prefix."""
+    described = describe_services(ecs, *NAMES.values())
+    return {name: described[service] for name, service in NAMES.items()}
 
 
 def test_redeploy_migrate_upgrades_every_component_in_the_order_the_schema_allows(airflow3, sim, run, ecs):
@@ -129,11 +121,10 @@ def test_redeploy_migrate_upgrades_every_component_in_the_order_the_schema_allow
     assert violations(journal, airflow3["v1"], airflow3["v2"]) == []
     after = services(ecs)
     for name in NAMES:
-        assert running_digests(ecs, name) == {airflow3["v2"]}, name
+        assert running_digests(ecs, NAMES[name]) == {airflow3["v2"]}, name
         assert after[name]["desiredCount"] == before[name]["desiredCount"], name
     assert sim.database.head == schema_of(V2)
-    tags = ecs.list_tags_for_resource(resourceArn=ecs.describe_clusters(clusters=[CLUSTER])["clusters"][0]
-                                      ["clusterArn"])["tags"]
+    tags = ecs.list_tags_for_resource(resourceArn=cluster_arn(ecs))["tags"]
     assert {"key": "workflow-airflow-schema", "value": V2} in tags
     # The order shows in the progress lines, each phase once.
     phases = [line.split("==> ", 1)[1] for line in result.stderr.splitlines() if "==> " in line]
@@ -150,7 +141,8 @@ def test_a_rollback_across_the_migration_is_refused_or_downgrades_first(airflow3
     deployed = {name: s["deployments"][0]["id"] for name, s in services(ecs).items()}
     refused = run("--cluster", CLUSTER, "rollback", "--yes")
     assert refused.exit_code == 2, refused.output
-    assert f"the database is at Airflow {V2}'s schema" in refused.stderr and "--downgrade-db" in refused.stderr
+    assert f"the database is at Airflow {V2}'s schema" in refused.stderr
+    assert "--downgrade-db" in refused.stderr
     assert {name: s["deployments"][0]["id"] for name, s in services(ecs).items()} == deployed  # nothing changed
     assert sim.database.head == schema_of(V2)
 
@@ -159,13 +151,14 @@ def test_a_rollback_across_the_migration_is_refused_or_downgrades_first(airflow3
     assert result.exit_code == 0, result.stderr[-3000:]
     assert sim.database.head == schema_of(V1)
     for name in NAMES:
-        assert running_digests(ecs, name) == {airflow3["v1"]}, name
+        assert running_digests(ecs, NAMES[name]) == {airflow3["v1"]}, name
     crashes = [t for t in sim.tasks if t.stop_code == "EssentialContainerExited" and t.service]
     assert not crashes, "a component met the wrong schema"
     assert any(event == "RUNNING" and who == "one-off" for _, event, who, _, _ in journal.events)
     snapshots = shared_client("rds").describe_db_snapshots(DBInstanceIdentifier=f"{CLUSTER}-db")["DBSnapshots"]
     ours = [s for s in snapshots if s["DBSnapshotIdentifier"].startswith(f"{CLUSTER}-2")]  # <cluster>-<UTC time>
-    assert [s["Status"] for s in ours] == ["available"] and ours[0]["SnapshotType"] == "manual"
+    assert [s["Status"] for s in ours] == ["available"]
+    assert ours[0]["SnapshotType"] == "manual"
     assert json.loads(run("--cluster", CLUSTER, "-o", "json", "status").stdout)["scheduler_tasks_alive"] == 1
 
 
@@ -208,7 +201,7 @@ def test_each_rule_catches_the_order_that_breaks_it(airflow3, sim, run, monkeypa
 
 
 def test_status_and_releases_name_each_images_airflow_version_and_the_services_left_alone(airflow3, run, ecs):
-    definition = ecs.describe_services(cluster=CLUSTER, services=[NAMES["worker"]])["services"][0]["taskDefinition"]
+    definition = describe(ecs, NAMES["worker"])["taskDefinition"]
     ecs.create_service(cluster=CLUSTER, serviceName="statsd-exporter", taskDefinition=definition, desiredCount=0)
     status = run("--cluster", CLUSTER, "status")
     assert status.exit_code == 0, status.output
@@ -217,4 +210,5 @@ def test_status_and_releases_name_each_images_airflow_version_and_the_services_l
     releases = run("--cluster", CLUSTER, "releases")
     assert releases.exit_code == 0, releases.output
     stamps = {line.split()[0]: line for line in releases.stdout.splitlines() if line[:8].isdigit()}
-    assert V1 in stamps["20261101T000000Z"] and V2 in stamps["20261201T000000Z"]
+    assert V1 in stamps["20261101T000000Z"]
+    assert V2 in stamps["20261201T000000Z"]

@@ -69,26 +69,33 @@ def busy(airflow) -> tuple[Health, RunningTaskInstances]:
 
 def test_health_as_our_client_reads_it(airflow, busy):
     health, _ = busy
-    assert health.major == 3 and health.metadatabase_ok
+    assert health.major == 3
+    assert health.metadatabase_ok
     now = datetime.now(UTC)
     for component in (health.scheduler, health.triggerer, health.dag_processor):
-        assert component is not None and component.healthy
-        assert component.latest_heartbeat is not None and component.latest_heartbeat.tzinfo is not None
+        assert component is not None
+        assert component.healthy
+        assert component.latest_heartbeat is not None
+        assert component.latest_heartbeat.tzinfo is not None
         assert now - timedelta(minutes=2) < component.latest_heartbeat <= now + timedelta(seconds=5)
 
 
 def test_running_task_instances_with_a_token(airflow, busy):
     _, running = busy
-    assert running.total == 1 and running.complete
+    assert running.total == 1
+    assert running.complete
     (ti,) = running.task_instances
     assert (ti.dag_id, ti.task_id, ti.map_index) == ("contract_probe", "hold", -1)
-    assert ti.run_id.startswith("scheduled__") and ti.hostname
-    assert ti.start_date is not None and ti.start_date.tzinfo is not None
+    assert ti.run_id.startswith("scheduled__")
+    assert ti.hostname
+    assert ti.start_date is not None
+    assert ti.start_date.tzinfo is not None
 
 
 def test_version(airflow):
     api = AirflowApi(airflow.url)
-    assert api.version() == VERSION and api.major() == 3
+    assert api.version() == VERSION
+    assert api.major() == 3
 
 
 def test_a_wrong_password_and_no_credentials_are_unauthorized(airflow):
@@ -151,7 +158,8 @@ def test_the_fake_token_endpoint_answers_as_the_real_one(airflow):
                                 body={"username": USER, "password": password or airflow.password})
             fake_answer = fetch(f"{fake.url}/auth/token", "POST",
                                 body={"username": USER, "password": password or "fake-password"})
-            assert fake_answer[:2] == real_answer[:2] and shape_differences(fake_answer[2], real_answer[2]) == []
+            assert fake_answer[:2] == real_answer[:2]
+            assert shape_differences(fake_answer[2], real_answer[2]) == []
             if password:
                 assert fake_answer[2] == real_answer[2]  # {"detail": "Invalid credentials"}
         bad_token = fetch(f"{airflow.url}{TI_PATH}", token="not-a-token"), fetch(f"{fake.url}{TI_PATH}", token="not-a-token")

@@ -71,7 +71,8 @@ def test_within_one_registry_every_blob_is_mounted_and_a_rerun_moves_nothing(reg
     assert result.exit_code == 0, result.output
     outcome = json.loads(result.stdout)
     assert (outcome["blobs_mounted"], outcome["blobs_copied"], outcome["bytes_copied"]) == (5, 0, 0)
-    assert outcome["path"] == "registry API" and outcome["where"] == f"registry {registry.host}"
+    assert outcome["path"] == "registry API"
+    assert outcome["where"] == f"registry {registry.host}"
     assert registry.proxy.up < MIB  # requests and one manifest: no layer bytes
     assert registry.stored_blob_bytes() == stored
     assert tag_digest(registry.direct, "mount/prod", "latest") == source["digest"]
@@ -82,7 +83,8 @@ def test_within_one_registry_every_blob_is_mounted_and_a_rerun_moves_nothing(reg
     again = promote("--source", f"{registry.host}/mount/stage:latest", "--dest", f"{registry.host}/mount/prod")
     assert again.exit_code == 0, again.output
     outcome = json.loads(again.stdout)
-    assert outcome["tags"] == {"latest": "unchanged"} and outcome["released_as"] == stamp
+    assert outcome["tags"] == {"latest": "unchanged"}
+    assert outcome["released_as"] == stamp
     assert (outcome["blobs_present"], outcome["blobs_mounted"], outcome["blobs_copied"]) == (5, 0, 0)
     assert registry.proxy.up < 64 * 1024
     assert stamps(registry.direct, "mount/prod") == [stamp]
@@ -127,7 +129,8 @@ def test_an_interrupted_upload_starts_the_blob_over(registries):
     result = promote("--source", f"{source.host}/cut/stage:latest", "--dest", f"{dest.host}/cut/prod", sleeps=sleeps)
     assert result.exit_code == 0, result.output
     assert sleeps == [1]
-    assert "failed" in result.stderr and "retrying in 1s" in result.stderr
+    assert "failed" in result.stderr
+    assert "retrying in 1s" in result.stderr
     config = json.loads(image["manifest"])["config"]["size"]
     assert dest.stored_blob_bytes() - stored == IMAGE_BYTES + config + len(image["manifest"])  # and the manifest
     assert tag_digest(dest.direct, "cut/prod", "latest") == image["digest"]
@@ -143,9 +146,11 @@ def test_uploads_that_keep_failing_tag_nothing_and_a_rerun_finishes(registries):
     finally:
         dest.proxy.clear_cuts()
     assert failed.exit_code == 1, failed.output
-    assert "could not upload blob" in failed.stderr and "nothing was tagged" in failed.stderr
+    assert "could not upload blob" in failed.stderr
+    assert "nothing was tagged" in failed.stderr
     assert "Traceback" not in failed.output
-    assert tag_digest(dest.direct, "broken/prod", "latest") is None and stamps(dest.direct, "broken/prod") == []
+    assert tag_digest(dest.direct, "broken/prod", "latest") is None
+    assert stamps(dest.direct, "broken/prod") == []
 
     dest.proxy.reset()
     done = promote("--source", f"{source.host}/broken/stage:latest", "--dest", f"{dest.host}/broken/prod")
@@ -161,4 +166,5 @@ def test_a_missing_source_image_is_exit_2_and_changes_nothing(registries):
     registry = registries.get("one")
     result = promote("--source", f"{registry.host}/nothing/here:latest", "--dest", f"{registry.host}/nothing/prod")
     assert result.exit_code == 2, result.output
-    assert "not found" in result.stderr and "Traceback" not in result.output
+    assert "not found" in result.stderr
+    assert "Traceback" not in result.output
