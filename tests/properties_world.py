@@ -405,11 +405,6 @@ class World:
     schema_crashes: list = field(default_factory=list)  # (time, service, image version, database schema)
     launched: dict = field(default_factory=dict)  # service -> digests its tasks ran
     schema_broken: list = field(default_factory=list)  # what in the scenario itself broke the schema
-    # A known defect (test_properties.py, test_start_scheduler_never_starts_an_image_the_schema_does_not_fit):
-    # start-scheduler starts the scheduler on whatever `latest` names, whatever the database's schema.
-    # (service, Airflow version) of the crashes it causes; the property excuses them until it is fixed.
-    known_defects: list = field(default_factory=list)
-    excuse_known_defects: bool = True
     stop_during: dict = field(default_factory=dict)  # a second operator's stop-scheduler: what it met and did
     promote_during: dict = field(default_factory=dict)  # a second operator's promote: what it met and did
 
@@ -584,9 +579,7 @@ class World:
         latest = self.facts["versions"].get(self.journal.now().get(LATEST, ""))
         if schema_of(latest or "") == self.sim.database.head:
             return
-        if command == "start-scheduler":
-            self.known_defects.append((self.shape.scheduler, latest))
-        else:
+        if command != "start-scheduler":  # which refuses an image the schema does not fit (exit 2)
             self.schema_broken.append(f"{command} with latest on Airflow {latest} and the database at "
                                       f"{self.sim.database.head}")
 
@@ -673,19 +666,15 @@ def assert_no_schema_crash(world: World) -> None:
     if world.schema_broken:
         say(f"schema broken by the scenario: {world.schema_broken}")
         return
-    excused = set(world.known_defects) if world.excuse_known_defects else set()
-    crashes = [c for c in world.schema_crashes if (c[1], c[2]) not in excused]
-    if len(crashes) < len(world.schema_crashes):
-        say(f"crashes of a known defect excused: {sorted(excused)}")
+    crashes = world.schema_crashes
     assert not crashes, (
         "'Database migration required', though nothing in the scenario broke the schema: "
         + "; ".join(f"t={at:g} {who} on Airflow {version} (database at {head})" for at, who, version, head in crashes[:5]))
 
 
-def play(shape: Shape, scenario: list, finish=None, excuse_known_defects: bool = True) -> World:
+def play(shape: Shape, scenario: list, finish=None) -> World:
     """Run `scenario` [(command, events)] on a running cluster of `shape`, then `finish` (default: converge)."""
     with world_of(shape) as world:
-        world.excuse_known_defects = excuse_known_defects
         stopped_with_scheduler = dict(shape.with_scheduler)  # their counts, once a redeploy has put them back
         for number, (command, events) in enumerate(scenario, 1):
             world.results = []

@@ -44,9 +44,8 @@ airflow-stage), with every tag write in ECR watched as it happens (a stamp never
 - a stop-scheduler during another operator's redeploy, with and without --break-lease: never a success that the
   other command undoes, never two schedulers.
 
-Defects these properties found are kept at the end of the file, each as its minimal example. One that is not fixed
-yet is marked xfail (strict: its fix turns it into a failure until the mark goes), and the property that found it
-excuses exactly that case (named in its docstring), so that it keeps guarding everything else.
+Defects these properties found are kept at the end of the file, each as its minimal example, so that the fix
+stays guarded by a test that names it.
 
 CI runs a small, derandomized number of examples (the file in about 20 s with `-n 2` on 2 cores). A longer,
 random run (300 examples a property, half for the Airflow 3 ones: about 10 minutes with `-n 2` on 2 cores):
@@ -59,7 +58,6 @@ import json
 import os
 from contextlib import contextmanager
 
-import pytest
 from conftest import SCHEDULER
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
@@ -107,8 +105,8 @@ def budget(ci: int, share: float = 1.0) -> settings:
     return settings(PROFILE, max_examples=ci if IN_CI else max(1, round(LONG * share)))
 
 
-# A found defect's property: in CI only its minimal example (explicit), in the long run a search around it too.
-DEFECT = settings(PROFILE, phases=[Phase.explicit]) if IN_CI else settings(PROFILE, max_examples=max(1, LONG // 5))
+# A property that once found a defect: in CI its minimal example (explicit), in the long run a search around it too.
+REGRESSION = settings(PROFILE, phases=[Phase.explicit]) if IN_CI else settings(PROFILE, max_examples=max(1, LONG // 5))
 
 OPERATIONS = ["UpdateService", "DescribeServices", "ListTasks", "DescribeTasks", "RunTask", "TagResource",
               "UntagResource", "ListTagsForResource", "DescribeClusters", "GetLogEvents", "*"]
@@ -304,12 +302,11 @@ def test_two_promotes_at_once_never_move_a_stamp_and_latest_ends_on_one_of_them(
 def test_a_promote_whose_tag_write_fails_moves_no_tag(via, tags, victim, kind, times):
     """One tag write fails `times` times: refused (access denied), throttled, a 5xx, or applied with its answer lost
     (then retried, the retry applied again). A promote that fails leaves every tag as it was; one that succeeds
-    moved exactly the tags it names. Excused until fixed: on the registry API path, a write applied whose answer
-    was lost past the retries stays (`test_a_promote_whose_last_write_lost_its_answer_moves_no_tag`)."""
-    failed_promote(via, tags, victim, kind, times, excuse_known_defect=True)
+    moved exactly the tags it names."""
+    failed_promote(via, tags, victim, kind, times)
 
 
-def failed_promote(via: str, tags: tuple, victim: int, kind: str, times: int, excuse_known_defect: bool) -> None:
+def failed_promote(via: str, tags: tuple, victim: int, kind: str, times: int) -> None:
     with world_of(RELEASES) as world:
         before = world.journal.now()
         with failing_tag_write(world, via, victim, list(tags) if tags else None, kind, times) as failed:
@@ -319,11 +316,6 @@ def failed_promote(via: str, tags: tuple, victim: int, kind: str, times: int, ex
         after = world.journal.now()
         moved = {t: after.get(t) for t in set(after) | set(before) if after.get(t) != before.get(t)}
         if result.exit_code != 0:
-            if excuse_known_defect and via == "registry" and kind == "lost":
-                promoted = world.facts["candidates"][CANDIDATES[0]]
-                excused = {t: d for t, d in moved.items() if t in failed and d == promoted}
-                say(f"known defect excused: {sorted(excused)} moved by a write whose answer was lost")
-                moved = {t: d for t, d in moved.items() if t not in excused}
             assert not moved, f"a failed promote moved {sorted(moved)}"
             return
         outcome = json.loads(result.stdout)
@@ -371,17 +363,16 @@ def test_a_stop_during_another_operators_redeploy_is_never_a_false_success(poll,
     Without --break-lease, while the redeploy holds the lease, it is refused (exit 4, naming the holder) and changes
     nothing. A stop that says it stopped the scheduler (exit 0) while the redeploy held the lease is not undone: the
     redeploy starts no scheduler after it (its broken lease stops it at its next change), and does not say it
-    redeployed. A redeploy that exits 0 leaves the scheduler running. Excused until fixed: a stop while the
-    redeploy's own stop is still under way (`test_a_stop_while_a_redeploy_stops_the_scheduler_is_no_false_success`).
+    redeployed. A redeploy that exits 0 leaves the scheduler running.
     """
-    stop_during_redeploy(poll, break_lease, excuse_known_defect=True)
+    stop_during_redeploy(poll, break_lease)
 
 
-def stop_during_redeploy(poll: int, break_lease: bool, excuse_known_defect: bool) -> None:
+def stop_during_redeploy(poll: int, break_lease: bool) -> None:
     def finish(world: World) -> None:
         stop = world.stop_during
         redeploy = next(r for label, _, r in world.history if label.startswith("step"))
-        if stop and not (excuse_known_defect and stop["stopping"] and stop["result"].exit_code == 0):
+        if stop:
             result = stop["result"]
             say(f"the stop met the lease held: {stop['lease held']}; the scheduler stopping: {stop['stopping']}")
             if stop["lease held"] and not break_lease:
@@ -391,8 +382,6 @@ def stop_during_redeploy(poll: int, break_lease: bool, excuse_known_defect: bool
                 assert world.scheduler_launches() == stop["launched after"], (
                     "the redeploy started the scheduler again after the stop said it was stopped")
                 assert redeploy.exit_code != 0, "the redeploy says it redeployed, with the scheduler stopped"
-        elif stop:
-            say("known defect excused: the stop came while the redeploy's own stop was under way")
         if redeploy.exit_code == 0:
             alive = world.sim.alive(SCHEDULER)
             assert world.desired(SCHEDULER) == 1 and len(alive) == 1, "redeployed, but the scheduler is not running"
@@ -402,10 +391,10 @@ def stop_during_redeploy(poll: int, break_lease: bool, excuse_known_defect: bool
 
 
 # --- defects these properties found, each kept as its minimal example --------------------------------------
-# The first two were fixed in dccf6cf; the xfail ones are not fixed yet.
+# The first two were fixed in dccf6cf, the others with the commit that added their test's "Failed before" note.
 
 
-@DEFECT
+@REGRESSION
 @example(poll=8)
 @given(poll=st.integers(6, 18))
 def test_a_scheduler_someone_starts_during_a_redeploys_rollout_is_never_force_deployed(poll):
@@ -421,7 +410,7 @@ def test_a_scheduler_someone_starts_during_a_redeploys_rollout_is_never_force_de
     play(SEED, [("redeploy", [(poll, ("scale-scheduler", 1))])])
 
 
-@DEFECT
+@REGRESSION
 @example(command="stop-scheduler", kind="server")
 @given(command=st.sampled_from(["redeploy", "stop-scheduler", "initialize"]),
        kind=st.sampled_from(["throttle", "server", "connection"]))
@@ -436,19 +425,21 @@ def test_a_lease_whose_tag_request_lost_its_answer_is_not_left_behind(command, k
     play(SEED, [(command, [(0, ("fault", "TagResource", kind, 8, True))])])
 
 
-@pytest.mark.xfail(strict=True, reason="defect: a re-run of a rollback killed once every service ran its target "
-                                       "leaves the rollback's record and the dead run's lease")
-@DEFECT
+@REGRESSION
 @example(poll=28, to=None)
 @given(poll=st.integers(26, 30), to=st.sampled_from([None, RELEASE_STAMPS[0]]))
 def test_a_rollback_killed_once_every_service_runs_its_target_is_finished_by_its_re_run(poll, to):
-    """Fails today. A rollback killed in its scheduler's stability window (poll 26 to 29 here: every service already
+    """Failed before the fix named at its end.
+
+    A rollback killed in its scheduler's stability window (poll 26 to 29 here: every service already
     runs the target, latest names it) is re-run as typed: `rollback --yes` "finishes the rollback to ... that an
     earlier run began", finds the cluster already running it, and refuses, exit 2 ("already runs ..., nothing to roll
     back; nothing was changed"), with or without --break-lease. The refusal comes before the lease is taken, so the
     dead run's lease stays (every command on the cluster is refused, exit 4, until it expires or somebody breaks
     it), and the `workflow-rollback` record stays: every later `rollback` again "finishes" the rollback to the same
     release and is refused, so no rollback goes further back until somebody removes the tag by hand (or uses --to).
+    Fixed by `rollback.finished`: the re-run that finds every service on its target takes the lease, removes the
+    record, answers "finished" (exit 0) and leaves the lease free.
     """
     with killed_rollback(poll, to) as (world, again, target):
         assert again is not None and again.exit_code == 0, again and again.output
@@ -456,52 +447,58 @@ def test_a_rollback_killed_once_every_service_runs_its_target_is_finished_by_its
 
 
 
-@pytest.mark.xfail(strict=True, reason="defect: start-scheduler starts whatever latest names, whatever the database's "
-                                       "schema")
-@DEFECT
+@REGRESSION
 @example(scenario=[("stop-scheduler", []), ("start-scheduler", [])])
 @example(scenario=[("redeploy --migrate", [(5, ("interrupt", "SIGINT"))]), ("start-scheduler", [])])
 @given(scenario=st.tuples(
     st.sampled_from([("stop-scheduler", []), ("redeploy --migrate", [(5, ("interrupt", "SIGINT"))])]),
     st.just(("start-scheduler", []))).map(list))
 def test_start_scheduler_never_starts_an_image_the_schema_does_not_fit(scenario):
-    """Fails today. On Airflow 3 with a new release promoted (latest on Airflow 3.3.2, the database at 3.2.2's schema,
+    """Failed before the fix named at its end.
+
+    On Airflow 3 with a new release promoted (latest on Airflow 3.3.2, the database at 3.2.2's schema,
     every component running 3.2.2): `stop-scheduler` then `start-scheduler`, or `start-scheduler` after a
     `redeploy --migrate` interrupted before its migration (the way out the interrupted redeploy and README offer, "to
     schedule on the old workers" / "restore scheduling on the old image"), start a deployment that resolves `latest`:
     the scheduler starts on 3.3.2, exits 1 with "Database migration required", and ECS keeps replacing it (exit 1,
-    "no old task is left"). The cluster had a working scheduler on the old image and is left with none. The
-    interleaving property excuses exactly these crashes (`World.known_defects`) until this passes."""
-    play(AIRFLOW3, scenario, excuse_known_defects=False)
+    "no old task is left"). The cluster had a working scheduler on the old image and is left with none.
+    Fixed by `operations.unfit_start`: start-scheduler refuses (exit 2) an image the recorded schema does not fit,
+    naming both, before it changes anything.
+    """
+    play(AIRFLOW3, scenario)
 
 
-@pytest.mark.xfail(strict=True, reason="defect: a tag whose write was applied but whose answer was lost past the "
-                                       "retries stays moved after the promote fails")
-@DEFECT
+@REGRESSION
 @example(via="registry", tags=(), victim=1, kind="lost", times=10)
 @given(via=st.just("registry"), tags=st.sampled_from([(), ("a", "b"), ("a", LATEST)]), victim=st.integers(0, 2),
        kind=st.just("lost"), times=st.just(10))
 def test_a_promote_whose_last_write_lost_its_answer_moves_no_tag(via, tags, victim, kind, times):
-    """Fails today. Through the registry API, PUT of the manifest as `latest` is applied and its answer lost (a 500
+    """Failed before the fix named at its end.
+
+    Through the registry API, PUT of the manifest as `latest` is applied and its answer lost (a 500
     after the write, a dropped connection) on every attempt: the promote fails (exit 1, "every tag this promote had
     moved was put back (<stamp> removed)") and `latest` names the new image. `_write_tags` puts back only the tags
     whose writes answered; a write that failed may have been applied. The ECR API path reads the tag back after a
-    failed PutImage and passes."""
-    failed_promote(via, tags, victim, kind, times, excuse_known_defect=False)
+    failed PutImage and passes. Fixed by `promote._write_tags`: a failed write is read back, and put back if it was
+    applied.
+    """
+    failed_promote(via, tags, victim, kind, times)
 
 
-@pytest.mark.xfail(strict=True, reason="defect: stop-scheduler reports success while another operator's redeploy is "
-                                       "stopping the scheduler, and the redeploy starts it again")
-@DEFECT
+@REGRESSION
 @example(poll=3, break_lease=False)
 @example(poll=3, break_lease=True)
 @given(poll=st.integers(1, 7), break_lease=st.booleans())
 def test_a_stop_while_a_redeploy_stops_the_scheduler_is_no_false_success(poll, break_lease):
-    """Fails today. The redeploy has set the scheduler's desired count to 0 and waits for its task to stop (polls 1 to
+    """Failed before the fix named at its end.
+
+    The redeploy has set the scheduler's desired count to 0 and waits for its task to stop (polls 1 to
     about 7). A second operator's `stop-scheduler` (with or without --break-lease) finds desired 0 with a task
     still stopping: `scale_to_zero` skips the service, so `before_change` is never called, the lease is neither
     checked nor broken, and the stop waits for the task and answers "scheduler ... stopped", exit 0, without a word
     about the redeploy. The redeploy goes on and starts the scheduler about 17 s later (issue 21, item 7, in the
-    window the "already stopped" fix does not cover)."""
-    stop_during_redeploy(poll, break_lease, excuse_known_defect=False)
+    window the "already stopped" fix does not cover). Fixed by `operations.stop_scheduler`: its stop phase always
+    calls `before_change`, so the lease is checked (exit 4) or broken, and a broken one stops the redeploy.
+    """
+    stop_during_redeploy(poll, break_lease)
 

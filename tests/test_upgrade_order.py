@@ -6,7 +6,7 @@ import json
 
 import pytest
 from conftest import CLUSTER, shared_client
-from helpers import cluster_arn, describe, describe_services, retag, running_digests
+from helpers import cluster_arn, describe, describe_services, resume_of, retag, running_digests
 
 from workflow.airflow_schema import says_migration_required, schema_of
 from workflow.topology import API_SERVER, DAG_PROCESSOR, SCHEDULER, TRIGGERER, WEBSERVER, WORKER, Step
@@ -162,7 +162,49 @@ def test_a_rollback_across_the_migration_is_refused_or_downgrades_first(airflow3
     assert json.loads(run("--cluster", CLUSTER, "-o", "json", "status").stdout)["scheduler_tasks_alive"] == 1
 
 
-def test_a_redeploy_without_the_migration_names_the_crash_and_the_way_out(airflow3, run):
+def test_a_redeploy_without_the_migration_is_refused_when_the_recorded_schema_does_not_fit(airflow3, run, ecs):
+    before = services(ecs)
+    result = run("--cluster", CLUSTER, "redeploy", "--yes")
+    assert result.exit_code == 2
+    assert "needs a newer schema than the database's (Airflow 3.2.2)" in result.stderr
+    assert "redeploy --migrate" in result.stderr
+    assert services(ecs) == before  # refused before any change
+
+
+def test_a_scheduler_start_on_an_image_the_recorded_schema_does_not_fit_is_refused(airflow3, run, ecs):
+    """The scheduler's task definition names `latest`, promoted to Airflow 3.3.2 while the database is at 3.2.2:
+    started from zero, the scheduler would pull the new image and exit with 'Database migration required'."""
+    assert run("--cluster", CLUSTER, "stop-scheduler", "--yes").exit_code == 0
+    before = services(ecs)
+    result = run("--cluster", CLUSTER, "start-scheduler", "--yes")
+    assert result.exit_code == 2, result.output
+    assert "needs a newer schema than the database's (Airflow 3.2.2)" in result.stderr
+    assert "redeploy --migrate" in result.stderr
+    assert services(ecs) == before  # refused before any change
+    assert describe(ecs, NAMES["scheduler"])["desiredCount"] == 0
+
+
+def test_a_failed_migration_offers_the_way_back_that_runs(airflow3, sim, run, ecs):
+    """The schema has not moved and `latest` names the new image: start-scheduler would be refused, so the way
+    back offered is the rollback, and it runs as printed."""
+    sim.one_off_exit_code = 1
+    result = run("--cluster", CLUSTER, "redeploy", "--yes", "--migrate")
+    assert result.exit_code == 1, result.output
+    assert "the migration failed" in result.stderr
+    offered = resume_of(result.stderr, "or, to schedule again on the release the database's schema fits")
+    assert offered is not None, result.stderr
+    assert offered[-2:] == ["rollback", "--yes"]
+    assert "start-scheduler" not in result.stderr
+    assert describe(ecs, NAMES["scheduler"])["desiredCount"] == 0
+    rolled = run(*offered[offered.index("--cluster"):])
+    assert rolled.exit_code == 0, rolled.output
+    for name in NAMES:
+        assert running_digests(ecs, NAMES[name]) == {airflow3["v1"]}, name
+    assert describe(ecs, NAMES["scheduler"])["desiredCount"] == 1
+
+
+def test_a_redeploy_without_the_migration_names_the_crash_and_the_way_out(airflow3, run, ecs):
+    ecs.untag_resource(resourceArn=cluster_arn(ecs), tagKeys=["workflow-airflow-schema"])  # the schema is unknown
     result = run("--cluster", CLUSTER, "redeploy", "--yes")
     assert result.exit_code == 1
     assert says_migration_required(result.stderr)

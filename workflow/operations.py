@@ -32,12 +32,13 @@ from .ecs import Service
 from .env import Env
 from .errors import OperationFailed, Refused, TaskFailed, WorkflowError
 from .oneoff import TaskOutcome, run_one_off
-from .plan import Plan
+from .plan import Plan, airflow_version, unfit
 from .poller import outlook
 from .topology import API_SERVER, DAG_PROCESSOR, SCHEDULER, TRIGGERER, UPGRADE_ORDER, WEBSERVER, WORKER, Step, Topology
 
 RESTORE_SCHEDULER = ("to schedule on the old workers ECS keeps running", "start-scheduler")
 ROLL_BACK = ("to go back to the previous release, if there is one", "rollback --yes")
+ROLL_BACK_TO_FIT = ("to schedule again on the release the database's schema fits", "rollback --yes")
 WORDS = {API_SERVER: "the api-server", WEBSERVER: "web", WORKER: "worker", TRIGGERER: "triggerer",
          DAG_PROCESSOR: "dag-processor", SCHEDULER: "scheduler"}
 
@@ -103,6 +104,9 @@ def stop_scheduler(env: Env, names: list[str], wait: bool = True, known: list[Se
         env.recovery.state = "the scheduler is stopped"
         return Outcome(f"scheduler {label} is already stopped", tuple(services))
     with env.report.phase(f"stop scheduler {label}"):
+        # Even when every one is at 0 already (its tasks still stopping), the lease is taken: the command that set
+        # them to 0 may be about to start them again, and this stop would then be no stop at all.
+        env.before_change()
         services = scale_to_zero(env, services, "the scheduler", scheduler=True)
         env.recovery.state = "the scheduler is stopping"
         if not wait:
@@ -144,6 +148,9 @@ def start_scheduler(env: Env, names: list[str], wait: bool = True, count: int | 
         env.recovery.state = "the scheduler is running"
         said = "is running: its tasks stayed up for the stability window" if crashing else "started"
         return Outcome(f"scheduler {label} {said}", tuple(services))
+    refusal = unfit_start(env, [s for s in services if s.desired == 0])
+    if refusal:
+        raise Refused(refusal)
     partly = [s for s in services if 0 < s.desired < allowed]
     if partly:
         raise OperationFailed(
@@ -169,6 +176,32 @@ def _recently_exited(env: Env, services: list[Service]) -> str | None:
                   if primary and t.started_by == primary.id and stop_cause(t, service) in (EXITED, FAILED_TO_START)]
         if failed:
             return f"{len(failed)} task(s) of {service.name}'s deployment {primary.id if primary else ''} exited recently"
+    return None
+
+
+def unfit_start(env: Env, services: list[Service]) -> str | None:
+    """Why starting these schedulers from zero would crash them, or None: a new deployment runs the image its task
+    definition's tag names now, and the database's recorded schema may not fit it."""
+    try:
+        recorded = database.recorded(env) if services else None
+    except WorkflowError:
+        return None
+    if recorded is None:
+        return None
+    for service in services:
+        definition = env.ecs.task_definition(service.task_definition)
+        essential = next((c for c in definition.containers if c.essential), None)
+        try:
+            version = airflow_version(env, essential.image) if essential else None
+        except WorkflowError as error:  # the check informs the start; it cannot read the image, so it says so
+            env.report.line(f"warning: scheduler {service.name}'s image was not checked against the database's "
+                            f"schema: {error}")
+            continue
+        why = unfit(recorded, {version} if version else set(),
+                    "`redeploy --migrate` moves the schema and every component together; `rollback` goes back to the "
+                    "release the database fits")
+        if why:
+            return f"scheduler {service.name}: {why}"
     return None
 
 
@@ -301,7 +334,14 @@ class _Upgrade:
         if self.options.snapshot:
             database.take_snapshot(self.env, self.options.snapshot, self.topology.name)
         untouched = self.words(self.topology.services(API_SERVER, WEBSERVER, WORKER, TRIGGERER))
-        migrate(self.env, self.source, self.options.migrate, untouched=untouched)
+        try:
+            migrate(self.env, self.source, self.options.migrate, untouched=untouched)
+        except TaskFailed:
+            # The schema has not moved and `latest` names the new image: a start-scheduler would be refused, and
+            # the way back to scheduling is the release the database fits.
+            if unfit_start(self.env, self.schedulers):
+                self.env.recovery.alternatives = [ROLL_BACK_TO_FIT]
+            raise
 
     def roll(self, step: Step) -> None:
         services = self.of(*step.roles)

@@ -4,6 +4,7 @@ digest), whether the schema moves, and the steps in topology.UPGRADE_ORDER. Read
 from dataclasses import dataclass
 
 from .airflow_schema import version_from_config
+from .database import check_schema
 from .ecr import Ecr, tags_for_digests
 from .env import Env
 from .errors import WorkflowError
@@ -74,6 +75,14 @@ class Plan:
                     lines.append(f"{step.action} {move.role}: {now} -> {move.after.label()}")
         return lines
 
+    def schema_refusal(self, migrating: bool) -> str | None:
+        """Why rolling onto the new images would leave the components that check migrations crash-looping, when the
+        schema recorded for the database and the images' Airflow version say so; None when it fits or is unknown."""
+        if migrating or self.schema is None:
+            return None
+        return unfit(self.schema, {m.after.version for m in self.moves if m.after.version},
+                     "redeploy --migrate moves the schema and every component together")
+
     def summary(self) -> str:
         now, after = self.versions()
         if self.nothing_to_change:
@@ -113,6 +122,31 @@ def plan(env: Env, topology: Topology, migration: list[str] | None = None) -> Pl
     except WorkflowError:
         schema = None
     return Plan(topology.name, tuple(moves), tuple(migration or ()), schema, tuple(sorted(set(wanted.values()))))
+
+
+def unfit(recorded: str, versions: set[str], way_out: str) -> str | None:
+    """Why images of these Airflow versions would not start on a database at `recorded`'s schema, or None."""
+    for version in sorted(versions):
+        check = check_schema(recorded, version)
+        if check.needs_migration or check.needs_downgrade:
+            direction = "a newer" if check.needs_migration else "an older"
+            return (f"the image is Airflow {version}, which needs {direction} schema than the database's (Airflow "
+                    f"{recorded}): its scheduler, dag-processor, api-server and triggerer would exit with 'Database "
+                    f"migration required'; {way_out}; nothing was changed")
+    return None
+
+
+def airflow_version(env: Env, reference: str) -> str | None:
+    """The Airflow version of the image a new deployment of `reference` gets now, from its config; None when it is
+    not an ECR image or says no version. Raises WorkflowError when ECR cannot be read."""
+    ref = ecr_image(reference)
+    if ref is None or env.ecr is None:
+        return None
+    digest = ref.digest
+    if digest is None:
+        found = Ecr(env.ecr(ref.region), ref.account).find(ref.repository, tag=ref.tag or "latest")
+        digest = found.digest if found else None
+    return version_from_config(image_config(env.ecr, reference, digest)) if digest else None
 
 
 class _Images:

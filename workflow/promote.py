@@ -690,6 +690,7 @@ def _write_tags(dest: Side, top: Manifest, children: list[Manifest], tags: list[
     order = [t for t in tags if t != LATEST] + [t for t in tags if t == LATEST]
     results: dict[str, str] = {}
     moved: list[tuple[str, str | None]] = []
+    tag = ""
     try:
         for tag in order:
             if tag == stamp:
@@ -707,6 +708,15 @@ def _write_tags(dest: Side, top: Manifest, children: list[Manifest], tags: list[
                 moved.append((tag, before[tag]))
             report.line(f"{dest.label}:{tag} -> {top.digest} ({state})")
     except WorkflowError as error:
+        # The write that failed may have been applied all the same (its answer lost): what the tag names now says.
+        if tag and tag not in results and before.get(tag) != top.digest:
+            try:
+                if dest.tag_digest(tag) == top.digest:
+                    moved.append((tag, before.get(tag)))
+            except WorkflowError as unread:
+                raise PromoteFailed(f"{error}\n  cannot tell whether {dest.label}:{tag} moved ({unread}); "
+                                    + (_put_back(dest, moved, report) if moved else "no other tag moved"),
+                                    error.exit_code) from None
         if not moved:
             raise
         raise PromoteFailed(f"{error}\n  {_put_back(dest, moved, report)}", error.exit_code) from None

@@ -58,6 +58,17 @@ def unfinished(env: Env, repository: str) -> str | None:
     return digest if name == repository and digest else None
 
 
+def finished(env: Env, repository: str, digest: str) -> RollbackOutcome:
+    """An earlier rollback to `digest`, stopped after every service ran it: only its record is left to remove (with
+    the dead run's leases, which --break-lease breaks)."""
+    env.before_change()
+    env.ecs.untag_cluster([ROLLBACK_TAG])
+    return RollbackOutcome(
+        f"the rollback to {digest[:19]} an earlier run began had finished: every service of cluster {env.ecs.cluster} "
+        "runs it; its record is removed", repository, digest, None, digest, None, tag="unchanged", redeployed=False,
+        dry_run=False, warnings=())
+
+
 def check_schema(env: Env | None, ecr: Ecr, plan: RollbackPlan) -> database.SchemaCheck:
     """The target release against the schema the cluster records; unknown parts are a note, never a refusal."""
     recorded = None

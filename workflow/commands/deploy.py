@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from ..errors import Refused
 from ..options import DEFAULT_DRAIN, command_words, drain_option, option, schedulers_option, task_wait_option, yes_option
 from ..runner import confirm, run
 from ..topology import ROLES, SCHEDULER, WORKER, role_of
@@ -100,6 +101,9 @@ def redeploy(app: App, yes, wait_for_drain, migrate, migrate_command, migrate_fr
     if dry_run:
         run(app, None, lambda: plan)
         return
+    unfit = plan.schema_refusal(migrating=migrate)
+    if unfit:
+        raise Refused(unfit)
     from ..progress import width_of
     from ..render import indented, plan_table
 

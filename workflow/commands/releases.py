@@ -117,7 +117,7 @@ def rollback(app: App, to, repository, redeploy, downgrade_db, snapshot, schedul
         from ..errors import Refused
         from ..lease import Leases
         from ..releases import plan_rollback, running_images
-        from ..rollback import check_schema, refusal, unfinished
+        from ..rollback import check_schema, finished, refusal, unfinished
         from ..rollback import rollback as run_rollback
 
         ecr = Ecr(app.clients()("ecr"), registry_id)
@@ -131,6 +131,8 @@ def rollback(app: App, to, repository, redeploy, downgrade_db, snapshot, schedul
             running = running_images(env.ecs, _labelled(app), repository)
             if target is None and (target := unfinished(env, repository)):
                 app.report.line(f"finishing the rollback to {target[:19]} that an earlier run began")
+                if changes and redeploy and running.all_run(target):  # it had got that far before it stopped
+                    return finished(env, repository, target)
         plan = plan_rollback(ecr, repository, target, redeploy, running)
         check = check_schema(env, ecr, plan)
         why = refusal(check, plan, options)
