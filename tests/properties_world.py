@@ -18,7 +18,6 @@ What is watched (`World.watch`, `TagJournal`):
 - each image a service launched, and every tag write in ECR: a stamp tag never moves from one digest to another.
 """
 
-import copy
 import signal
 import threading
 from contextlib import ExitStack, contextmanager, nullcontext
@@ -117,40 +116,9 @@ RELEASES = Shape(
 
 # --- building a world once, restoring it by copy ----------------------------------------------------------------
 
-_built: dict[str, Any] = {}
-
-
 def built(name: str, world: "World", build) -> Any:
-    """What `build()` returns and leaves behind (moto's ECS, EC2, Logs, ELBv2, RDS and ECR backends, the simulation's
-    services, tasks and database, the simulated registry's blobs), from this process's copy when there is one."""
-    sim, clock, registry = world.sim, world.clock, world.registry
-    taken = _built.get(name)
-    if taken is not None:
-        copied, lock = taken  # ECR's lock cannot be copied, nor needs to be: the copies share the one taken
-        result, state, database, backends, ecr_copy, blobs, now = copy.deepcopy(copied, {id(lock): lock})
-        for backend_dict, backend in zip(snapshots.BACKENDS, backends, strict=True):
-            backend_dict[ACCOUNT][REGION] = backend
-        ecr_backends[ACCOUNT][REGION] = ecr_copy
-        vars(sim).update(state)
-        sim.database = database
-        if registry is not None:
-            vars(registry).update(blobs)
-        clock.sleep(now)
-        for observer in sim.observers:
-            observer(sim)
-        return result
-    result = build()
-    with sim.lock:
-        sim.advance()  # no task holds a transition still to play: those are closures over this simulation
-    if sim.idle() and not any(sim.faults.count.values()):
-        state = {key: getattr(sim, key) for key in snapshots.STATE}
-        backends = tuple(backend_dict[ACCOUNT][REGION] for backend_dict in snapshots.BACKENDS)
-        blobs = {key: getattr(registry, key) for key in snapshots.REGISTRY_STATE} if registry is not None else {}
-        ecr = ecr_backends[ACCOUNT][REGION]
-        lock = ecr.registry_scanning_configuration_update_lock
-        _built[name] = (copy.deepcopy((result, state, sim.database, backends, ecr, blobs, clock.now()), {id(lock): lock}),
-                        lock)
-    return result
+    """What `build()` returns and leaves behind, from this process's copy when there is one (snapshots.world)."""
+    return snapshots.world(name, world.sim, world.clock, world.registry, REGION, build)
 
 
 def build_seed(world: "World") -> dict:

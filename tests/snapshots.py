@@ -80,9 +80,9 @@ def _fresh(sim, clock, region: str) -> bool:
     )
 
 
-def _settings(sim) -> str:
+def _settings(sim, apart: tuple[str, ...] = ()) -> str:
     """How the simulation is configured (its timings, faults, failures to rehearse), comparable by equality."""
-    own = {key: value for key, value in vars(sim).items() if key not in STATE + OWN + ("faults",)}
+    own = {key: value for key, value in vars(sim).items() if key not in STATE + OWN + ("faults",) + apart}
     faults = (sim.faults.rates, [repr(injection) for injection in sim.faults._pending])
     return repr((sorted(own.items()), faults))
 
@@ -128,3 +128,42 @@ def _ecr_state(registry, region: str) -> str:
     ]
     own = {key: value for key, value in vars(registry).items() if key not in ("_lock", "_server", "_tokens", "blobs")}
     return repr((sorted(settings.items()), backend.tagger.tags, repositories, sorted(registry.blobs), sorted(own.items())))
+
+
+_worlds: dict[str, tuple[Snapshot, Any]] = {}
+
+
+def world(name: str, sim, clock, registry, region: str, build):
+    """What `build()` returns and leaves behind in a test that has done nothing yet: moto's ECS, EC2, Logs, ELBv2,
+    RDS and ECR backends, the simulation's services, tasks and Airflow database (which `build` may set), and the
+    simulated registry's blobs; from this process's copy `name` when the simulation is configured as it was when
+    the copy was taken. For a cluster whose tasks run images pushed with it."""
+    fresh, settings = _fresh(sim, clock, region), _settings(sim, apart=("database",))
+    taken = _worlds.get(name)
+    if fresh and taken is not None and taken[0].settings == settings:
+        snapshot, lock = taken  # ECR's lock cannot be copied, nor needs to be: the copies share the one taken
+        result, state, database, backends, ecr, blobs, now = copy.deepcopy(snapshot.copied, {id(lock): lock})
+        for backend_dict, backend in zip(BACKENDS, backends, strict=True):
+            backend_dict[ACCOUNT][region] = backend
+        ecr_backends[ACCOUNT][region] = ecr
+        vars(sim).update(state)
+        sim.database = database
+        if registry is not None:
+            vars(registry).update(blobs)
+        clock.sleep(now)
+        for observer in sim.observers:
+            observer(sim)
+        return result
+    result = build()
+    with sim.lock:
+        sim.advance()  # so no task holds a transition still to play: those are closures over this simulation
+    unchanged = _settings(sim, apart=("database",)) == settings and not any(sim.faults.count.values())
+    if fresh and taken is None and unchanged and sim.idle():
+        state = {key: getattr(sim, key) for key in STATE}
+        backends = tuple(backend_dict[ACCOUNT][region] for backend_dict in BACKENDS)
+        blobs = {key: getattr(registry, key) for key in REGISTRY_STATE} if registry is not None else {}
+        ecr = ecr_backends[ACCOUNT][region]
+        lock = ecr.registry_scanning_configuration_update_lock
+        copied = copy.deepcopy((result, state, sim.database, backends, ecr, blobs, clock.now()), {id(lock): lock})
+        _worlds[name] = (Snapshot(settings, copied), lock)
+    return result

@@ -19,9 +19,10 @@ from datetime import datetime
 from unittest import mock
 
 import pytest
+import snapshots
 from botocore.client import BaseClient
 from click.testing import CliRunner
-from conftest import ACCOUNT, CLUSTER, NAMES, SCHEDULER, WORKER, shared_client
+from conftest import ACCOUNT, CLUSTER, NAMES, REGION, SCHEDULER, WORKER, shared_client
 from helpers import cluster_arn, describe, describe_services, free_port, retag
 from moto.core import enable_iam_authentication
 
@@ -525,31 +526,35 @@ def world(sim, clock, sim_registry):
 
     def build(running: str = "v1", latest: str = "v1", schedulers: int = 1) -> str:
         ecr = sim_registry.ecr
-        ecr.create_repository(repositoryName=REPO)
-        pushed = {name: push_image(ecr, REPO, release_layers(n), stamp, config=airflow_image_config(version))
-                  for name, n, stamp, version in (("v1", 1, "20261101T000000Z", V1), ("v2", 2, "20261201T000000Z", V2))}
-
-        def point_latest(name: str):
-            retag(ecr, REPO, pushed[name], "latest")
-
         version = {"v1": V1, "v2": V2}[running]
-        point_latest(running)
         sim.image_config = config_reader(sim_registry)
-        sim.database = AirflowDatabase(head=schema_of(version))
-        provisioned = provision_cluster(shared_client, counts={**running_counts(3), "scheduler": schedulers},
-                                        airflow=3)
+
+        def make():
+            ecr.create_repository(repositoryName=REPO)
+            pushed = {name: push_image(ecr, REPO, release_layers(n), stamp, config=airflow_image_config(airflow))
+                      for name, n, stamp, airflow in (("v1", 1, "20261101T000000Z", V1),
+                                                      ("v2", 2, "20261201T000000Z", V2))}
+            retag(ecr, REPO, pushed[running], "latest")
+            sim.database = AirflowDatabase(head=schema_of(version))
+            provisioned = provision_cluster(shared_client, counts={**running_counts(3), "scheduler": schedulers},
+                                            airflow=3)
+            clock.sleep(60)
+            ecs = shared_client("ecs")
+            ecs.tag_resource(resourceArn=cluster_arn(ecs),
+                             tags=[{"key": "workflow-airflow-schema", "value": version}])  # as a migration leaves it
+            return provisioned, pushed
+
+        provisioned, pushed = snapshots.world(f"iam-policy airflow3 {running} {schedulers}", sim, clock, sim_registry,
+                                              REGION, make)
+        # Airflow's URL: on a port where nothing answers now, behind a listener rule.
         elbv2 = shared_client("elbv2")
         elbv2.modify_listener(ListenerArn=provisioned.listener, Port=free_port(), DefaultActions=[
             {"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "404"}}])
         elbv2.create_rule(ListenerArn=provisioned.listener, Priority=10, Actions=[
             {"Type": "forward", "TargetGroupArn": provisioned.target_group}],
             Conditions=[{"Field": "host-header", "HostHeaderConfig": {"Values": ["127.0.0.1"]}}])
-        clock.sleep(60)
-        ecs = shared_client("ecs")
-        ecs.tag_resource(resourceArn=cluster_arn(ecs),
-                         tags=[{"key": "workflow-airflow-schema", "value": version}])  # as a migration leaves it
         if latest != running:
-            point_latest(latest)
+            retag(ecr, REPO, pushed[latest], "latest")
         return shared_client("secretsmanager").create_secret(
             Name=SECRET_NAME, SecretString=json.dumps({"username": "admin", "password": "admin"}))["ARN"]
 

@@ -431,6 +431,27 @@ def test_a_stop_the_service_events_call_running_is_a_crash_without_started_at(em
     assert "keep stopping" not in result.stderr
 
 
+def test_the_scheduler_starts_once_no_old_worker_runs_a_process_not_after_deprovisioning(cluster, sim, clock):
+    """The old workers' containers have stopped (DEPROVISIONING while ECS detaches their network interfaces, and
+    their deployment still listed): no old worker runs, so the scheduler's start waits for the stability window,
+    not for ECS to finish."""
+    from workflow_sandbox.simulator import Timings
+
+    sim.timings = Timings(provision=2, pull=5, drain=3, stop=2, one_off_run=6, deprovision=10)
+    old = {t.task_arn for t in sim.service(WORKER).tasks}
+    ended: dict[str, float] = {}
+    sim.observers.append(lambda s: ended.update({t.task_arn: clock.now() for t in s.service(WORKER).tasks
+                                                 if t.task_arn in old and t.task_arn not in ended
+                                                 and t.sim_status in ("DEPROVISIONING", "STOPPED")}))
+    result, calls = invoke_recording(clock, *NAMES, "--stability-window", "2", "redeploy", "--yes")
+    assert result.exit_code == 0, result.output
+    assert set(ended) == old
+    start = next(c for c in calls if c.name == "UpdateService" and c.params.get("service") == SCHEDULER
+                 and c.params.get("desiredCount") == 1)
+    assert start.at - max(ended.values()) <= 2 + 1.5  # the window, then within a poll and a look at stopped tasks
+    assert start.at < max(ended.values()) + 10  # before ECS has stopped them
+
+
 def test_a_stop_returns_once_the_containers_stopped_not_after_deprovisioning(cluster, run, sim, clock):
     """ECS keeps a task DEPROVISIONING while it detaches its network interface, seconds after its containers
     stopped: no scheduler process runs then, so the stop wait (and the scheduler's downtime) does not include it."""

@@ -5,7 +5,8 @@ that meets the wrong schema, as Airflow does. Each rule's checker is shown to ca
 import json
 
 import pytest
-from conftest import CLUSTER, shared_client
+import snapshots
+from conftest import CLUSTER, REGION, shared_client
 from helpers import cluster_arn, describe, describe_services, resume_of, retag, running_digests
 
 from workflow.airflow_schema import says_migration_required, schema_of
@@ -28,19 +29,24 @@ def airflow3(sim, clock, sim_registry):
     from workflow_sandbox.server import airflow_image_config, release_layers
 
     ecr = sim_registry.ecr
-    ecr.create_repository(repositoryName=REPO)
-    v1 = push_image(ecr, REPO, release_layers(1), "20261101T000000Z", config=airflow_image_config(V1))
-    retag(ecr, REPO, v1, "latest")
     sim.image_config = config_reader(sim_registry)
-    sim.database = AirflowDatabase(head=schema_of(V1))
-    provision_cluster(shared_client, counts=running_counts(3), airflow=3)
-    clock.sleep(60)
-    ecs = shared_client("ecs")
-    ecs.tag_resource(resourceArn=cluster_arn(ecs),
-                     tags=[{"key": "workflow-airflow-schema", "value": V1}])  # as a recorded migration leaves it
-    v2 = push_image(ecr, REPO, release_layers(2), "20261201T000000Z", config=airflow_image_config(V2))
-    retag(ecr, REPO, v2, "latest")  # promoted
-    return {"v1": v1["digest"], "v2": v2["digest"], "registry": sim_registry}
+
+    def build():
+        ecr.create_repository(repositoryName=REPO)
+        v1 = push_image(ecr, REPO, release_layers(1), "20261101T000000Z", config=airflow_image_config(V1))
+        retag(ecr, REPO, v1, "latest")
+        sim.database = AirflowDatabase(head=schema_of(V1))
+        provision_cluster(shared_client, counts=running_counts(3), airflow=3)
+        clock.sleep(60)
+        ecs = shared_client("ecs")
+        ecs.tag_resource(resourceArn=cluster_arn(ecs),
+                         tags=[{"key": "workflow-airflow-schema", "value": V1}])  # as a recorded migration leaves it
+        v2 = push_image(ecr, REPO, release_layers(2), "20261201T000000Z", config=airflow_image_config(V2))
+        retag(ecr, REPO, v2, "latest")  # promoted
+        return {"v1": v1["digest"], "v2": v2["digest"]}
+
+    return {**snapshots.world("upgrade-order airflow3", sim, clock, sim_registry, REGION, build),
+            "registry": sim_registry}
 
 
 class Journal:

@@ -334,14 +334,11 @@ class _Upgrade:
         if self.options.snapshot:
             database.take_snapshot(self.env, self.options.snapshot, self.topology.name)
         untouched = self.words(self.topology.services(API_SERVER, WEBSERVER, WORKER, TRIGGERER))
-        try:
-            migrate(self.env, self.source, self.options.migrate, untouched=untouched)
-        except TaskFailed:
-            # The schema has not moved and `latest` names the new image: a start-scheduler would be refused, and
-            # the way back to scheduling is the release the database fits.
-            if unfit_start(self.env, self.schedulers):
-                self.env.recovery.alternatives = [ROLL_BACK_TO_FIT]
-            raise
+        # Should the migration fail or be interrupted, the schema may not have moved while `latest` names the new
+        # image: a start-scheduler would then be refused, and the way back to scheduling is the release the
+        # database fits.
+        way_back = ROLL_BACK_TO_FIT if unfit_start(self.env, self.schedulers) else RESTORE_SCHEDULER
+        migrate(self.env, self.source, self.options.migrate, untouched=untouched, way_back=way_back)
 
     def roll(self, step: Step) -> None:
         services = self.of(*step.roles)
@@ -355,7 +352,9 @@ class _Upgrade:
             # forceNewDeployment alone: the desired counts stay whatever operators or autoscaling set.
             for service in services:
                 role = self.topology.role(service.name)
-                options = {"old_tasks_stopped": True} if role == WORKER else \
+                # A worker is ready once no old worker runs a process, not once ECS has removed the old
+                # deployment (its tasks may be DEPROVISIONING for seconds more): the scheduler waits for it.
+                options = {"old_tasks_stopped": True, "drained": False} if role == WORKER else \
                     {"drained": self.options.wait_for_drain} if role in (API_SERVER, WEBSERVER) else {}
                 self.watches[service.name] = resume_or_deploy(env, service, self.resuming, **options)
 
@@ -471,10 +470,11 @@ def migration_source(topology: Topology, by_name: dict[str, Service], role: str)
     return by_name[names[0]]
 
 
-def migrate(env: Env, source: Service, command: list[str], untouched: str) -> TaskOutcome:
+def migrate(env: Env, source: Service, command: list[str], untouched: str,
+            way_back: tuple[str, str] = RESTORE_SCHEDULER) -> TaskOutcome:
     """UPGRADE_ORDER's second step: the migration (or a downgrade), one-off, with the source's task definition;
-    the schema's version is recorded on the cluster when it succeeds."""
-    env.recovery.alternatives = [RESTORE_SCHEDULER]
+    the schema's version is recorded on the cluster when it succeeds. `way_back` is offered should it fail."""
+    env.recovery.alternatives = [way_back]
     try:
         outcome = run_one_off(env, source, command, None, wait=True)
     except TaskFailed:
