@@ -426,7 +426,9 @@ class DeploymentWatch:
         target = Target(deployment_id, env.policy, env.poller.clock(), env.report.now(), drained, old_tasks_stopped,
                         desired, adopted)
         self.state = WatchState.begin(target)
-        self._dead: set[str] = set()  # older tasks seen STOPPED, not described again
+        # Older deployments' tasks whose process may still run, once listed: an older deployment starts no task,
+        # so from then on describing these is enough (one read a poll, not three).
+        self._older: list[Task] | None = None
 
     @property
     def policy(self) -> WatchPolicy:
@@ -459,8 +461,11 @@ class DeploymentWatch:
             essential = {arn: ecs.task_definition(arn).essential for arn in mine}
             return replace(seen, stopped=tuple(Stopped(t, essential.get(t.task_definition, frozenset())) for t in tasks))
         if what == OLDER_TASKS and seen.older_running is None:
-            alive = ecs.live_tasks(name, self._dead)
-            return replace(seen, older_running=any(t.started_by != self.id for t in alive))
+            if self._older is None:
+                self._older = [t for t in ecs.live_tasks(name) if t.started_by != self.id]
+            elif self._older:
+                self._older = [t for t in ecs.tasks([t.arn for t in self._older]) if not t.process_ended]
+            return replace(seen, older_running=bool(self._older))
         failing = self.state.failing
         if what == LOG_LINES and seen.log_lines is None and failing and failing.container:
             task, container = failing.task, failing.container
