@@ -44,24 +44,38 @@ def provisioned(name: str, sim, clock, region: str, provision):
     settings = _settings(sim)
     snapshot = _taken.get(name)
     if fresh and snapshot is not None and snapshot.settings == settings:
-        result, state, backends, now = copy.deepcopy(snapshot.copied)
-        for registry, backend in zip(BACKENDS, backends, strict=True):
-            registry[ACCOUNT][region] = backend
-        vars(sim).update(state)
-        clock.sleep(now)
-        for observer in sim.observers:
-            observer(sim)
+        result, cluster = copy.deepcopy(snapshot.copied)
+        _restore(sim, clock, region, cluster)
         return result
     result = provision()
-    with sim.lock:
-        sim.advance()  # so no task holds a transition still to play: those are closures over this simulation
     # Provisioning must leave the configuration as it found it (a fault or a flaky start it used up is not copied).
-    unchanged = _settings(sim) == settings and not any(sim.faults.count.values())
-    if fresh and snapshot is None and unchanged and sim.idle():
-        state = {key: getattr(sim, key) for key in STATE}
-        backends = tuple(registry[ACCOUNT][region] for registry in BACKENDS)
-        _taken[name] = Snapshot(settings, copy.deepcopy((result, state, backends, clock.now())))
+    settled = _settled(sim, settings)
+    if fresh and snapshot is None and settled:
+        _taken[name] = Snapshot(settings, copy.deepcopy((result, _cluster(sim, clock, region))))
     return result
+
+
+def _cluster(sim, clock, region: str) -> tuple:
+    """What a build leaves in the simulation and in moto's cluster backends, and when, to be copied."""
+    return {key: getattr(sim, key) for key in STATE}, tuple(d[ACCOUNT][region] for d in BACKENDS), clock.now()
+
+
+def _restore(sim, clock, region: str, cluster: tuple) -> None:
+    state, backends, now = cluster
+    for backend_dict, backend in zip(BACKENDS, backends, strict=True):
+        backend_dict[ACCOUNT][region] = backend
+    vars(sim).update(state)
+    clock.sleep(now)
+    for observer in sim.observers:
+        observer(sim)
+
+
+def _settled(sim, settings: str, apart: tuple[str, ...] = ()) -> bool:
+    """After a build: configured as before it (no fault or flaky start used up) and with no transition still to
+    play (those are closures over this simulation)."""
+    with sim.lock:
+        sim.advance()
+    return _settings(sim, apart) == settings and not any(sim.faults.count.values()) and sim.idle()
 
 
 def _fresh(sim, clock, region: str) -> bool:
@@ -142,28 +156,19 @@ def world(name: str, sim, clock, registry, region: str, build):
     taken = _worlds.get(name)
     if fresh and taken is not None and taken[0].settings == settings:
         snapshot, lock = taken  # ECR's lock cannot be copied, nor needs to be: the copies share the one taken
-        result, state, database, backends, ecr, blobs, now = copy.deepcopy(snapshot.copied, {id(lock): lock})
-        for backend_dict, backend in zip(BACKENDS, backends, strict=True):
-            backend_dict[ACCOUNT][region] = backend
+        result, cluster, database, ecr, blobs = copy.deepcopy(snapshot.copied, {id(lock): lock})
         ecr_backends[ACCOUNT][region] = ecr
-        vars(sim).update(state)
         sim.database = database
         if registry is not None:
             vars(registry).update(blobs)
-        clock.sleep(now)
-        for observer in sim.observers:
-            observer(sim)
+        _restore(sim, clock, region, cluster)
         return result
     result = build()
-    with sim.lock:
-        sim.advance()  # so no task holds a transition still to play: those are closures over this simulation
-    unchanged = _settings(sim, apart=("database",)) == settings and not any(sim.faults.count.values())
-    if fresh and taken is None and unchanged and sim.idle():
-        state = {key: getattr(sim, key) for key in STATE}
-        backends = tuple(backend_dict[ACCOUNT][region] for backend_dict in BACKENDS)
+    settled = _settled(sim, settings, apart=("database",))
+    if fresh and taken is None and settled:
         blobs = {key: getattr(registry, key) for key in REGISTRY_STATE} if registry is not None else {}
         ecr = ecr_backends[ACCOUNT][region]
         lock = ecr.registry_scanning_configuration_update_lock
-        copied = copy.deepcopy((result, state, sim.database, backends, ecr, blobs, clock.now()), {id(lock): lock})
+        copied = copy.deepcopy((result, _cluster(sim, clock, region), sim.database, ecr, blobs), {id(lock): lock})
         _worlds[name] = (Snapshot(settings, copied), lock)
     return result
