@@ -25,7 +25,7 @@ from workflow_sandbox.moto_models import (
 ACCOUNT = "123456789012"
 BACKENDS = (ecs_backends, ec2_backends, logs_backends, elbv2_backends, rds_backends)
 # What the simulation changes as it runs. The Airflow database is a setting: provisioning leaves it as it was.
-STATE = ("services", "tasks", "_pending_logs", "_due", "_scheduled", "_launched", "_stopped")
+STATE = ("services", "tasks", "_pending_logs", "_due", "_scheduled", "_launched", "_stopped", "run_task_answers")
 OWN = ("clock", "lock", "observers", "image_config")  # each test's own, never copied
 
 

@@ -353,6 +353,15 @@ def test_a_run_task_throttled_until_the_deadline_times_out_saying_so_and_that_no
     assert one_off_tasks(ecs) == []
 
 
+def test_a_run_task_whose_first_answer_was_lost_runs_one_task(cluster, run, sim, ecs):
+    """botocore repeats the call with the same clientToken, and ECS answers the repeat with the task it started."""
+    sim.faults.inject("RunTask", "server", times=1, after=True)  # applied, then a 500
+    result = run(*FAST, "run", "--yes", "--", "airflow", "dags", "list")
+    assert result.exit_code == 0, result.output
+    assert sim.faults.count["server"] == 1
+    assert len(one_off_tasks(ecs)) == 1
+
+
 @pytest.mark.parametrize("faults", [[("server", 8)], [("server", 1), ("throttle", 7)]], ids=["5xx", "5xx-then-throttled"])
 def test_a_run_task_whose_answer_may_have_been_lost_is_never_asked_again(cluster, run, sim, faults):
     for kind, times in faults:

@@ -157,6 +157,16 @@ class MotoPatches:
                 service.deployment_configuration = config
             return result
 
+        def run_task_response(response):
+            """ECS runs a RunTask once per clientToken, answering a repeat with the tasks it started; moto runs each."""
+            token = response._get_param("clientToken")
+            if token and token in sim.run_task_answers:
+                return sim.run_task_answers[token]
+            result = original_run_task_response(response)
+            if token:
+                sim.run_task_answers[token] = result
+            return result
+
         def describe_tasks_response(response):
             """ECS names each task it does not know (yet, or any more) in `failures` as MISSING; moto leaves them out."""
             result = original_describe_tasks_response(response)
@@ -199,6 +209,7 @@ class MotoPatches:
 
         original_create_response = response_cls.create_service
         original_describe_tasks_response = response_cls.describe_tasks
+        original_run_task_response = response_cls.run_task
         original_get_log_events = LogsBackend.get_log_events
         original_call_action = BaseResponse.call_action
         original_create_db_snapshot = RDSBackend.create_db_snapshot
@@ -217,6 +228,7 @@ class MotoPatches:
             (models, "Task", SimTask),
             (response_cls, "create_service", create_service_response),
             (response_cls, "describe_tasks", describe_tasks_response),
+            (response_cls, "run_task", run_task_response),
             (LogsBackend, "get_log_events", _synced(sim, get_log_events)),
             (BaseResponse, "call_action", call_action),
             (RDSBackend, "create_db_snapshot", rds_synced(create_db_snapshot)),

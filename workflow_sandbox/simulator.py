@@ -290,6 +290,9 @@ class Simulation:
         self._scheduled = 0
         self._launched = 0
         self._stopped: deque[tuple[float, SimTask]] = deque()  # (when, task) in the order tasks reached STOPPED
+        # RunTask's answer by clientToken: ECS runs a request once per token (botocore sends one, the same on every
+        # retry of a call), so an attempt whose answer was lost is not a second task when botocore repeats it.
+        self.run_task_answers: dict[str, Any] = {}
         self.stopped_retention: float | None = STOPPED_RETENTION  # then ECS forgets a stopped task; None: never
         # Airflow: the metadata database (None: not simulated, no schema checks) and each image's config by digest.
         self.database: AirflowDatabase | None = None
