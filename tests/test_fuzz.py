@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import pytest
 import snapshots
 from click.testing import CliRunner
-from conftest import CLUSTER, NAMES, REGION, SCHEDULER, WEB, WORKER, runtime
+from conftest import CLUSTER, NAMES, REGION, SCHEDULER, WEB, WORKER, runtime, shared_client
 from helpers import cluster_arn, one_off_tasks, retag
 
 from workflow.aws import Clients  # the real factory (the tests' own caches clients), imported before it is patched
@@ -23,6 +23,7 @@ from workflow.ecs import Ecs
 from workflow.errors import Malformed
 from workflow.lease import TAG_PREFIX
 from workflow_sandbox.images import push_image, random_layers
+from workflow_sandbox.provision import DEFAULT_COUNTS, provision_cluster
 
 REPO, STAGE = "airflow-prod", "airflow-stage"
 STAMPS = ["20261101T080000Z", "20261110T080000Z"]
@@ -137,20 +138,22 @@ def breaking(breaker: Breaker):
 
 
 @pytest.fixture
-def images(sim_registry):
-    """Two releases in the production repository (latest on the second) and a staging image to promote: before the
-    cluster, so that its tasks resolve latest to a release as they start."""
+def images(sim, clock, sim_registry):
+    """Two releases in the production repository (latest on the second) and a staging image to promote, then the
+    running cluster, whose tasks resolve latest to a release as they start; built once, then restored by copy."""
     ecr = sim_registry.ecr
 
-    def push():
+    def build():
         for name in (REPO, STAGE):
             ecr.create_repository(repositoryName=name)
         for n, stamp in enumerate(STAMPS, start=1):
             image = push_image(ecr, REPO, random_layers(2, 1024 * n, seed=n), stamp)
             retag(ecr, REPO, image, "latest")
         push_image(ecr, STAGE, random_layers(2, 4096, seed=9), "latest")
+        provision_cluster(shared_client, counts=DEFAULT_COUNTS)
+        clock.sleep(60)
 
-    snapshots.pushed("fuzz releases", sim_registry, REGION, push)
+    snapshots.world("fuzz", sim, clock, sim_registry, REGION, build)
     return ecr
 
 
@@ -170,7 +173,7 @@ def state(ecs, ecr) -> dict:
 
 
 @pytest.mark.parametrize("command, operation", CASES, ids=[f"{command}-{k}" for command, k in CASES])
-def test_a_malformed_answer_never_ends_a_command_in_a_traceback(images, cluster, clock, ecs, command, operation):
+def test_a_malformed_answer_never_ends_a_command_in_a_traceback(images, clock, ecs, command, operation):
     words, count = COMMANDS[command]
     if command == "start-scheduler":
         ecs.update_service(cluster=CLUSTER, service=SCHEDULER, desiredCount=0)
