@@ -25,6 +25,8 @@ import sys
 import tempfile
 import time
 
+from common import table
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "contract"))
@@ -211,10 +213,8 @@ def sandbox(args) -> None:
     print(f"The sandbox's ECR (moto's server and workflow_sandbox/registry.py on loopback, in the benchmark's own "
           f"process, which serves and stores every byte): the same {args.layers} x {args.layer_mib} MiB image from "
           f"`stage` to a new repository, promote in a child process.\n")
-    print("| path | wall s | MiB/s | peak RSS MiB | CPU s | blobs mounted | blobs copied | bytes uploaded |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for row in rows:
-        print("| " + " | ".join(str(x) for x in row) + " |")
+    print(table(["path", "wall s", "MiB/s", "peak RSS MiB", "CPU s", "blobs mounted", "blobs copied", "bytes uploaded"],
+                rows))
     print()
 
 

@@ -50,6 +50,7 @@ os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "tes
 
 import boto3  # noqa: E402
 import click  # noqa: E402
+from common import table  # noqa: E402  (benchmarks/common.py, beside this script)
 from moto import mock_aws  # noqa: E402
 
 import workflow.ecs  # noqa: E402
@@ -324,12 +325,6 @@ def stop_scheduler(poll: float | None, runs: int, drain: float = DRAIN, stop: fl
             "rule": BASELINE if baseline else RULE, "median": statistics.median(lags), "max": max(lags),
             "min": min(lags), "after_stopped": statistics.median(after_stopped), "rate": statistics.mean(rates),
             "rate_max": max(rates), "phase_rate": statistics.mean(phase_rates)}
-
-
-def table(header: list[str], rows: list[list], text_columns: int = 1) -> str:
-    align = ["---"] * text_columns + ["---:"] * (len(header) - text_columns)
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
-    return "\n".join(lines + ["| " + " | ".join(str(x) for x in row) + " |" for row in rows])
 
 
 def rate(reads: int, seconds: float, interval: float) -> str:

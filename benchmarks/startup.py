@@ -21,18 +21,17 @@ run.
 """
 
 import argparse
-import io
 import os
 import shutil
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from dataclasses import dataclass, field
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from common import export, git, table
+
 BIN = os.path.join(sys.prefix, "bin")
 WORKFLOW = os.path.join(BIN, "workflow")
 GOAL_MS = 120.0  # issue 22, item 6: `workflow --help` under 120 ms of CPU
@@ -72,28 +71,10 @@ def modules_imported(command: Command, cwd: str) -> int | None:
     return sum(1 for line in done.stderr.splitlines() if line.startswith("import time:")) - 1
 
 
-def export(commit: str, into: str) -> str:
-    """The commit's tree, read-only from git (no worktree, no change to the repository's state)."""
-    archive = subprocess.run(["git", "-C", ROOT, "archive", commit], capture_output=True, check=True).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:") as tar:
-        tar.extractall(into, filter="data")
-    return into
-
-
 def which_workflow(env: dict[str, str], cwd: str) -> str:
     done = subprocess.run([sys.executable, "-c", "import workflow; print(workflow.__file__)"], cwd=cwd,
                           env={**os.environ, **env}, capture_output=True, text=True, check=True)
     return done.stdout.strip()
-
-
-def git(*args: str) -> str:
-    return subprocess.run(["git", "-C", ROOT, *args], capture_output=True, text=True, check=True).stdout.strip()
-
-
-def table(header: list[str], rows: list[list], text_columns: int = 2) -> str:
-    align = ["---"] * text_columns + ["---:"] * (len(header) - text_columns)
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
-    return "\n".join(lines + ["| " + " | ".join(str(x) for x in row) + " |" for row in rows])
 
 
 def main() -> None:
@@ -160,7 +141,7 @@ def main() -> None:
          "modules"],
         [[c.label, c.tree, f"{min(c.cpu) * ms:.0f}", f"{statistics.median(c.cpu) * ms:.0f}", f"{max(c.cpu) * ms:.0f}",
           f"{(statistics.median(c.cpu) - bare) * ms:+.0f}", f"{statistics.median(c.wall) * ms:.0f}",
-          "-" if c.modules is None else c.modules] for c in commands]))
+          "-" if c.modules is None else c.modules] for c in commands], 2))
     help_today, help_before = statistics.median(commands[1].cpu) * ms, statistics.median(commands[3].cpu) * ms
     redeploy_today, redeploy_before = statistics.median(commands[2].cpu) * ms, statistics.median(commands[4].cpu) * ms
     print("\nAgainst the target:\n")

@@ -24,19 +24,18 @@ Prints Markdown tables on stdout (progress on stderr) and writes nothing; BENCHM
 """
 
 import argparse
-import io
 import os
 import re
 import shutil
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from dataclasses import dataclass, field
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from common import ROOT, export, git, table
+
 PYTEST = ["pipenv", "run", "pytest", "-q", "-n", "auto", "--dist", "loadgroup"]
 PARTS = {
     "all": [],
@@ -84,13 +83,6 @@ class Tree:
         return env
 
 
-def export(commit: str, into: str) -> Tree:
-    archive = subprocess.run(["git", "-C", ROOT, "archive", commit], capture_output=True, check=True).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:") as tar:
-        tar.extractall(into, filter="data")
-    return Tree(into, exported=True)
-
-
 def measure(part: Part, tree: Tree) -> Run:
     load = os.getloadavg()[0]
     started = time.perf_counter()
@@ -123,16 +115,6 @@ def ran(run: Run) -> int:
     return sum(n for kind, n in run.counts.items() if kind not in ("deselected", "warning"))
 
 
-def git(*args: str) -> str:
-    return subprocess.run(["git", "-C", ROOT, *args], capture_output=True, text=True).stdout.strip()
-
-
-def table(header: list[str], rows: list[list], text_columns: int = 1) -> str:
-    align = ["---"] * text_columns + ["---:"] * (len(header) - text_columns)
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
-    return "\n".join(lines + ["| " + " | ".join(str(x) for x in row) + " |" for row in rows])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="rounds: each part runs once per round (default 3)")
@@ -143,7 +125,7 @@ def main() -> None:
     began = time.monotonic()
     scratch = tempfile.mkdtemp(prefix="suite-") if args.commit else None
     try:
-        tree = export(args.commit, scratch) if scratch else Tree()
+        tree = Tree(export(args.commit, scratch), exported=True) if scratch else Tree()
         for part in parts:
             part.collected = collected(part, tree)
         for round_ in range(1, args.runs + 1):
