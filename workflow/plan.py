@@ -136,17 +136,23 @@ def unfit(recorded: str, versions: set[str], way_out: str) -> str | None:
     return None
 
 
-def airflow_version(env: Env, reference: str) -> str | None:
-    """The Airflow version of the image a new deployment of `reference` gets now, from its config; None when it is
-    not an ECR image or says no version. Raises WorkflowError when ECR cannot be read."""
+def current_digest(env: Env, reference: str) -> str | None:
+    """The digest a new deployment of `reference` gets now: its own, or the one its tag names in ECR; None when it
+    is not an ECR image or ECR has no such tag. Raises WorkflowError when ECR cannot be read."""
     ref = ecr_image(reference)
     if ref is None or env.ecr is None:
         return None
-    digest = ref.digest
-    if digest is None:
-        found = Ecr(env.ecr(ref.region), ref.account).find(ref.repository, tag=ref.tag or "latest")
-        digest = found.digest if found else None
-    return version_from_config(image_config(env.ecr, reference, digest)) if digest else None
+    if ref.digest is not None:
+        return ref.digest
+    found = Ecr(env.ecr(ref.region), ref.account).find(ref.repository, tag=ref.tag or "latest")
+    return found.digest if found else None
+
+
+def airflow_version(env: Env, reference: str) -> str | None:
+    """The Airflow version of the image a new deployment of `reference` gets now, from its config; None when it is
+    not an ECR image or says no version. Raises WorkflowError when ECR cannot be read."""
+    digest = current_digest(env, reference)
+    return version_from_config(image_config(env.ecr, reference, digest)) if digest and env.ecr else None
 
 
 class _Images:
@@ -158,16 +164,10 @@ class _Images:
 
     def resolve(self, reference: str) -> Image:
         """The image a new deployment of `reference` gets now: the digest its tag names in ECR."""
-        ref = ecr_image(reference)
-        if ref is None or self.env.ecr is None:
+        try:
+            digest = current_digest(self.env, reference)
+        except WorkflowError:  # shown as unknown: the plan informs, it does not gate
             return Image(None)
-        digest = ref.digest
-        if digest is None:
-            try:
-                found = Ecr(self.env.ecr(ref.region), ref.account).find(ref.repository, tag=ref.tag or "latest")
-            except WorkflowError:
-                return Image(None)
-            digest = found.digest if found else None
         return self.describe(reference, digest) if digest else Image(None)
 
     def describe(self, reference: str, digest: str) -> Image:
