@@ -6,6 +6,12 @@ import socket
 
 from conftest import ACCOUNT, CLUSTER, REGION
 
+
+def flat(text: str) -> str:
+    """Progress lines wrap at the terminal's width: words, one space apart."""
+    return " ".join(text.split())
+
+
 # --- ECS ------------------------------------------------------------------------------------------------------------
 
 
@@ -26,6 +32,17 @@ def primary_id(service: dict) -> str:
 
 def cluster_arn(ecs) -> str:
     return ecs.describe_clusters(clusters=[CLUSTER])["clusters"][0]["clusterArn"]
+
+
+def hold(ecs, clock, owner="alice@bastion", command="redeploy", minutes=30):
+    """Another operator's live lease on the cluster, taken a minute ago."""
+    from datetime import timedelta
+
+    from workflow.lease import Holder
+
+    now = clock.wall(clock.now()).replace(microsecond=0)  # the CLI's wall clock in these tests
+    holder = Holder("other", owner, command, now - timedelta(minutes=1), now + timedelta(minutes=minutes))
+    ecs.tag_resource(resourceArn=cluster_arn(ecs), tags=[holder.tag])
 
 
 def tasks(ecs, service: str | None = None, desired: str = "RUNNING") -> list[dict]:

@@ -23,7 +23,7 @@ import snapshots
 from botocore.client import BaseClient
 from click.testing import CliRunner
 from conftest import ACCOUNT, CLUSTER, NAMES, REGION, SCHEDULER, WORKER, shared_client
-from helpers import cluster_arn, describe, describe_services, free_port, retag
+from helpers import cluster_arn, describe, describe_services, flat, free_port, retag
 from moto.core import enable_iam_authentication
 
 from workflow.cli import main
@@ -64,11 +64,6 @@ def grant_of(sid: str) -> str:
     """The grant a Sid names (its part before `For`), under either of its names."""
     label = sid.split("For", 1)[0]
     return next(key for key, grant in GRANTS.items() if label in (key, grant.any_sid))
-
-
-def flat(text: str) -> str:
-    """Progress lines wrap at the terminal's width: words, one space apart."""
-    return " ".join(text.split())
 
 
 # --- the document ---------------------------------------------------------------------------------------------

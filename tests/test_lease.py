@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from conftest import CLUSTER, NAMES, SCHEDULER, WEB
-from helpers import cluster_arn, describe
+from helpers import cluster_arn, describe, hold
 
 from workflow.ecs import Ecs
 from workflow.lease import TAG_PREFIX, Holder, Lease, LeaseHeld
@@ -13,12 +13,6 @@ from workflow.progress import Reporter
 
 def tags(ecs):
     return {t["key"]: t["value"] for t in ecs.list_tags_for_resource(resourceArn=cluster_arn(ecs))["tags"]}
-
-
-def hold(ecs, clock, owner="alice@bastion", command="redeploy", minutes=30):
-    now = clock.wall(clock.now()).replace(microsecond=0)  # the CLI's wall clock in these tests
-    holder = Holder("other", owner, command, now - timedelta(minutes=1), now + timedelta(minutes=minutes))
-    ecs.tag_resource(resourceArn=cluster_arn(ecs), tags=[holder.tag])
 
 
 def desired(ecs):

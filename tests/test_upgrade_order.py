@@ -7,7 +7,7 @@ import json
 import pytest
 import snapshots
 from conftest import CLUSTER, REGION, shared_client
-from helpers import cluster_arn, describe, describe_services, resume_of, retag, running_digests
+from helpers import cluster_arn, describe, describe_services, flat, hold, resume_of, retag, running_digests
 
 from workflow.airflow_schema import says_migration_required, schema_of
 from workflow.topology import API_SERVER, DAG_PROCESSOR, SCHEDULER, TRIGGERER, WEBSERVER, WORKER, Step
@@ -209,10 +209,105 @@ def test_a_failed_migration_offers_the_way_back_that_runs(airflow3, sim, run, ec
     assert describe(ecs, NAMES["scheduler"])["desiredCount"] == 1
 
 
-def test_a_redeploy_without_the_migration_names_the_crash_and_the_way_out(airflow3, run, ecs):
-    ecs.untag_resource(resourceArn=cluster_arn(ecs), tagKeys=["workflow-airflow-schema"])  # the schema is unknown
+def test_a_redeploy_stopped_while_its_migration_runs_offers_no_way_back_and_resumes_once_the_task_stopped(
+        airflow3, sim, clock, ecs):
+    """The migration task runs on when the command stops: its outcome is unknown, so neither the rollback (which
+    would deploy 3.2.2 onto a schema that may have moved) nor a resume now (a second migration beside it) is
+    offered; the resume offered once the task has stopped migrates again (a no-op) and finishes."""
+    from click.testing import CliRunner
+    from conftest import runtime
+
+    from workflow.cli import main
+
+    def migrating() -> bool:
+        arns = ecs.list_tasks(cluster=CLUSTER, startedBy="workflow")["taskArns"]
+        return bool(arns) and any(t["lastStatus"] == "RUNNING"
+                                  for t in ecs.describe_tasks(cluster=CLUSTER, tasks=arns)["tasks"])
+
+    def sleep(seconds):
+        if migrating():
+            raise KeyboardInterrupt
+        clock.sleep(seconds)
+
+    interrupted = runtime(clock)
+    interrupted.sleep = sleep
+    first = CliRunner().invoke(main, ["--cluster", CLUSTER, "redeploy", "--migrate", "--yes"], obj=interrupted)
+    assert first.exit_code == 130, first.output
+    said = flat(first.stderr)
+    assert "keeps running; stopping this command does not stop it" in said
+    assert "rollback" not in said and "start-scheduler" not in said
+    task = said.split("once task ", 1)[1].split()[0]
+    resume = resume_of(first.stderr, f"once task {task} has stopped, resume with")
+    assert resume is not None and "--migrate" in resume, first.stderr
+    clock.sleep(30)
+    assert not migrating()  # the task has ended: the schema has moved, and nothing recorded it
+    assert sim.database.head == schema_of(V2)
+    again = CliRunner().invoke(main, resume[resume.index("--cluster"):], obj=runtime(clock))
+    assert again.exit_code == 0, again.output
+    for name in NAMES:
+        assert running_digests(ecs, NAMES[name]) == {airflow3["v2"]}, name
+    tags = ecs.list_tags_for_resource(resourceArn=cluster_arn(ecs))["tags"]
+    assert {"key": "workflow-airflow-schema", "value": V2} in tags
+
+
+def test_a_redeploy_refused_by_another_operators_lease_offers_none_of_the_ways_out(airflow3, sim, clock, ecs, run):
+    """A redeploy stopped as the api-server rolls leaves the scheduler stopped; another operator now holds the
+    cluster to finish it. A second redeploy, refused at its first change (the workers' roll), says nothing was
+    changed and offers no resume nor alternative (that state is the other operator's to finish), in text and
+    in JSON."""
+    from click.testing import CliRunner
+    from conftest import runtime
+
+    from workflow.cli import main
+
+    def sleep(seconds):
+        if len(sim.service(NAMES["api-server"]).deployments) == 2:
+            raise KeyboardInterrupt
+        clock.sleep(seconds)
+
+    interrupted = runtime(clock)
+    interrupted.sleep = sleep
+    first = CliRunner().invoke(main, ["--cluster", CLUSTER, "redeploy", "--migrate", "--yes"], obj=interrupted)
+    assert first.exit_code == 130, first.output
+    hold(ecs, clock)
     result = run("--cluster", CLUSTER, "redeploy", "--yes")
-    assert result.exit_code == 1
+    assert result.exit_code == 4, result.output
+    assert "nothing was changed" in result.stderr
+    assert "cluster state" not in result.stderr and "resume with" not in result.stderr, result.stderr
+    assert "start-scheduler" not in result.stderr
+    assert "==>" not in result.stderr  # refused before it waited on anything of the other operator's
+    document = json.loads(run("--cluster", CLUSTER, "--output", "json", "redeploy", "--yes").stdout)
+    assert (document["exit_code"], document["cluster_state"], document["resume"], document["alternatives"]) == \
+        (4, None, None, [])
+    assert describe(ecs, NAMES["scheduler"])["desiredCount"] == 0
+
+
+def test_without_a_recorded_schema_the_running_version_tells_it_and_a_redeploy_without_the_migration_is_refused(
+        airflow3, run, ecs):
+    """Migrated by other means: nothing is recorded, but every component runs 3.2.2, which runs only on its own
+    schema. The dry run shows the refusal the real run meets, and the real run changes nothing."""
+    ecs.untag_resource(resourceArn=cluster_arn(ecs), tagKeys=["workflow-airflow-schema"])
+    rehearsed = run("--cluster", CLUSTER, "redeploy", "--dry-run")
+    assert rehearsed.exit_code == 2, rehearsed.output
+    assert "a real run would be refused" in flat(rehearsed.stdout)
+    result = run("--cluster", CLUSTER, "redeploy", "--yes")
+    assert result.exit_code == 2, result.output
+    said = flat(result.stderr)
+    assert "database's (Airflow 3.2.2, the version every running component runs)" in said
+    assert "redeploy --migrate" in said and "nothing was changed" in said
+    assert "cluster state" not in said  # a refusal offers no recovery: there is nothing to recover from
+    for name in NAMES:
+        assert running_digests(ecs, NAMES[name]) == {airflow3["v1"]}, name
+    assert describe(ecs, NAMES["scheduler"])["desiredCount"] == 1
+
+
+def test_a_redeploy_without_the_migration_names_the_crash_and_the_way_out(airflow3, run, ecs):
+    """Neither recorded nor to be told from what runs (v1's image is gone from ECR, so its version is unknown):
+    the crash itself is named."""
+    ecs.untag_resource(resourceArn=cluster_arn(ecs), tagKeys=["workflow-airflow-schema"])
+    airflow3["registry"].ecr.batch_delete_image(repositoryName=REPO, imageIds=[{"imageDigest": airflow3["v1"]}])
+    result = run("--cluster", CLUSTER, "redeploy", "--yes")
+    assert result.exit_code == 1, result.output
     assert says_migration_required(result.stderr)
     assert "the image's Airflow version and the database's schema are out of step" in result.stderr
     assert "redeploy --migrate" in result.stderr

@@ -17,6 +17,8 @@ if TYPE_CHECKING:  # Airflow's API client brings urllib3, which a command's --he
 class Lease(Protocol):
     def before_change(self) -> None: ...
 
+    def refuse_if_held(self) -> None: ...
+
 
 @dataclass
 class Env:
@@ -34,3 +36,7 @@ class Env:
     def before_change(self) -> None:
         if self.lease is not None:
             self.lease.before_change()
+
+    def refuse_if_held(self) -> None:
+        if self.lease is not None:
+            self.lease.refuse_if_held()

@@ -10,6 +10,8 @@ OK, FAILED, USAGE, TIMED_OUT, BUSY, INTERRUPTED = 0, 1, 2, 3, 4, 130
 class WorkflowError(Exception):
     """An expected failure: reported in one message, never with a traceback."""
 
+    refusal = False  # raised before this command changed anything, whatever state the cluster is in
+
     exit_code = FAILED
 
 
@@ -78,6 +80,7 @@ class Refused(WorkflowError):
     """The request cannot work on this cluster as it is; refused before anything was changed."""
 
     exit_code = USAGE
+    refusal = True
 
 
 class OperationFailed(WorkflowError):

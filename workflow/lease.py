@@ -38,6 +38,7 @@ class LeaseHeld(WorkflowError):
     """Another operator's command holds the cluster: nothing was changed by this one."""
 
     exit_code = BUSY
+    refusal = True
 
 
 class Place(Protocol):
@@ -129,6 +130,15 @@ class Lease:
             self.acquire()
         self.changed = True  # from here on, a refusal comes after this command changed something
 
+    def refuse_if_held(self) -> None:
+        """Another operator's live lease refuses this command now, before it waits on that operator's work (a
+        redeploy resuming what it finds under way) only to be refused at its first change. Takes nothing."""
+        if self.held or self.break_others or not getattr(self.place, "exists", lambda: True)():
+            return
+        live = [h for h in self._others() if h.expires > self.now()]
+        if live:
+            raise self._held(live[0])
+
     def acquire(self) -> None:
         if not getattr(self.place, "exists", lambda: True)():  # a repository that is not there guards nothing
             return
@@ -195,6 +205,10 @@ class Leases:
     def before_change(self) -> None:
         for lease in self.leases:
             lease.before_change()
+
+    def refuse_if_held(self) -> None:
+        for lease in self.leases:
+            lease.refuse_if_held()
 
     def release(self) -> None:
         for lease in reversed(self.leases):

@@ -53,8 +53,12 @@ def choose_container(definition: TaskDefinition, container: str | None) -> str:
     return container
 
 
-def run_one_off(env, service: Service, command: list[str], container: str | None, wait: bool) -> TaskOutcome:
-    """Run `command` in one task with `service`'s deployed task definition and network, and judge how it ended."""
+def run_one_off(env, service: Service, command: list[str], container: str | None, wait: bool,
+                rerun_once_stopped: bool = False) -> TaskOutcome:
+    """Run `command` in one task with `service`'s deployed task definition and network, and judge how it ended.
+
+    `rerun_once_stopped`: running the command again is safe once this task has stopped (an idempotent migration),
+    so a command stopped while it runs says to resume then; otherwise no resume is offered while it runs."""
     definition = env.ecs.task_definition(service.task_definition)
     container = choose_container(definition, container)
     essential = definition.essential
@@ -70,11 +74,15 @@ def run_one_off(env, service: Service, command: list[str], container: str | None
             f"one-off task {task.id} keeps running; stopping this command does not stop it\n    "
             + "\n    ".join(steps)
         )
-        env.recovery.resumable = False  # running the command again would start a second task beside this one
+        # Running the command again now would start a second task beside this one.
+        if rerun_once_stopped:
+            env.recovery.resume_when = f"once task {task.id} has stopped"
+        else:
+            env.recovery.resumable = False
         began = env.poller.clock()
         task = _await_stopped(env, task, follow)
         _read_late_lines(env, follow, began + env.poller.timeout)
-        env.recovery.state, env.recovery.resumable = None, True
+        env.recovery.state, env.recovery.resumable, env.recovery.resume_when = None, True, None
         failure = judge(task, container, essential)
         if failure:
             if follow.lines:

@@ -251,6 +251,7 @@ def redeploy(env: Env, topology: Topology, options: RedeployOptions = DEFAULTS) 
     `options.migrate` is a command run as a one-off task once the old schedulers and dag-processors have stopped
     and before anything new starts, so no new component meets an old schema and no old one a new schema.
     """
+    env.refuse_if_held()
     by_name = check_redeploy(env, topology, options)
     upgrade = _Upgrade(env, topology, by_name, options)
     rehearse_reads(env, by_name.values())
@@ -474,11 +475,15 @@ def migrate(env: Env, source: Service, command: list[str], untouched: str,
             way_back: tuple[str, str] = RESTORE_SCHEDULER) -> TaskOutcome:
     """UPGRADE_ORDER's second step: the migration (or a downgrade), one-off, with the source's task definition;
     the schema's version is recorded on the cluster when it succeeds. `way_back` is offered should it fail."""
-    env.recovery.alternatives = [way_back]
+    # While the task runs, its outcome is unknown: the schema may yet move, so no way back is offered until it
+    # has failed; a command stopped meanwhile is resumed once the task has stopped (`airflow db migrate` again is
+    # a no-op on a migrated database).
+    env.recovery.alternatives = []
     try:
-        outcome = run_one_off(env, source, command, None, wait=True)
+        outcome = run_one_off(env, source, command, None, wait=True, rerun_once_stopped=True)
     except TaskFailed:
         env.recovery.state = f"the scheduler is stopped; the migration failed; {untouched} are untouched"
+        env.recovery.alternatives = [way_back]
         raise
     env.recovery.milestone = "migrated"  # resuming from here must not migrate again
     database.record_migration(env, command, outcome.task)

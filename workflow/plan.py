@@ -44,8 +44,10 @@ class Plan:
     cluster: str
     moves: tuple[Move, ...]
     migration: tuple[str, ...] = ()  # the migration command, when one runs
-    schema: str | None = None  # the Airflow version whose schema the database was last moved to, if recorded
+    schema: str | None = None  # the Airflow version whose schema the database is at, when recorded or inferred
+    schema_inferred: bool = False  # not recorded: every running component runs that version (see `plan`)
     images: tuple[str, ...] = ()  # the image references the task definitions deploy (their tags resolve at launch)
+    refusal: str | None = None  # a dry run's: why the real run would be refused (see `schema_refusal`)
 
     @property
     def nothing_to_change(self) -> bool:
@@ -81,7 +83,8 @@ class Plan:
         if migrating or self.schema is None:
             return None
         return unfit(self.schema, {m.after.version for m in self.moves if m.after.version},
-                     "redeploy --migrate moves the schema and every component together")
+                     "redeploy --migrate moves the schema and every component together",
+                     ", the version every running component runs" if self.schema_inferred else "")
 
     def summary(self) -> str:
         now, after = self.versions()
@@ -121,17 +124,25 @@ def plan(env: Env, topology: Topology, migration: list[str] | None = None) -> Pl
         schema = recorded(env)
     except WorkflowError:
         schema = None
-    return Plan(topology.name, tuple(moves), tuple(migration or ()), schema, tuple(sorted(set(wanted.values()))))
+    # Unrecorded (migrated by other means, or never by this tool): components that check migrations run only on
+    # their own schema, so one Airflow version running everywhere says which schema the database is at.
+    versions = {i.version for m in moves for i in m.now if i.digest}
+    inferred = schema is None and len(versions) == 1 and None not in versions
+    if inferred:
+        schema = versions.pop()
+    return Plan(topology.name, tuple(moves), tuple(migration or ()), schema, inferred,
+                tuple(sorted(set(wanted.values()))))
 
 
-def unfit(recorded: str, versions: set[str], way_out: str) -> str | None:
-    """Why images of these Airflow versions would not start on a database at `recorded`'s schema, or None."""
+def unfit(recorded: str, versions: set[str], way_out: str, basis: str = "") -> str | None:
+    """Why images of these Airflow versions would not start on a database at `recorded`'s schema, or None; `basis`
+    says how that schema is known when it is not recorded."""
     for version in sorted(versions):
         check = check_schema(recorded, version)
         if check.needs_migration or check.needs_downgrade:
             direction = "a newer" if check.needs_migration else "an older"
             return (f"the image is Airflow {version}, which needs {direction} schema than the database's (Airflow "
-                    f"{recorded}): its scheduler, dag-processor, api-server and triggerer would exit with 'Database "
+                    f"{recorded}{basis}): its scheduler, dag-processor, api-server and triggerer would exit with 'Database "
                     f"migration required'; {way_out}; nothing was changed")
     return None
 

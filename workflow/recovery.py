@@ -12,6 +12,7 @@ class Recovery:
     state: str | None = None  # the cluster's state in words; None when nothing is under way
     alternatives: list[tuple[str, str]] = field(default_factory=list)  # (what it does, command): other ways out
     resumable: bool = True  # False while re-running the command would repeat something still under way
+    resume_when: str | None = None  # the condition a resume waits for, e.g. "once task 1a2b has stopped"
     milestone: str | None = None  # the last step done that a resume must not repeat (e.g. "migrated")
     resume_after: dict[str, str] = field(default_factory=dict)  # milestone -> the command that resumes after it
 

@@ -14,6 +14,7 @@ from .errors import INTERRUPTED, USAGE, WorkflowError
 from .interrupts import Terminated as Terminated  # where the commands find it
 from .interrupts import interruption, operation_began, signals_as_interrupts
 from .progress import wrap_message
+from .recovery import Recovery
 
 if TYPE_CHECKING:  # the context, for annotations only: importing it costs `--help` its speed
     from .app import App
@@ -55,6 +56,8 @@ def run(app: App, resume: str | None, operation: Callable[[], Any]) -> Any:
             finally:
                 app.release_leases()
     except WorkflowError as error:
+        if error.refusal and not app.changed:  # the state the cluster is in is not this command's to recover
+            app.recovery = Recovery()
         _failed(app, str(error), error.exit_code, resume, getattr(error, "result", None))
     except KeyboardInterrupt as interrupt:
         name, code = interruption(interrupt)
@@ -99,14 +102,15 @@ def _failed(app: App, message: str, code: int, resume: str | None, result) -> No
     from . import render
 
     recovery = app.recovery
-    resume = recovery.resume(resume)
+    resume = _resume(app, resume)
     if app.options["output"] == "json":
         click.echo(render.to_json({
             "error": message,
             "exit_code": code,
             "cluster_state": recovery.state,
-            "resume": shlex.join(app.resume_words(resume)) if resume and recovery.state and recovery.resumable else None,
-            "alternatives": [shlex.join(app.resume_words(command)) for _, command in recovery.alternatives],
+            "resume": shlex.join(app.resume_words(resume)) if resume else None,
+            "resume_when": recovery.resume_when if resume else None,
+            "alternatives": [shlex.join(app.resume_words(command)) for _, command in _alternatives(app, resume)],
             "result": result,
         }))
     elif result is not None:
@@ -114,15 +118,31 @@ def _failed(app: App, message: str, code: int, resume: str | None, result) -> No
     raise CommandFailed(_explain(app, message, resume, failed=code != INTERRUPTED and code < 128), code) from None
 
 
+def _resume(app: App, command: str | None) -> str | None:
+    """The command that resumes, when one does now: some state to resume from, and nothing still under way."""
+    recovery = app.recovery
+    resume = recovery.resume(command)
+    return resume if resume and recovery.state and recovery.resumable else None
+
+
+def _alternatives(app: App, resume: str | None) -> list[tuple[str, str]]:
+    """The other ways out, less the resumed command itself: a failed rollback's "go back a release" would only
+    finish the same rollback (its record says where it goes), as its resume does."""
+    resumed = resume.split()[0] if resume else None
+    return [(purpose, command) for purpose, command in app.recovery.alternatives if command.split()[0] != resumed]
+
+
 def _explain(app: App, message: str, resume: str | None, failed: bool = True) -> str:
     recovery = app.recovery
-    resume = recovery.resume(resume)
+    resume = _resume(app, resume)
     if recovery.state is not None:
         message += f"\n  cluster state: {recovery.state}"
-        if resume and recovery.resumable:
+        if resume:
             when = "once the cause is fixed, resume with" if failed else "resume with"
+            if recovery.resume_when:
+                when = f"{recovery.resume_when}, resume with"
             message += f"\n  {when}:\n{resume_command(app, resume)}"
-        for purpose, command in recovery.alternatives:
+        for purpose, command in _alternatives(app, resume):
             message += f"\n  or, {purpose}:\n{resume_command(app, command)}"
     return message
 

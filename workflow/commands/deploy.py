@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..errors import Refused
+from ..errors import USAGE, Refused
 from ..options import DEFAULT_DRAIN, command_words, drain_option, option, schedulers_option, task_wait_option, yes_option
 from ..runner import confirm, run
 from ..topology import ROLES, SCHEDULER, WORKER, role_of
@@ -98,10 +98,12 @@ def redeploy(app: App, yes, wait_for_drain, migrate, migrate_command, migrate_fr
         raise click.UsageError("--snapshot goes with --migrate: only a migration moves the schema")
     topology = app.topology()
     plan = plan_for(app.env(), topology, migrate_command if migrate else None)
-    if dry_run:
-        run(app, None, lambda: plan)
-        return
     unfit = plan.schema_refusal(migrating=migrate)
+    if dry_run:  # the plan, and the refusal a real run would meet: exit 2 then, as it would
+        run(app, None, lambda: replace(plan, refusal=unfit))
+        if unfit:
+            click.get_current_context().exit(USAGE)
+        return
     if unfit:
         raise Refused(unfit)
     from ..progress import width_of
