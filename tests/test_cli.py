@@ -1,6 +1,8 @@
 """The command-line surface: help, options from the environment, and every expected error without a traceback."""
 
+import json
 import re
+import shlex
 import subprocess
 import sys
 
@@ -389,8 +391,6 @@ def test_without_a_terminal_and_without_yes_the_command_says_how_to_confirm(clus
     ["initialize", "--yes", "--no-wait"],
 ])
 def test_every_command_prints_one_json_document(cluster, run, args):
-    import json
-
     result = run(*NAMES, "--output", "json", *args)
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
@@ -403,8 +403,6 @@ def test_every_command_prints_one_json_document(cluster, run, args):
 
 
 def test_a_failure_still_prints_one_json_document_with_the_error(cluster, run, sim):
-    import json
-
     sim.fail_deployments(WORKER, "pull")
     result = run(*NAMES, "--output", "json", "redeploy", "--yes")
     assert result.exit_code == 1
@@ -427,15 +425,36 @@ def test_a_failed_initialize_is_not_shown_done_and_says_where_the_whole_log_is(e
 
 def test_initialize_no_wait_and_ctrl_c_say_how_to_follow_or_stop_the_task(empty_cluster, run, clock):
     result = run(*NAMES, "initialize", "--yes", "--no-wait")
-    assert "follow it: aws logs tail /ecs/airflow-prod --log-stream-names worker/celery-worker/" in result.stdout
-    assert "stop it:   aws ecs stop-task --cluster airflow-prod --task" in result.stdout
+    follow, stop = (resume_of(result.stdout, purpose) for purpose in ("follow it", "stop it"))
+    assert follow[:5] == ["aws", "logs", "tail", "/ecs/airflow-prod", "--log-stream-names"]
+    assert follow[5].startswith("worker/celery-worker/")
+    assert stop[:5] == ["aws", "ecs", "stop-task", "--cluster", "airflow-prod"]
+    for words in (follow, stop):  # where this command acted, whatever the shell it is pasted into says
+        assert words[words.index("--region") + 1] == REGION
+    steps = json.loads(run(*NAMES, "-o", "json", "initialize", "--yes", "--no-wait").stdout)["next_steps"]
+    assert [(s["purpose"], shlex.split(s["command"])[:3]) for s in steps] == [
+        ("follow it", ["aws", "logs", "tail"]), ("stop it", ["aws", "ecs", "stop-task"])]
 
     def sleep(_):
         raise KeyboardInterrupt
 
     interrupted = CliRunner().invoke(main, [*NAMES, "initialize", "--yes"], obj=Runtime(clock=clock.now, sleep=sleep))
     assert interrupted.exit_code == 130, interrupted.output
-    assert "aws ecs stop-task --cluster airflow-prod --task" in interrupted.stderr
+    assert resume_of(interrupted.stderr, "stop it")[:3] == ["aws", "ecs", "stop-task"]
+
+
+def test_the_aws_commands_printed_act_on_the_region_endpoint_and_profile_in_effect(monkeypatch):
+    """Pasted into a shell with other AWS defaults, an AWS CLI command printed for the operator acts where the
+    command that printed it did: its Region (or the one a log group lives in), endpoint and profile."""
+    from workflow.app import App
+
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    app = App(Runtime(), {"region": None, "endpoint_url": "http://127.0.0.1:4566", "profile": "ops"})
+    assert app.aws_words(["ecs", "stop-task", "--task", "t"]) == [
+        "aws", "ecs", "stop-task", "--task", "t", "--region", "eu-west-1", "--endpoint-url", "http://127.0.0.1:4566",
+        "--profile", "ops"]
+    assert app.aws_words(["logs", "tail", "g"], "us-west-2")[3:5] == ["g", "--region"]
+    assert app.aws_words(["logs", "tail", "g"], "us-west-2")[5] == "us-west-2"
 
 
 @pytest.mark.parametrize("error, code, hint", [

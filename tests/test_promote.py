@@ -3,6 +3,7 @@
 import io
 import json
 import re
+import shlex
 from datetime import UTC, datetime
 
 import pytest
@@ -11,7 +12,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from click.testing import CliRunner
 from conftest import new_client
-from helpers import failed_cleanly, tag_digest, tagged
+from helpers import failed_cleanly, resume_of, tag_digest, tagged
 
 from workflow.app import Runtime
 from workflow.cli import main
@@ -592,12 +593,20 @@ def test_the_confirmation_names_region_and_registry(ecr, registry, source, via):
     assert tag_digest(ecr, "airflow-prod", "latest") is None
 
 
-def test_the_result_says_to_redeploy_when_latest_moved(ecr, registry, source):
+def test_the_result_says_to_redeploy_when_latest_moved_with_a_command_that_runs_as_printed(ecr, registry, source):
     result = promote("--yes")
     assert result.exit_code == 0, result.output
-    assert "next: workflow --cluster CLUSTER redeploy" in result.stdout
+    assert resume_of(result.stdout, "next: the services run the previous image") == \
+        ["workflow", "--cluster", "CLUSTER", "redeploy"]
     again = promote("--yes")
     assert "next:" not in again.stdout  # latest did not move
+    push_image(ecr, "airflow-stage", random_layers(1, 1024, seed=9), "latest")
+    named = promote("--yes", "--cluster", "airflow-prod", "--region", "us-east-1")
+    assert resume_of(named.stdout, "next: the services run the previous image") == [
+        "workflow", "--cluster", "airflow-prod", "--region", "us-east-1", "redeploy"]  # the command alone: it pastes
+    push_image(ecr, "airflow-stage", random_layers(1, 1024, seed=10), "latest")
+    steps = json.loads(promote("--yes", "--output", "json").stdout)["next_steps"]
+    assert [shlex.split(step["command"]) for step in steps] == [["workflow", "--cluster", "CLUSTER", "redeploy"]]
 
 
 def test_releases_show_the_size_of_layers_and_config(ecr, registry, source, layers):

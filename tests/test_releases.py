@@ -12,6 +12,7 @@ from helpers import (
     failed_cleanly,
     primary_id,
     repository_tags,
+    resume_of,
     retag,
     running_digests,
     tag_digest,
@@ -226,6 +227,23 @@ def test_rollback_redeploys_the_cluster_onto_the_previous_release(cluster_regist
     assert failed_cleanly(again, 2), again.output
     assert f"cluster {CLUSTER} already runs {STAMPS[1]} ({short(v2)})" in again.stderr
     assert primaries(ecs) == after
+
+
+def test_a_failed_rollback_offers_its_resume_and_not_the_same_rollback_again(cluster_registry, cluster, run, sim):
+    """A redeploy's failure offers `rollback --yes` to go back a release; a rollback's own failure does not: run
+    again, it would only finish this rollback (its record says where it goes), which is what its resume does."""
+    sim.crash_deployments(WORKER, exit_code=1, after=2)  # its new tasks start, then exit: no old worker is left
+    failed = run(*NAMES, "redeploy", "--yes")
+    assert failed.exit_code == 1, failed.output
+    assert resume_of(failed.stderr, "or, to go back to the previous release")[-2:] == ["rollback", "--yes"]
+    result = run(*NAMES, "rollback", "--yes")  # as offered; the workers crash on the previous release too
+    assert result.exit_code == 1, result.output
+    resume = resume_of(result.stderr, "resume with")
+    assert resume is not None and resume[-2:] == ["rollback", "--yes"], result.stderr
+    assert "go back to the previous release" not in result.stderr
+    document = json.loads(run(*NAMES, "--output", "json", "rollback", "--yes").stdout)
+    assert document["resume"].endswith("rollback --yes")
+    assert all(not words.endswith("rollback --yes") for words in document["alternatives"]), document
 
 
 def test_rollback_no_redeploy_only_moves_the_tag(cluster_registry, cluster, run, ecs):

@@ -142,20 +142,33 @@ class App:
         head = arn.split(":service/", 1)[0]
         return f"{head}:cluster/{self._topology.name}"
 
+    def _aws_settings(self) -> tuple[str | None, str | None, str | None]:
+        """The Region, endpoint and profile in effect: typed, else from the environment (or, for the Region, the
+        profile's, as the clients resolved it)."""
+        import os
+
+        o = self.options
+        region = o["region"] or (self._clients and self._clients("ecs").meta.region_name) or os.environ.get("AWS_REGION")
+        return (region, o["endpoint_url"] or os.environ.get("AWS_ENDPOINT_URL"),
+                o["profile"] or os.environ.get("AWS_PROFILE"))
+
+    def aws_words(self, words: list[str], region: str | None = None) -> list[str]:
+        """An AWS CLI command that acts where this command did: in `region` when given, else this command's."""
+        in_effect, endpoint, profile = self._aws_settings()
+        flags = [("--region", region or in_effect), ("--endpoint-url", endpoint), ("--profile", profile)]
+        return ["aws", *words, *(word for flag, value in flags if value for word in (flag, value))]
+
     def resume_words(self, command: str) -> list[str]:
         """The command line that runs `command` on the same cluster, account, Region and endpoint, pasted into
         any shell: the way this tool was started, every global option that was typed or set in the environment,
         the cluster by ARN, and the Region, endpoint and profile in effect."""
-        import os
         import shlex
 
         from .topology import role_by_name
 
         o = self.options
         words = [*self.runtime.invocation(), "--cluster", self.cluster_arn()]
-        region = o["region"] or (self._clients and self._clients("ecs").meta.region_name) or os.environ.get("AWS_REGION")
-        endpoint = o["endpoint_url"] or os.environ.get("AWS_ENDPOINT_URL")
-        profile = o["profile"] or os.environ.get("AWS_PROFILE")
+        region, endpoint, profile = self._aws_settings()
         for flag, value in (("--region", region), ("--endpoint-url", endpoint), ("--profile", profile)):
             if value:
                 words += [flag, value]
@@ -213,7 +226,7 @@ class App:
         single_attempt = lambda: clients("ecs", attempts=1)  # noqa: E731  (built only when a scheduler starts)
         env = Env(Ecs(ecs, self.require_cluster(), single_attempt), poller, self.report, logs=in_region("logs"),
                   policy=self.policy, ecr=in_region("ecr"), recovery=self.recovery, rds=lambda: clients("rds"),
-                  airflow=self.airflow())
+                  airflow=self.airflow(), aws_words=self.aws_words)
         if holds:
             env.lease = Leases([self.lease(env.ecs, holds), *self.repository_leases(repositories, holds)])
         return env

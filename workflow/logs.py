@@ -95,13 +95,14 @@ class LogFollower:
         self._stream: LogStream | None = None
         self.lines: list[str] = []
         # Where the whole log can be read, whether or not this command could follow it.
-        self.location = self.tail_command = None
+        self.location: str | None = None
+        self.tail_words: list[str] | None = None  # the AWS CLI command that follows it, as words
         source = LogSource.of(container, log_options)
         if source is not None:
             stream, region = source.stream(task_id), source.region
             self.location = f"log group {source.group}, stream {stream}" + (f" ({region})" if region else "")
-            self.tail_command = f"aws logs tail {source.group} --log-stream-names {stream} --follow" + (
-                f" --region {region}" if region else "")
+            self.tail_words = env.aws_words(["logs", "tail", source.group, "--log-stream-names", stream, "--follow"],
+                                            region)
 
     @property
     def following(self) -> bool:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from .ecs import Service, Task, TaskDefinition
 from .errors import NotApplied, OperationFailed, Refused, TaskFailed, Transient, WaitTimedOut
 from .logs import LogFollower
+from .recovery import NextStep, shell_lines
 
 # The awslogs driver sends what it buffered every few seconds: lines may arrive after the task has stopped.
 LOG_POLL_SECONDS = 2.0  # CloudWatch Logs read quotas are low, and a log line is never urgent
@@ -29,7 +30,7 @@ class TaskOutcome:
     essential: frozenset[str]
     failure: str | None = None
     log: str | None = None  # where the container's whole log is
-    next_steps: tuple[str, ...] = ()  # commands that follow or stop a task still running
+    next_steps: tuple[NextStep, ...] = ()  # commands that follow or stop a task still running
 
 
 def choose_container(definition: TaskDefinition, container: str | None) -> str:
@@ -70,10 +71,8 @@ def run_one_off(env, service: Service, command: list[str], container: str | None
         steps = _next_steps(env, task, follow)
         if not wait:
             return TaskOutcome(f"task {task.arn} started", task, essential, log=follow.location, next_steps=steps)
-        env.recovery.state = (
-            f"one-off task {task.id} keeps running; stopping this command does not stop it\n    "
-            + "\n    ".join(steps)
-        )
+        env.recovery.state = "\n  ".join([f"one-off task {task.id} keeps running; stopping this command does not "
+                                          "stop it", *(step.lines() for step in steps)])
         # Running the command again now would start a second task beside this one.
         if rerun_once_stopped:
             env.recovery.resume_when = f"once task {task.id} has stopped"
@@ -113,7 +112,8 @@ def _start(env, service: Service, definition: str, container: str, command: list
         except Transient as error:
             raise OperationFailed(
                 f"RunTask's answer was lost ({error}); a task may be running: look for it before running this "
-                f"again: aws ecs list-tasks --cluster {env.ecs.cluster} --started-by workflow"
+                "again:\n" + shell_lines(env.aws_words(["ecs", "list-tasks", "--cluster", env.ecs.cluster,
+                                                        "--started-by", "workflow"]))
             ) from None
 
     task = env.poller.until(started, lambda: "ECS to accept RunTask, which it refused without starting a task")
@@ -121,10 +121,11 @@ def _start(env, service: Service, definition: str, container: str, command: list
     return task
 
 
-def _next_steps(env, task: Task, follow: LogFollower) -> tuple[str, ...]:
+def _next_steps(env, task: Task, follow: LogFollower) -> tuple[NextStep, ...]:
     cluster = env.ecs.cluster
-    watch = follow.tail_command or f"aws ecs describe-tasks --cluster {cluster} --tasks {task.id}"
-    return (f"follow it: {watch}", f"stop it:   aws ecs stop-task --cluster {cluster} --task {task.id}")
+    watch = follow.tail_words or env.aws_words(["ecs", "describe-tasks", "--cluster", cluster, "--tasks", task.id])
+    stop = env.aws_words(["ecs", "stop-task", "--cluster", cluster, "--task", task.id])
+    return NextStep("follow it", shlex.join(watch)), NextStep("stop it", shlex.join(stop))
 
 
 def judge(task: Task, container: str, essential: frozenset[str]) -> str | None:

@@ -23,6 +23,7 @@ from .ecr import MAX_PARTS, Blob, Ecr, Manifest, ReferencedImagesNotFound, TagIm
 from .errors import AccessDenied, AwsError, NotFound, OperationFailed, Refused, WorkflowError
 from .images import ECR_HOST, ImageRef
 from .progress import Reporter
+from .recovery import NextStep
 from .registry import (
     Basic,
     DigestMismatch,
@@ -79,7 +80,7 @@ class PromoteOutcome:
     path: str = REGISTRY_PATH
     blobs_mounted: int = 0
     where: str = ""
-    next_steps: tuple[str, ...] = ()
+    next_steps: tuple[NextStep, ...] = ()
     notes: tuple[str, ...] = ()
 
 
@@ -602,7 +603,7 @@ def promote(
     tags: list[str] | None = None,
     dry_run: bool = False,
     now: datetime | None = None,
-    next_step: str | None = None,
+    next_step: NextStep | None = None,
     before_change: Callable[[], None] | None = None,
 ) -> PromoteOutcome:
     """Explicit `tags` are written as given; without them, `release_tags` picks them (`latest` and a new stamp,

@@ -4,6 +4,7 @@ Operations record it before each change, so an interrupt during a call says what
 runner prints it with the commands that resume or undo. It is domain state, kept apart from progress lines.
 """
 
+import shlex
 from dataclasses import dataclass, field
 
 
@@ -19,3 +20,41 @@ class Recovery:
     def resume(self, command: str | None) -> str | None:
         """The command that resumes: `command`, or what replaces it once a milestone has passed."""
         return self.resume_after.get(self.milestone or "", command) if command else None
+
+
+@dataclass(frozen=True)
+class NextStep:
+    """A command a result suggests, as one shell line, and what it is for."""
+
+    purpose: str
+    command: str
+
+    def lines(self, width: int = 80) -> str:
+        """The purpose, then the command continued with backslashes to fit `width`: pasted, it runs as printed."""
+        import textwrap
+
+        purpose = textwrap.fill(f"{self.purpose}:", width, subsequent_indent="  ", break_on_hyphens=False)
+        return f"{purpose}\n{shell_lines(shlex.split(self.command), width - 4)}"
+
+
+def shell_lines(words: list[str], width: int = 76, indent: str = "    ") -> str:
+    """Words as one shell command, continued with backslashes so no line passes `width` columns; an option
+    stays on the line of its value."""
+    units: list[str] = []
+    for word in map(shlex.quote, words):
+        if units and units[-1].startswith("-") and " " not in units[-1] and not word.startswith("-"):
+            units[-1] += " " + word
+        else:
+            units.append(word)
+    # An option whose value alone nearly fills a line is split from it: the value then gets a line of its own.
+    units = [part for unit in units
+             for part in (unit.split(" ", 1) if " " in unit and len(indent) + 2 + len(unit) + 2 > width else [unit])]
+    lines, line = [], ""
+    for unit in units:
+        if line and len(indent) + len(line) + 1 + len(unit) + 2 > width:
+            lines.append(line + " \\")
+            line = "  " + unit
+        else:
+            line = f"{line} {unit}" if line else unit
+    lines.append(line)
+    return "\n".join(indent + line for line in lines)

@@ -37,7 +37,7 @@ def result(outcome, output: str, width: int | None = None) -> str:
             lines.append(hanging(f"stopped reason: {outcome.task.stopped_reason}", width, 0, 2))
         if outcome.log:
             lines.append(hanging(f"log: {outcome.log}", width, 0, 2))
-        lines += outcome.next_steps  # commands to paste: a terminal folds them, a hard break would cut them
+        lines += [step.lines(width) for step in outcome.next_steps]  # each command continued with backslashes
     elif getattr(outcome, "services", None):
         if getattr(outcome, "plan", None):
             lines.append(indented(plan_table(outcome.plan, width - len(INDENT), moved=True)))
@@ -179,7 +179,7 @@ def promote_table(outcome, width: int = 80) -> str:
     ]
     lines = [fitted(rows, [], width, wrap=(1,), tablefmt="plain")]
     lines += [hanging(f"note: {note}", width, 0, len("note: ")) for note in outcome.notes]
-    lines += [hanging(f"next: {step}", width, 0, len("next: ")) for step in outcome.next_steps]
+    lines += [step.lines(width) for step in outcome.next_steps]
     return "\n".join(lines)
 
 

@@ -14,7 +14,7 @@ from .errors import INTERRUPTED, USAGE, WorkflowError
 from .interrupts import Terminated as Terminated  # where the commands find it
 from .interrupts import interruption, operation_began, signals_as_interrupts
 from .progress import wrap_message
-from .recovery import Recovery
+from .recovery import Recovery, shell_lines
 
 if TYPE_CHECKING:  # the context, for annotations only: importing it costs `--help` its speed
     from .app import App
@@ -150,26 +150,6 @@ def _explain(app: App, message: str, resume: str | None, failed: bool = True) ->
 def resume_command(app: App, command: str) -> str:
     """The exact command that picks up where an interrupted or failed one stopped, as the shell takes it."""
     return shell_lines(app.resume_words(command))
-
-
-def shell_lines(words: list[str], width: int = 76, indent: str = "    ") -> str:
-    """Words as one shell command, continued with backslashes so no line passes `width` columns; an option
-    stays on the line of its value."""
-    units: list[str] = []
-    for word in map(shlex.quote, words):
-        if units and units[-1].startswith("-") and " " not in units[-1] and not word.startswith("-"):
-            units[-1] += " " + word
-        else:
-            units.append(word)
-    lines, line = [], ""
-    for unit in units:
-        if line and len(indent) + len(line) + 1 + len(unit) + 2 > width:
-            lines.append(line + " \\")
-            line = "  " + unit
-        else:
-            line = f"{line} {unit}" if line else unit
-    lines.append(line)
-    return "\n".join(indent + line for line in lines)
 
 
 def confirm(yes: bool, question: str, where: Callable[[], str] | None = None) -> None:

@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING
 import click
 
 from ..options import option, yes_option
-from ..runner import confirm, resume_command, run
+from ..runner import confirm, run
 
 if TYPE_CHECKING:  # the context, for annotations only: importing it costs `--help` its speed
     from ..app import App
+    from ..recovery import NextStep
 
 
 @click.command()
@@ -86,9 +87,12 @@ def promote(app: App, source, dest, tags, registry_id, via, dry_run, yes):
     run(app, None, operation)
 
 
-def _next_step(app: App) -> str:
+def _next_step(app: App) -> NextStep:
     """What makes the cluster run the promoted image: a redeploy (services run `latest` until then)."""
+    from ..recovery import NextStep
+
+    purpose = "next: the services run the previous image until they are redeployed"
     if app.cluster:
-        return f"{resume_command(app, 'redeploy')}  (the services run the previous image until they are redeployed)"
-    started = shlex.join(app.runtime.invocation())  # the way the operator started this tool
-    return f"{started} --cluster CLUSTER redeploy  (the services run the previous image until they are redeployed)"
+        return NextStep(purpose, shlex.join(app.resume_words("redeploy")))
+    started = app.runtime.invocation()  # the way the operator started this tool
+    return NextStep(f"{purpose} (name the cluster)", shlex.join([*started, "--cluster", "CLUSTER", "redeploy"]))
