@@ -402,6 +402,24 @@ def test_every_command_prints_one_json_document(cluster, run, args):
         assert document["essential"] == ["celery-worker"]
 
 
+@pytest.mark.parametrize("args, says", [
+    (["--output", "json", "--timeout", "bad", "status"], "'bad' is not a duration"),
+    (["--output", "json", "redeploy", "--bogus"], "No such option '--bogus'"),
+    (["-o", "json", "redeploy", "--schedulers", "0"], "0 is not in the range"),
+    (["--output=json", "logs"], "Missing argument 'SERVICE'"),
+    (["status", "-ojson", "--timeout", "5x"], "'5x' is not a duration"),  # a global option after the command
+    (["--cluster", "nowhere", "--output", "json", "status"], "nowhere"),  # found missing as the command prepares
+    (["--output", "json", "stop-scheduler"], "--yes"),  # no terminal to confirm on
+])
+def test_with_json_output_every_failure_prints_one_document_even_before_the_command_runs(cluster, run, args, says):
+    result = run(*([] if "--cluster" in args else NAMES), *args)
+    assert result.exit_code in (1, 2), result.output
+    document = json.loads(result.stdout)
+    assert document["exit_code"] == result.exit_code
+    assert says in document["error"] and "\n       " not in document["error"]  # unwrapped: wrapping is for terminals
+    assert says in " ".join(result.stderr.split())
+
+
 def test_a_failure_still_prints_one_json_document_with_the_error(cluster, run, sim):
     sim.fail_deployments(WORKER, "pull")
     result = run(*NAMES, "--output", "json", "redeploy", "--yes")

@@ -31,6 +31,7 @@ COMMANDS = {
     "rollback": ("workflow.commands.releases:rollback", "Point latest at the previous release, then redeploy onto it."),
     "iam-policy": ("workflow.commands.iam:iam_policy", "Print the least-privilege IAM policy for the commands, as JSON."),
 }
+TYPED = "workflow.typed"  # ctx.meta: the words the command line gave, as typed
 # Commands other distributions add by entry point (the sandbox, from workflow_sandbox): the product imports none of
 # their code. Those listed here show in `workflow --help` without reading every installed distribution's metadata.
 PLUGINS = "workflow.commands"
@@ -81,11 +82,16 @@ class Commands(click.Group):
         finally:
             operation_began.reset(began)
 
-    def make_context(self, *args, **kwargs) -> click.Context:
+    def make_context(self, info_name, args, parent=None, **extra) -> click.Context:
+        typed = list(args)
         try:
-            return super().make_context(*args, **kwargs)
+            ctx = super().make_context(info_name, args, parent, **extra)
         except KeyboardInterrupt as interrupt:
             raise _interrupted(interrupt) from None
+        except click.ClickException as error:
+            raise _reported(error, typed) from None
+        ctx.meta[TYPED] = typed
+        return ctx
 
     def invoke(self, ctx: click.Context):
         """A domain error raised while a command prepares (finding its services, say) ends it as the runner would;
@@ -93,18 +99,36 @@ class Commands(click.Group):
         from .errors import WorkflowError
 
         try:
-            return super().invoke(ctx)
-        except WorkflowError as error:
-            from .runner import CommandFailed
+            try:
+                return super().invoke(ctx)
+            except WorkflowError as error:
+                from .runner import CommandFailed
 
-            raise CommandFailed.of(error) from None
-        except KeyboardInterrupt as interrupt:
-            raise _interrupted(interrupt) from None
+                raise CommandFailed.of(error) from None
+            except KeyboardInterrupt as interrupt:
+                raise _interrupted(interrupt) from None
+        except click.ClickException as error:
+            raise _reported(error, ctx.meta.get(TYPED, [])) from None
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, help) for name, (_, help) in (*COMMANDS.items(), *OPTIONAL.items())]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
+
+
+def _reported(error: click.ClickException, typed: list[str]) -> click.ClickException:
+    """A failure Click is about to print: with `--output json`, its document first, on stdout (one per command,
+    also for a usage error); a usage error's message wrapped to the terminal, as every other message is."""
+    from .progress import wrap_message
+    from .runner import CommandFailed, error_document, wants_json
+
+    if wants_json(typed) and not getattr(error, "documented", False):
+        click.echo(error_document(getattr(error, "plain", None) or error.format_message(), error.exit_code))
+        if isinstance(error, CommandFailed):
+            error.documented = True
+    if isinstance(error, click.UsageError) and not isinstance(error, CommandFailed):
+        return click.UsageError(wrap_message(error.format_message()), error.ctx)
+    return error
 
 
 def _interrupted(interrupt: KeyboardInterrupt) -> click.ClickException:

@@ -21,9 +21,11 @@ if TYPE_CHECKING:  # the context, for annotations only: importing it costs `--he
 
 
 class CommandFailed(click.ClickException):
-    def __init__(self, message: str, exit_code: int):
+    def __init__(self, message: str, exit_code: int, documented: bool = False):
         super().__init__(wrap_message(message))  # as click prints it, after "Error: "
+        self.plain = message  # unwrapped, for a JSON document
         self.exit_code = exit_code  # type: ignore[misc]  # per failure
+        self.documented = documented  # its JSON document is on stdout already
 
     @classmethod
     def of(cls, error: WorkflowError) -> CommandFailed:
@@ -103,19 +105,45 @@ def _failed(app: App, message: str, code: int, resume: str | None, result) -> No
 
     recovery = app.recovery
     resume = _resume(app, resume)
-    if app.options["output"] == "json":
-        click.echo(render.to_json({
-            "error": message,
-            "exit_code": code,
-            "cluster_state": recovery.state,
-            "resume": shlex.join(app.resume_words(resume)) if resume else None,
-            "resume_when": recovery.resume_when if resume else None,
-            "alternatives": [shlex.join(app.resume_words(command)) for _, command in _alternatives(app, resume)],
-            "result": result,
-        }))
+    documented = app.options["output"] == "json"
+    if documented:
+        click.echo(error_document(
+            message, code, cluster_state=recovery.state,
+            resume=shlex.join(app.resume_words(resume)) if resume else None,
+            resume_when=recovery.resume_when if resume else None,
+            alternatives=[shlex.join(app.resume_words(command)) for _, command in _alternatives(app, resume)],
+            result=result))
     elif result is not None:
         click.echo(render.result(result, "text"))
-    raise CommandFailed(_explain(app, message, resume, failed=code != INTERRUPTED and code < 128), code) from None
+    raise CommandFailed(_explain(app, message, resume, failed=code != INTERRUPTED and code < 128), code,
+                        documented) from None
+
+
+def error_document(message: str, code: int, cluster_state: str | None = None, resume: str | None = None,
+                   resume_when: str | None = None, alternatives: list[str] | None = None, result=None) -> str:
+    """A failure as the one JSON document `--output json` promises on stdout, whatever failed."""
+    from . import render
+
+    return render.to_json({"error": message, "exit_code": code, "cluster_state": cluster_state, "resume": resume,
+                           "resume_when": resume_when, "alternatives": alternatives or [], "result": result})
+
+
+def wants_json(words: list[str]) -> bool:
+    """Whether the command line (or WORKFLOW_OUTPUT) asks for JSON: read from the words themselves, for a failure
+    that comes before or while Click parses them."""
+    import os
+
+    chosen = os.environ.get("WORKFLOW_OUTPUT")
+    for at, word in enumerate(words):
+        if word == "--":
+            break
+        if word in ("-o", "--output") and at + 1 < len(words):
+            chosen = words[at + 1]
+        elif word.startswith("--output="):
+            chosen = word.split("=", 1)[1]
+        elif word.startswith("-o") and not word.startswith("--") and len(word) > 2:
+            chosen = word[2:]
+    return chosen == "json"
 
 
 def _resume(app: App, command: str | None) -> str | None:
