@@ -347,8 +347,17 @@ def test_a_confirmation_names_the_account_and_region_after_checking_the_names(cl
     result = run(*NAMES, "stop-scheduler", input="n\n")
     assert result.exit_code == 1, result.output
     assert "Aborted" in result.stderr
-    assert "(account 123456789012, us-east-1)?" in result.stderr
+    assert "(account 123456789012, us-east-1)?" in " ".join(result.stderr.split())
     assert describe(ecs, SCHEDULER)["desiredCount"] == 1
+
+
+@pytest.mark.parametrize("args", [["stop-scheduler"], ["redeploy"], ["promote"]])
+def test_a_confirmation_fits_80_columns_with_its_answer(cluster, run, monkeypatch, args):
+    monkeypatch.setenv("COLUMNS", "80")
+    result = run(*NAMES, *args, input="n\n")
+    assert result.exit_code == 1, result.output
+    assert "[y/N]:" in result.stderr
+    assert max(map(len, result.stderr.splitlines())) <= 80, result.stderr
 
 
 @pytest.mark.parametrize("endpoint", ["http://127.0.0.1:4566", "http://localhost:4566", "http://[::1]:4566"])

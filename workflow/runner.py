@@ -192,6 +192,9 @@ def confirm(yes: bool, question: str, where: Callable[[], str] | None = None) ->
             question = f"{question.rstrip('?')} ({where()})?"
         except WorkflowError as error:
             raise CommandFailed.of(error) from None
+    from .progress import width_of
+
+    question = wrap_message(question, width_of() - len(" [y/N]: "), prefix=0)  # click adds that to its last line
     try:
         agreed = click.confirm(question, default=False, err=True)
     except click.Abort:

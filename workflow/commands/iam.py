@@ -110,11 +110,8 @@ def iam_policy(app, commands, account, lookup_account, describe_cluster, partiti
     )
     document = policy(scope, chosen)
     if not pass_roles and any(s["Sid"].startswith("PassTaskRoles") for s in document["Statement"]):
-        click.echo(
-            f"warning: iam:PassRole is allowed on every role in the account ({scope.any_role}), towards {ECS_TASKS} "
-            "only; name the task definitions' task roles and execution roles with --pass-role",
-            err=True,
-        )
+        _warn(f"iam:PassRole is allowed on every role in the account ({scope.any_role}), towards {ECS_TASKS} "
+              "only; name the task definitions' task roles and execution roles with --pass-role")
     if explain:
         for row in explained(scope, chosen):
             needs = "; ".join(f"{c}: {n}" for c, n in row["needs"].items())
@@ -123,10 +120,17 @@ def iam_policy(app, commands, account, lookup_account, describe_cluster, partiti
         return
     size = len(json.dumps(document, separators=(",", ":")))
     if size > MANAGED_POLICY_MAX:
-        click.echo(f"warning: this policy is {size:,} characters without whitespace, more than the {MANAGED_POLICY_MAX:,} "
-                   "IAM allows a managed policy; print it in parts with --command and attach each, e.g. "
-                   "--command redeploy --command rollback, then the other commands", err=True)
+        _warn(f"this policy is {size:,} characters without whitespace, more than the {MANAGED_POLICY_MAX:,} IAM "
+              "allows a managed policy; print it in parts with --command and attach each, e.g. --command redeploy "
+              "--command rollback, then the other commands")
     click.echo(json.dumps(document, indent=2))
+
+
+def _warn(text: str) -> None:
+    """A warning on stderr, wrapped to the terminal under its own text."""
+    from ..progress import hanging, width_of
+
+    click.echo(hanging(f"warning: {text}", width_of(), 0, len("warning: ")), err=True)
 
 
 def _described(app) -> dict:
