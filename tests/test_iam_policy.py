@@ -194,7 +194,8 @@ def test_tagging_names_exactly_the_keys_each_command_writes():
     assert keys(everything, "TagAnyService") == ["workflow-stopped-count"]
     assert keys(printed("--command", "stop-scheduler"), "WriteClusterTags") == ["workflow-lease-*"]
     assert keys(printed("--command", "initialize"), "WriteClusterTags") == ["workflow-lease-*", "workflow-airflow-schema"]
-    assert keys(printed("--command", "redeploy"), "WriteClusterTags") == ["workflow-lease-*", "workflow-airflow-schema"]
+    assert keys(printed("--command", "redeploy"), "WriteClusterTags") == [  # a rollback left over is removed
+        "workflow-lease-*", "workflow-airflow-schema", "workflow-rollback"]
     repository = statement(everything, "ecr:TagResource")
     assert repository["Resource"] == "arn:aws:ecr:*:*:repository/airflow-prod"
     assert repository["Condition"]["ForAllValues:StringLike"] == {"aws:TagKeys": ["workflow-lease-*"]}

@@ -428,6 +428,38 @@ def test_a_killed_rollback_re_run_finishes_that_rollback_not_one_release_further
     assert v1 not in {d for name in (SCHEDULER, WORKER, WEB) for d in running_digests(ecs, name)}
 
 
+def test_a_rollback_left_unfinished_is_over_once_a_redeploy_runs_latest(cluster_registry, cluster, clock, ecs, run):
+    """Stopped as it redeployed onto v2, the rollback is left; the operator moves forward instead (latest back to
+    v3, a redeploy). The record of the rollback goes with that redeploy: the next rollback goes one release back
+    from what runs (v2), not to the old record's target by way of "finishing" it."""
+    from click.testing import CliRunner
+    from conftest import runtime
+
+    from workflow.cli import main
+
+    ecr, (_, v2, v3) = cluster_registry.ecr, cluster_registry.digests
+
+    def stopped_once_latest_moved(seconds):
+        if tag_digest(ecr, REPO, "latest") == v2:
+            raise KeyboardInterrupt
+        clock.sleep(seconds)
+
+    interrupted = runtime(clock)
+    interrupted.sleep = stopped_once_latest_moved
+    assert CliRunner().invoke(main, [*NAMES, "rollback", "--yes"], obj=interrupted).exit_code == 130
+    assert "workflow-rollback" in {t["key"] for t in ecs.list_tags_for_resource(resourceArn=cluster_arn(ecs))["tags"]}
+    manifest = ecr.batch_get_image(repositoryName=REPO, imageIds=[{"imageDigest": v3}])["images"][0]
+    ecr.put_image(repositoryName=REPO, imageManifest=manifest["imageManifest"], imageTag="latest",
+                  imageManifestMediaType=manifest["imageManifestMediaType"])  # forward again, as a promote would
+    assert run(*NAMES, "redeploy", "--yes").exit_code == 0
+    assert "workflow-rollback" not in {t["key"] for t in ecs.list_tags_for_resource(resourceArn=cluster_arn(ecs))["tags"]}
+    rehearsed = run(*NAMES, "rollback", "--dry-run")
+    assert rehearsed.exit_code == 0, rehearsed.output
+    assert "finishing the rollback" not in rehearsed.stderr
+    assert f"would move latest in {REPO} from {STAMPS[2]}" in " ".join(rehearsed.stdout.split())
+    assert f"to {STAMPS[1]}" in " ".join(rehearsed.stdout.split())
+
+
 def test_an_empty_to_is_a_usage_error_before_anything_moves(released, run):
     result = run("rollback", "--no-redeploy", "--yes", "--to", "")
     assert failed_cleanly(result, 2), result.output

@@ -319,6 +319,8 @@ COMMANDS: dict[str, tuple[Use, ...]] = {
     "initialize": (*_FIND, *_TASKS, *_LEASE, *_ONE_OFF, *_RECORD_SCHEMA),
     "redeploy": (
         *_UPGRADE,
+        # A rollback recorded as under way is over once every service runs `latest`: its record is removed.
+        Use("WriteClusterTags", need="ancillary", tags=(ROLLBACK_TAG,)),
         # The plan: each role's image now and after, its release stamp and Airflow version (unknown when unread); a
         # resumed rollout is taken over only when its image is known to be the current one.
         Use("ReadReleases", need="ancillary"),

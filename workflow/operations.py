@@ -257,8 +257,22 @@ def redeploy(env: Env, topology: Topology, options: RedeployOptions = DEFAULTS) 
     rehearse_reads(env, by_name.values())
     for step in UPGRADE_ORDER:
         upgrade.step(step)
-    return upgrade.finish()
+    outcome = upgrade.finish()
+    _forget_rollback(env)
+    return outcome
 
+
+def _forget_rollback(env: Env) -> None:
+    """Every service now runs what `latest` names: a rollback recorded as under way (interrupted, then left for
+    a promote and this redeploy) is over, and a later `rollback` must not finish it, a release too far back."""
+    from .tag_keys import ROLLBACK_TAG
+
+    try:
+        if ROLLBACK_TAG in env.ecs.cluster_tags():
+            env.ecs.untag_cluster([ROLLBACK_TAG])
+    except WorkflowError as error:  # the redeploy succeeded; the record is what is left, and a rollback would read it
+        env.report.line(f"warning: the record of an earlier rollback ({ROLLBACK_TAG}) could not be removed: {error}; "
+                        f"remove the cluster's tag {ROLLBACK_TAG} before the next rollback")
 
 class _Upgrade:
     """A redeploy under way: what each step of UPGRADE_ORDER does, the deployments it began, and the state to

@@ -156,9 +156,7 @@ def rollback(ecr: Ecr, report: Reporter, plan: RollbackPlan, dry_run: bool = Fal
                                tag=tag, redeployed=False, dry_run=False, snapshot=snapshot)
     report.line(f"redeploying cluster {plan.cluster}; should it fail, run the same rollback again: it finishes this "
                 "one (the target is recorded on the cluster)")
-    outcome = operations.redeploy(env, topology, options.redeploy)
-    env.recovery.state = f"cluster {plan.cluster} runs {plan.target}; its record of this rollback is still there"
-    env.ecs.untag_cluster([ROLLBACK_TAG])
+    outcome = operations.redeploy(env, topology, options.redeploy)  # which removes this rollback's record
     env.recovery.state = None
     return RollbackOutcome(f"{said}; {outcome.summary}", **base, tag=tag, redeployed=True,  # type: ignore[arg-type]
                            dry_run=False, services=outcome.services, scheduler_downtime=outcome.scheduler_downtime,
