@@ -142,6 +142,16 @@ def test_redeploy_migrate_upgrades_every_component_in_the_order_the_schema_allow
     assert "(Airflow 3.2.2 -> 3.3.2)" in result.stderr  # the plan: from -> to
 
 
+def test_a_mistyped_snapshot_instance_is_refused_before_the_scheduler_stops(airflow3, run, ecs):
+    result = run("--cluster", CLUSTER, "redeploy", "--migrate", "--snapshot", "nosuchdb", "--yes")
+    assert result.exit_code == 2, result.output
+    assert "RDS instance nosuchdb not found" in result.stderr and "nothing was changed" in result.stderr
+    assert "cluster state" not in result.stderr
+    assert describe(ecs, NAMES["scheduler"])["desiredCount"] == 1
+    for name in NAMES:
+        assert running_digests(ecs, NAMES[name]) == {airflow3["v1"]}, name
+
+
 def test_a_rollback_across_the_migration_is_refused_or_downgrades_first(airflow3, sim, run, ecs, clock):
     assert run("--cluster", CLUSTER, "redeploy", "--migrate", "--yes").exit_code == 0
     deployed = {name: s["deployments"][0]["id"] for name, s in services(ecs).items()}
@@ -151,6 +161,12 @@ def test_a_rollback_across_the_migration_is_refused_or_downgrades_first(airflow3
     assert "--downgrade-db" in refused.stderr
     assert {name: s["deployments"][0]["id"] for name, s in services(ecs).items()} == deployed  # nothing changed
     assert sim.database.head == schema_of(V2)
+
+    mistyped = run("--cluster", CLUSTER, "rollback", "--yes", "--downgrade-db", "--snapshot", f"{CLUSTER}-dbx")
+    assert mistyped.exit_code == 2, mistyped.output
+    assert f"RDS instance {CLUSTER}-dbx not found" in mistyped.stderr
+    assert {name: s["deployments"][0]["id"] for name, s in services(ecs).items()} == deployed  # nothing changed
+    assert describe(ecs, NAMES["scheduler"])["desiredCount"] == 1
 
     journal = Journal(sim)
     result = run("--cluster", CLUSTER, "rollback", "--yes", "--downgrade-db", "--snapshot", f"{CLUSTER}-db")
@@ -165,6 +181,9 @@ def test_a_rollback_across_the_migration_is_refused_or_downgrades_first(airflow3
     ours = [s for s in snapshots if s["DBSnapshotIdentifier"].startswith(f"{CLUSTER}-2")]  # <cluster>-<UTC time>
     assert [s["Status"] for s in ours] == ["available"]
     assert ours[0]["SnapshotType"] == "manual"
+    restore = resume_of(result.stderr, "restore it with")  # where the snapshot is, whatever the shell's defaults
+    assert restore[:3] == ["aws", "rds", "restore-db-instance-from-db-snapshot"]
+    assert restore[restore.index("--region") + 1] == REGION
     assert json.loads(run("--cluster", CLUSTER, "-o", "json", "status").stdout)["scheduler_tasks_alive"] == 1
 
 

@@ -13,6 +13,7 @@ from .env import Env
 from .errors import OperationFailed, WorkflowError
 from .image_config import image_config
 from .rds import Rds, Snapshot, snapshot_name
+from .recovery import shell_lines
 from .tag_keys import SCHEMA_TAG
 
 MIGRATING = ("migrate", "upgrade", "init", "reset", "downgrade")
@@ -94,6 +95,14 @@ def check_schema(recorded: str | None, target: str | None) -> SchemaCheck:
     return SchemaCheck(recorded, target, needs_downgrade=older, needs_migration=not older)
 
 
+def require_instance(env: Env, instance: str) -> None:
+    """The instance --snapshot names exists: refused (exit 2) before anything changes, not once the schedulers
+    have stopped."""
+    if env.rds is None:
+        raise WorkflowError("no RDS client to take the snapshot with")
+    Rds(env.rds()).require_instance(instance)
+
+
 def take_snapshot(env: Env, instance: str, cluster: str) -> Snapshot:
     """An RDS snapshot of `instance`, named after the cluster and the UTC time, waited for until available."""
     if env.rds is None:
@@ -111,6 +120,7 @@ def take_snapshot(env: Env, instance: str, cluster: str) -> Snapshot:
             return found if found is not None and found.status == "available" else None
 
         snapshot = env.poller.until(available, lambda: f"RDS snapshot {name} to be available")
-    env.report.line(f"snapshot {name} is available; restore it with:\n    aws rds restore-db-instance-from-db-snapshot \\\n"
-                    f"      --db-snapshot-identifier {name} \\\n      --db-instance-identifier NEW_INSTANCE")
+    restore = env.aws_words(["rds", "restore-db-instance-from-db-snapshot", "--db-snapshot-identifier", name,
+                             "--db-instance-identifier", "NEW_INSTANCE"])
+    env.report.line(f"snapshot {name} is available; restore it with:\n{shell_lines(restore)}")
     return snapshot

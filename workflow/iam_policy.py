@@ -258,6 +258,9 @@ GRANTS = {
               why="--snapshot: a snapshot of the database instance, named <cluster>-<UTC time>, before the schema moves"),
         Grant("WatchSnapshot", ("rds:DescribeDBSnapshots",), lambda s, _r: [s.snapshot_pattern],
               why="--snapshot: the snapshot, until it is available"),
+        Grant("FindDatabase", ("rds:DescribeDBInstances",), lambda s, _r: [s.db_arn],
+              why="--snapshot: the instance exists, checked before anything changes (a mistyped name would otherwise "
+                  "be found only once the schedulers had stopped)"),
         Grant("ReadSourceImage", ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"),
               lambda s, _r: [s.repository(s.source_repository)],
               why="the source manifests, and a pre-signed URL for each blob to copy (or mount)"),
@@ -306,7 +309,7 @@ _ONE_OFF = (Use("DescribeTaskDefinitions"), Use("RunNamedFamilies"), Use("PassTa
 # recorded on the cluster (a record that fails is said, and the migration still succeeded).
 _RECORD_SCHEMA = (Use("ReadReleases", ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"), need="ancillary"),
                   Use("WriteClusterTags", need="ancillary", tags=(SCHEMA_TAG,)))
-_SNAPSHOT = (Use("SnapshotDatabase"), Use("WatchSnapshot"))
+_SNAPSHOT = (Use("FindDatabase"), Use("SnapshotDatabase"), Use("WatchSnapshot"))
 _REPOSITORY_LEASE = (Use("ReadRepositoryLease"), Use("WriteRepositoryLease", tags=(LEASE_TAGS,)))
 _UPGRADE = (
     *_FIND, *_TASKS, *_LEASE, *_AIRFLOW, *_ONE_OFF, *_RECORD_SCHEMA, *_SNAPSHOT, *_REPOSITORY_LEASE,

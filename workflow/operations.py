@@ -458,6 +458,8 @@ def check_redeploy(env: Env, topology: Topology, options: RedeployOptions) -> di
         raise Refused(refusal + "; nothing was changed")
     if env.airflow is not None:
         env.airflow.check_credentials()
+    if options.migrate and options.snapshot:
+        database.require_instance(env, options.snapshot)
     return by_name
 
 

@@ -30,6 +30,13 @@ class Rds:
     def __init__(self, client: Any):
         self.client = client
 
+    def require_instance(self, instance: str) -> None:
+        """NotFound unless the instance exists: asked before anything changes."""
+        missing = NotFound(f"RDS instance {instance} not found in region {self.client.meta.region_name} (--snapshot); "
+                           "nothing was changed")
+        with translated({"DBInstanceNotFound": missing, "DBInstanceNotFoundFault": missing}):
+            self.client.describe_db_instances(DBInstanceIdentifier=instance)
+
     def create_snapshot(self, instance: str, name: str) -> Snapshot:
         missing = NotFound(f"RDS instance {instance} not found in region {self.client.meta.region_name}")
         with translated({"DBInstanceNotFound": missing, "DBInstanceNotFoundFault": missing}):

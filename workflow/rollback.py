@@ -129,6 +129,8 @@ def rollback(ecr: Ecr, report: Reporter, plan: RollbackPlan, dry_run: bool = Fal
     if plan.redeploy:
         assert env is not None and topology is not None, "a plan to redeploy comes with the cluster"
         by_name = operations.check_redeploy(env, topology, options.redeploy)  # refused before anything moves
+        if downgrade and options.snapshot:
+            database.require_instance(env, options.snapshot)
         env.before_change()  # the operator lease, before the first change
         env.recovery.state = (f"the rollback to {plan.target} is recorded on cluster {plan.cluster} (a re-run finishes "
                               f"it); {LATEST} still names {plan.source}")
