@@ -452,15 +452,16 @@ def test_a_failed_initialize_is_not_shown_done_and_says_where_the_whole_log_is(e
 
 def test_initialize_no_wait_and_ctrl_c_say_how_to_follow_or_stop_the_task(empty_cluster, run, clock):
     result = run(*NAMES, "initialize", "--yes", "--no-wait")
-    follow, stop = (resume_of(result.stdout, purpose) for purpose in ("follow it", "stop it"))
-    assert follow[:5] == ["aws", "logs", "tail", "/ecs/airflow-prod", "--log-stream-names"]
-    assert follow[5].startswith("worker/celery-worker/")
+    follow, stop = (resume_of(result.stdout, purpose) for purpose in ("read its log", "stop it"))
+    assert follow[:7] == ["aws", "logs", "get-log-events", "--log-group-name", "/ecs/airflow-prod",  # CLI v1 and v2
+                          "--log-stream-name", follow[6]]
+    assert follow[6].startswith("worker/celery-worker/")
     assert stop[:5] == ["aws", "ecs", "stop-task", "--cluster", "airflow-prod"]
     for words in (follow, stop):  # where this command acted, whatever the shell it is pasted into says
         assert words[words.index("--region") + 1] == REGION
     steps = json.loads(run(*NAMES, "-o", "json", "initialize", "--yes", "--no-wait").stdout)["next_steps"]
     assert [(s["purpose"], shlex.split(s["command"])[:3]) for s in steps] == [
-        ("follow it", ["aws", "logs", "tail"]), ("stop it", ["aws", "ecs", "stop-task"])]
+        ("read its log", ["aws", "logs", "get-log-events"]), ("stop it", ["aws", "ecs", "stop-task"])]
 
     def sleep(_):
         raise KeyboardInterrupt

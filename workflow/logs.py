@@ -96,13 +96,15 @@ class LogFollower:
         self.lines: list[str] = []
         # Where the whole log can be read, whether or not this command could follow it.
         self.location: str | None = None
-        self.tail_words: list[str] | None = None  # the AWS CLI command that follows it, as words
+        # The AWS CLI command that reads its latest lines, as words: get-log-events, which AWS CLI v1 (Debian's
+        # awscli) has too, where `aws logs tail` is v2's alone.
+        self.tail_words: list[str] | None = None
         source = LogSource.of(container, log_options)
         if source is not None:
             stream, region = source.stream(task_id), source.region
             self.location = f"log group {source.group}, stream {stream}" + (f" ({region})" if region else "")
-            self.tail_words = env.aws_words(["logs", "tail", source.group, "--log-stream-names", stream, "--follow"],
-                                            region)
+            self.tail_words = env.aws_words(["logs", "get-log-events", "--log-group-name", source.group,
+                                             "--log-stream-name", stream], region)
 
     @property
     def following(self) -> bool:

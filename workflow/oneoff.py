@@ -125,7 +125,8 @@ def _next_steps(env, task: Task, follow: LogFollower) -> tuple[NextStep, ...]:
     cluster = env.ecs.cluster
     watch = follow.tail_words or env.aws_words(["ecs", "describe-tasks", "--cluster", cluster, "--tasks", task.id])
     stop = env.aws_words(["ecs", "stop-task", "--cluster", cluster, "--task", task.id])
-    return NextStep("follow it", shlex.join(watch)), NextStep("stop it", shlex.join(stop))
+    return NextStep("read its log" if follow.tail_words else "look at it", shlex.join(watch)), \
+        NextStep("stop it", shlex.join(stop))
 
 
 def judge(task: Task, container: str, essential: frozenset[str]) -> str | None:
