@@ -142,6 +142,39 @@ def test_redeploy_migrate_upgrades_every_component_in_the_order_the_schema_allow
     assert "(Airflow 3.2.2 -> 3.3.2)" in result.stderr  # the plan: from -> to
 
 
+def test_the_resume_after_the_migration_does_not_migrate_again_even_with_workflow_migrate_set(
+        airflow3, sim, clock, ecs, monkeypatch):
+    """The shell says WORKFLOW_MIGRATE=1 and WORKFLOW_SNAPSHOT: the resume printed once the migration has run is
+    pasted into that same shell, and neither snapshots nor migrates again."""
+    from click.testing import CliRunner
+    from conftest import runtime
+
+    from workflow.cli import main
+
+    monkeypatch.setenv("WORKFLOW_MIGRATE", "1")
+    monkeypatch.setenv("WORKFLOW_SNAPSHOT", f"{CLUSTER}-db")
+
+    def sleep(seconds):
+        if len(sim.service(NAMES["api-server"]).deployments) == 2:
+            raise KeyboardInterrupt
+        clock.sleep(seconds)
+
+    interrupted = runtime(clock)
+    interrupted.sleep = sleep
+    first = CliRunner().invoke(main, ["--cluster", CLUSTER, "redeploy", "--yes"], obj=interrupted)
+    assert first.exit_code == 130, first.output
+    one_offs = [t for t in sim.tasks if not t.service]
+    assert len(one_offs) == 1 and sim.database.head == schema_of(V2)
+    resume = resume_of(first.stderr)
+    assert "--no-migrate" in resume, first.stderr
+    again = CliRunner().invoke(main, resume[resume.index("--cluster"):], obj=runtime(clock))
+    assert again.exit_code == 0, again.output
+    assert [t for t in sim.tasks if not t.service] == one_offs  # no second migration
+    assert "snapshot" not in again.stderr
+    for name in NAMES:
+        assert running_digests(ecs, NAMES[name]) == {airflow3["v2"]}, name
+
+
 def test_a_mistyped_snapshot_instance_is_refused_before_the_scheduler_stops(airflow3, run, ecs):
     result = run("--cluster", CLUSTER, "redeploy", "--migrate", "--snapshot", "nosuchdb", "--yes")
     assert result.exit_code == 2, result.output

@@ -6,6 +6,7 @@ import shlex
 from typing import TYPE_CHECKING
 
 import click
+from click.core import ParameterSource
 
 from ..errors import USAGE, Refused
 from ..options import DEFAULT_DRAIN, command_words, drain_option, option, schedulers_option, task_wait_option, yes_option
@@ -57,10 +58,10 @@ def initialize(app: App, yes, wait, command, container, source):
 @yes_option
 @option("--wait-for-drain", env="WAIT_FOR_DRAIN", is_flag=True, default=False,
         help="Also wait until web's old tasks have drained behind the load balancer.")
-@option("--migrate", env="MIGRATE", is_flag=True, default=False,
+@option("--migrate/--no-migrate", env="MIGRATE", default=False,
         help="Run the database migration as a one-off task once the schedulers and dag-processors have stopped and "
              "before anything else rolls. RunTask resolves the image tag when it launches, so it runs the newly "
-             "promoted image.")
+             "promoted image. --no-migrate overrides WORKFLOW_MIGRATE (a resume after the migration says it).")
 @option("--migrate-command", env="MIGRATE_COMMAND", default="airflow db migrate", callback=command_words,
         help="The migration command (shell-quoted), with --migrate.")
 @option("--migrate-from", env="MIGRATE_FROM", default=SCHEDULER, callback=_role, metavar="ROLE",
@@ -95,7 +96,10 @@ def redeploy(app: App, yes, wait_for_drain, migrate, migrate_command, migrate_fr
     from ..plan import plan as plan_for
 
     if snapshot and not migrate:
-        raise click.UsageError("--snapshot goes with --migrate: only a migration moves the schema")
+        if click.get_current_context().get_parameter_source("snapshot") == ParameterSource.ENVIRONMENT:
+            snapshot = None  # WORKFLOW_SNAPSHOT, set for the migrations this shell runs: none runs here
+        else:
+            raise click.UsageError("--snapshot goes with --migrate: only a migration moves the schema")
     topology = app.topology()
     plan = plan_for(app.env(), topology, migrate_command if migrate else None)
     unfit = plan.schema_refusal(migrating=migrate)
@@ -125,7 +129,8 @@ def redeploy(app: App, yes, wait_for_drain, migrate, migrate_command, migrate_fr
     if snapshot:
         resume += f" --snapshot {shlex.quote(snapshot)}"
     resume += rest
-    app.recovery.resume_after["migrated"] = "redeploy --yes" + rest  # once migrated, a resume only rolls
+    # Once migrated, a resume only rolls: --no-migrate, should WORKFLOW_MIGRATE be set where it is pasted.
+    app.recovery.resume_after["migrated"] = "redeploy --yes --no-migrate" + rest
     options = operations.RedeployOptions(wait_for_drain, migrate_command if migrate else None, migrate_from, schedulers,
                                          snapshot, drain_timeout)
     # The lease covers the repositories whose `latest` the task definitions deploy: no promote moves it meanwhile.
