@@ -176,6 +176,19 @@ def test_dry_run_changes_nothing(ecr, registry, source):
     assert tag_digest(ecr, "airflow-prod", "latest") is None
 
 
+def test_a_dry_run_says_what_the_promote_then_moves(ecr, registry, source):
+    dry = json.loads(promote("--dry-run", "--output", "json").stdout)
+    text = " ".join(promote("--dry-run").stdout.split())
+    real = json.loads(promote("--yes", "--output", "json").stdout)
+    moved = real["blobs_mounted"] + real["blobs_copied"]
+    assert dry["blobs_to_move"] == moved > 0
+    assert dry["blobs_present"] == real["blobs_present"]
+    assert f"blobs {moved} to mount or copy, {real['blobs_present']} already there" in text
+    if not real["blobs_mounted"]:  # each blob copied: the bytes a dry run gives are those uploaded
+        assert dry["bytes_copied"] == real["bytes_copied"] > 0
+        assert f"bytes would move at most {real['bytes_copied']}" in text
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

@@ -79,6 +79,7 @@ class PromoteOutcome:
     released_as: str | None = None
     path: str = REGISTRY_PATH
     blobs_mounted: int = 0
+    blobs_to_move: int = 0  # a dry run's: blobs the destination lacks, to mount or copy
     where: str = ""
     next_steps: tuple[NextStep, ...] = ()
     notes: tuple[str, ...] = ()
@@ -287,8 +288,8 @@ class RegistryCopier:
     def _one(self, blob: Blob, dry_run: bool) -> tuple[str, int, bool]:
         if self.dest.has_blob(self.dest_repository, blob.digest):
             return "present", 0, False
-        if dry_run:
-            return "missing", 0, False
+        if dry_run:  # what a copy would upload; a mount, none
+            return "missing", blob.size, False
         mount = self.source.same_as(self.dest)
         refused = False
         for attempt, delay in enumerate([*RETRY_DELAYS, None], start=1):
@@ -356,7 +357,7 @@ class ApiCopier:
         missing = set(self.dest.missing(self.dest_repository, [b.digest for b in blobs]))
         to_copy = [b for b in blobs if b.digest in missing]
         if dry_run:
-            return Copied(present=len(blobs) - len(to_copy), missing=len(to_copy))
+            return Copied(present=len(blobs) - len(to_copy), missing=len(to_copy), bytes=sum(b.size for b in to_copy))
         if not to_copy:
             return Copied(present=len(blobs))
         with ThreadPoolExecutor(max_workers=PART_SENDERS) as sender:
@@ -670,6 +671,7 @@ def promote(
         released_as=released,
         path=route.path,
         blobs_mounted=copied.mounted,
+        blobs_to_move=copied.missing if dry_run else 0,
         where=route.where,
         next_steps=(next_step,) if next_step and moved_latest else (),
         notes=tuple(notes),

@@ -173,8 +173,10 @@ def promote_table(outcome, width: int = 80) -> str:
         ["destination", f"{outcome.destination} ({outcome.digest.partition(':')[0]}:{short_digest(outcome.digest)})"],
         ["through", f"the {outcome.path}" + (f" ({outcome.where})" if outcome.where else "")],
         ["tags", ", ".join(f"{tag} ({state})" for tag, state in outcome.tags.items())],
-        ["blobs", f"{outcome.blobs_mounted} mounted, {outcome.blobs_copied} copied, {outcome.blobs_present} already there"],
-        [f"bytes {moved}", f"{outcome.bytes_copied} ({size(outcome.bytes_copied)})"],
+        ["blobs", f"{outcome.blobs_to_move} to mount or copy, {outcome.blobs_present} already there" if outcome.dry_run
+         else f"{outcome.blobs_mounted} mounted, {outcome.blobs_copied} copied, {outcome.blobs_present} already there"],
+        [f"bytes {moved}", ("at most " if outcome.dry_run else "") + f"{outcome.bytes_copied} ({size(outcome.bytes_copied)})"
+         + (" (none for a blob mounted)" if outcome.dry_run and outcome.bytes_copied else "")],
         ["elapsed", f"{outcome.seconds:.1f}s"],
     ]
     lines = [fitted(rows, [], width, wrap=(1,), tablefmt="plain")]
