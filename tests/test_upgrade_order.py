@@ -175,6 +175,30 @@ def test_the_resume_after_the_migration_does_not_migrate_again_even_with_workflo
         assert running_digests(ecs, NAMES[name]) == {airflow3["v2"]}, name
 
 
+def test_promote_of_a_release_that_needs_a_migration_says_redeploy_migrate_and_that_runs_as_printed(
+        airflow3, run, ecs, sim):
+    from workflow_sandbox.images import push_image
+    from workflow_sandbox.server import airflow_image_config, release_layers
+
+    ecr = airflow3["registry"].ecr
+    v1 = ecr.batch_get_image(repositoryName=REPO, imageIds=[{"imageDigest": airflow3["v1"]}])["images"][0]
+    ecr.put_image(repositoryName=REPO, imageManifest=v1["imageManifest"], imageTag="latest",
+                  imageManifestMediaType=v1["imageManifestMediaType"])  # before the promote: latest is v1
+    ecr.create_repository(repositoryName="airflow-stage")
+    push_image(ecr, "airflow-stage", release_layers(2), "latest", config=airflow_image_config(V2))
+    promoted = run("--cluster", CLUSTER, "promote", "--yes")
+    assert promoted.exit_code == 0, promoted.output
+    said = " ".join(promoted.stdout.split())
+    assert "Airflow 3.2.2 -> 3.3.2 needs the database migrated with it" in said
+    offered = resume_of(promoted.stdout, "needs the database migrated with it")
+    assert offered[-2:] == ["redeploy", "--migrate"], promoted.stdout
+    redeployed = run(*offered[offered.index("--cluster"):], "--yes")
+    assert redeployed.exit_code == 0, redeployed.output
+    assert sim.database.head == schema_of(V2)
+    for name in NAMES:
+        assert running_digests(ecs, NAMES[name]) == {airflow3["v2"]}, name
+
+
 def test_a_mistyped_snapshot_instance_is_refused_before_the_scheduler_stops(airflow3, run, ecs):
     result = run("--cluster", CLUSTER, "redeploy", "--migrate", "--snapshot", "nosuchdb", "--yes")
     assert result.exit_code == 2, result.output

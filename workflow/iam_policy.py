@@ -342,6 +342,8 @@ COMMANDS: dict[str, tuple[Use, ...]] = {
     "logs": (*_FIND, *_TASKS, Use("DescribeTaskDefinitions"), Use("SearchLogs")),
     "run": (*_FIND, Use("DescribeTasks"), *_LEASE, *_ONE_OFF),
     "promote": (Use("ReadSourceImage"), Use("ReadReleases", ("ecr:BatchGetImage", "ecr:DescribeImages")),
+                # The Airflow versions latest moved between (their configs): whether the redeploy must migrate.
+                Use("ReadReleases", ("ecr:GetDownloadUrlForLayer",), need="ancillary"),
                 Use("WriteDestinationImage"), Use("TagReleases"), Use("UndoPromoteTags"), Use("RegistryToken"),
                 *_REPOSITORY_LEASE),
     "releases": (*_FIND, *_TASKS, Use("ReadReleases", ("ecr:BatchGetImage", "ecr:DescribeImages")),

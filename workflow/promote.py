@@ -481,6 +481,8 @@ class Route:
     where: str  # account, Region and registry, or the registry hosts: for the confirmation and the result
     notes: list[str] = field(default_factory=list)
     dest_in_ecr: bool = False
+    dest_ecr: Ecr | None = None  # the destination's ECR API, when it is in ECR: where its images' configs are read
+    dest_repository: str = ""
 
 
 @dataclass
@@ -522,7 +524,7 @@ def route(ecr_client: Callable[[str | None], Any], source: ImageRef, dest: Image
     assert src.ecr is not None and dst.ecr is not None
     copier = ApiCopier(src.ecr, source.repository, src.label, dst.ecr, dest.repository, report, sleep)
     return Route(ECR_PATH, ApiSide(src.ecr, source.repository, src.label), ApiSide(dst.ecr, dest.repository, dst.label),
-                 copier, _where(sides), notes, dest_in_ecr=True)
+                 copier, _where(sides), notes, dest_in_ecr=True, dest_ecr=dst.ecr, dest_repository=dest.repository)
 
 
 def _side(ecr_client: Callable[[str | None], Any], ref: ImageRef, registry_id: str | None) -> _Registry:
@@ -586,7 +588,7 @@ def _registry_route(sides: list[_Registry], report: Reporter, sleep, notes: list
                             report, sleep)
     return Route(REGISTRY_PATH, RegistrySide(src.registry, src.ref.repository, src.label, src.ecr),
                  RegistrySide(dst.registry, dst.ref.repository, dst.label, dst.ecr), copier, _where(sides), notes,
-                 dest_in_ecr=dst.ecr is not None)
+                 dest_in_ecr=dst.ecr is not None, dest_ecr=dst.ecr, dest_repository=dst.ref.repository)
 
 
 def _where(sides: list[_Registry]) -> str:
@@ -604,7 +606,7 @@ def promote(
     tags: list[str] | None = None,
     dry_run: bool = False,
     now: datetime | None = None,
-    next_step: NextStep | None = None,
+    next_step: Callable[[tuple[str, str] | None], NextStep] | None = None,
     before_change: Callable[[], None] | None = None,
 ) -> PromoteOutcome:
     """Explicit `tags` are written as given; without them, `release_tags` picks them (`latest` and a new stamp,
@@ -654,6 +656,7 @@ def promote(
 
     verb = "would promote" if dry_run else "promoted"
     moved_latest = results.get(LATEST) == "written"
+    step = next_step(_schema_move(route, before.get(LATEST), top.digest)) if next_step and moved_latest else None
     return PromoteOutcome(
         summary=f"{verb} {source} to {dest.label} ({', '.join(tags)}) with digest {top.digest}"
         + ("" if dry_run else "; destination digest matches source")
@@ -673,9 +676,22 @@ def promote(
         blobs_mounted=copied.mounted,
         blobs_to_move=copied.missing if dry_run else 0,
         where=route.where,
-        next_steps=(next_step,) if next_step and moved_latest else (),
+        next_steps=(step,) if step else (),
         notes=tuple(notes),
     )
+
+
+def _schema_move(route: Route, before: str | None, after: str) -> tuple[str, str] | None:
+    """The Airflow versions `latest` moved between, when their schemas differ (the redeploy that follows must
+    migrate); None when they share one or either is unknown (a courtesy: the redeploy checks it anyway)."""
+    if route.dest_ecr is None or before is None or before == after:
+        return None
+    from .airflow_schema import same_schema
+    from .image_config import airflow_versions
+
+    versions = airflow_versions(route.dest_ecr, route.dest_repository, [before, after])
+    old, new = versions.get(before), versions.get(after)
+    return (old, new) if old and new and same_schema(old, new) is False else None
 
 
 class PromoteFailed(WorkflowError):

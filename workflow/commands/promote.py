@@ -81,18 +81,24 @@ def promote(app: App, source, dest, tags, registry_id, via, dry_run, yes):
         # In ECR, the destination repository's lease: refused (exit 4) while a redeploy or rollback deploys its
         # latest, or another promote writes there. Another registry keeps no leases.
         leases = Leases(app.repository_leases([str(target)], "promote", registry_id)) if path.dest_in_ecr else None
-        return run_promote(path, app.report, ref, tags, dry_run, now=app.runtime.utcnow(), next_step=_next_step(app),
+        return run_promote(path, app.report, ref, tags, dry_run, now=app.runtime.utcnow(),
+                           next_step=lambda move: _next_step(app, move),
                            before_change=leases.before_change if leases else None)
 
     run(app, None, operation)
 
 
-def _next_step(app: App) -> NextStep:
-    """What makes the cluster run the promoted image: a redeploy (services run `latest` until then)."""
+def _next_step(app: App, schema_move: tuple[str, str] | None) -> NextStep:
+    """What makes the cluster run the promoted image: a redeploy (services run `latest` until then), with the
+    migration when the release's Airflow needs another schema."""
     from ..recovery import NextStep
 
     purpose = "next: the services run the previous image until they are redeployed"
+    command = "redeploy"
+    if schema_move:
+        purpose += f"; Airflow {schema_move[0]} -> {schema_move[1]} needs the database migrated with it"
+        command = "redeploy --migrate"
     if app.cluster:
-        return NextStep(purpose, shlex.join(app.resume_words("redeploy")))
+        return NextStep(purpose, shlex.join(app.resume_words(command)))
     started = app.runtime.invocation()  # the way the operator started this tool
-    return NextStep(f"{purpose} (name the cluster)", shlex.join([*started, "--cluster", "CLUSTER", "redeploy"]))
+    return NextStep(f"{purpose} (name the cluster)", shlex.join([*started, "--cluster", "CLUSTER", *command.split()]))
