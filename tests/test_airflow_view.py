@@ -67,7 +67,7 @@ def test_a_scheduler_that_runs_but_never_heartbeats_is_no_success(airflow, run, 
     result = run(*NAMES, "start-scheduler")
     assert result.exit_code == 1, result.output
     assert f"{SCHEDULER} runs in ECS, but Airflow reports it" in result.stderr
-    assert "workflow logs scheduler" in result.stderr
+    assert "the `logs scheduler` command, with this one's --cluster and AWS options" in " ".join(result.stderr.split())
     assert sim.service(SCHEDULER).model.running_count == 1  # ECS's view alone would have called it a success
 
 

@@ -143,6 +143,10 @@ def test_rollback_to_a_named_release(released, run):
     result = run("rollback", "--no-redeploy", "--yes", "--to", STAMPS[0])
     assert result.exit_code == 0, result.output
     assert tag_digest(released.ecr, REPO, "latest") == released.digests[0]
+    assert result.stdout.startswith("rolled back latest")
+    forward = run("rollback", "--no-redeploy", "--yes", "--to", STAMPS[2])  # to a newer release: not a roll back
+    assert forward.exit_code == 0, forward.output
+    assert forward.stdout.startswith(f"moved latest in {REPO} from {STAMPS[0]}"), forward.stdout
 
 
 def test_rollback_to_what_latest_already_names_without_a_cluster_is_refused(released, run):

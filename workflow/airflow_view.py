@@ -175,7 +175,8 @@ def await_heartbeat(poller: Poller, view: AirflowView, since: datetime, schedule
         raise OperationFailed(
             f"{scheduler} runs in ECS, but Airflow reports it {scheduler_health.status or 'not running'}: {seen}, "
             f"before this start; the metadatabase is {last[0].metadatabase_status or 'unknown'}. Look at its log "
-            "(`workflow logs scheduler`) and whether it reaches the database"
+            "(the `logs scheduler` command, with this one's --cluster and AWS options) and whether it reaches the "
+            "database"
         ) from None
     view.report.line(f"Airflow reports {scheduler} healthy, heartbeating since its start")
 

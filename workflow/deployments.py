@@ -342,8 +342,9 @@ def _conclude(state: WatchState, failing: Failing, seen: Observation, lines: lis
 SCHEMA_OUT_OF_STEP = (
     "  cause: the image's Airflow version and the database's schema are out of step: Airflow components that "
     "check migrations exit at start when they differ, in either direction.\n"
-    "  way out: a newer image needs the migration first (`workflow redeploy --migrate`); an older one needs the "
-    "schema moved back (`workflow rollback --downgrade-db`) or the release that matches the database"
+    "  way out (commands with this one's --cluster and AWS options): a newer image needs the migration first "
+    "(`redeploy --migrate`); an older one needs the schema moved back (`rollback --downgrade-db`) or the release "
+    "that matches the database"
 )
 
 

@@ -224,11 +224,17 @@ class RollbackPlan:
         return label(self.from_digest, self.from_stamp)
 
     @property
+    def forward(self) -> bool:
+        """`--to` a release newer than the one `latest` names (stamps sort by time): a move forward, said as one."""
+        return bool(self.from_stamp and self.to_stamp and self.to_stamp > self.from_stamp)
+
+    @property
     def target(self) -> str:
         return label(self.to_digest, self.to_stamp)
 
     def question(self) -> str:
-        moves = (f"Roll back {LATEST} in {self.repository} from {self.source} to {self.target}" if self.move_tag
+        verb = "Move" if self.forward else "Roll back"
+        moves = (f"{verb} {LATEST} in {self.repository} from {self.source} to {self.target}" if self.move_tag
                  else f"{LATEST} in {self.repository} already names {self.target}: redeploy onto it")
         if self.redeploy:
             moves += f", then redeploy cluster {self.cluster} (the scheduler stops until web and worker are redeployed)"

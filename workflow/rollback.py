@@ -150,7 +150,8 @@ def rollback(ecr: Ecr, report: Reporter, plan: RollbackPlan, dry_run: bool = Fal
             env.recovery.state = f"{LATEST} in {plan.repository} names {plan.target}; the cluster still runs {plan.source}"
         report.line(f"{LATEST} in {plan.repository} now names {plan.target} (was {plan.source}); the same digest, "
                     "no blob copied")
-    said = f"rolled back {moves}" if plan.move_tag else f"{LATEST} in {plan.repository} already named {plan.target}"
+    verb = "moved" if plan.forward else "rolled back"
+    said = f"{verb} {moves}" if plan.move_tag else f"{LATEST} in {plan.repository} already named {plan.target}"
     if downgraded:
         said = f"downgraded the database to Airflow {downgraded}'s schema; {said}"
     if not plan.redeploy or env is None or topology is None:
