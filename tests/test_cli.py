@@ -452,6 +452,7 @@ def test_a_failed_initialize_is_not_shown_done_and_says_where_the_whole_log_is(e
 
 def test_initialize_no_wait_and_ctrl_c_say_how_to_follow_or_stop_the_task(empty_cluster, run, clock):
     result = run(*NAMES, "initialize", "--yes", "--no-wait")
+    assert result.stdout.startswith("task ") and " started in cluster airflow-prod\n" in result.stdout  # no ARN
     follow, stop = (resume_of(result.stdout, purpose) for purpose in ("read its log", "stop it"))
     assert follow[:7] == ["aws", "logs", "get-log-events", "--log-group-name", "/ecs/airflow-prod",  # CLI v1 and v2
                           "--log-stream-name", follow[6]]

@@ -70,7 +70,8 @@ def run_one_off(env, service: Service, command: list[str], container: str | None
         follow = LogFollower(env, definition.container(container).log_options, container, task.id)
         steps = _next_steps(env, task, follow)
         if not wait:
-            return TaskOutcome(f"task {task.arn} started", task, essential, log=follow.location, next_steps=steps)
+            return TaskOutcome(f"task {task.id} started in cluster {env.ecs.cluster}", task, essential,
+                               log=follow.location, next_steps=steps)  # its ARN is the JSON's, a line's width alone
         env.recovery.state = "\n  ".join([f"one-off task {task.id} keeps running; stopping this command does not "
                                           "stop it", *(step.lines() for step in steps)])
         # Running the command again now would start a second task beside this one.
