@@ -6,6 +6,8 @@ import click
 
 from workflow.errors import USAGE
 from workflow.options import Seconds, option
+from workflow.progress import hanging, width_of
+from workflow.recovery import shell_lines
 
 
 def deployments_option(flag: str, env: str, whose_new_tasks: str):
@@ -178,15 +180,15 @@ def sandbox(app, port, task_start_seconds, task_stop_seconds, task_deprovision_s
     try:
         for name, value in box.environment.items():
             click.echo(f"export {name}={value}")
-        for line in startup_lines(config, box.releases):
-            click.echo(f"sandbox: {line}", err=True)
-        click.echo(f"sandbox: cluster {config.cluster} is steady at {box.endpoint}; Ctrl-C stops it", err=True)
+        for line in [*startup_lines(config, box.releases),
+                     f"cluster {config.cluster} is steady at {box.endpoint}; Ctrl-C stops it"]:
+            click.echo(hanging(f"sandbox: {line}", width_of(), 0, len("sandbox: ")), err=True)
         sys.stdout.flush()
         wait_for_interrupt()
     finally:
         box.stop()
         # Its fake credentials and endpoint would shadow the real ones in the shell that sourced them.
-        click.echo(f"sandbox: stopped; run: unset {' '.join(box.environment)}", err=True)
+        click.echo(f"sandbox: stopped; run:\n{shell_lines(['unset', *box.environment], width_of() - 4)}", err=True)
 
 
 def startup_lines(config, releases: dict[str, str]) -> list[str]:
