@@ -37,7 +37,8 @@ install-test-tools:
 	@scripts/install-registry-tools || echo "the registry contract tests will be skipped: docker-registry could not be installed"
 	@scripts/airflow-contract-env >/dev/null || echo "the Airflow contract tests will be skipped: its virtualenv could not be installed"
 
-# One worker per core; each test is its own unit of work, so the real-time tests (run first) go to different workers.
+# A worker per core and one more (tests/conftest.py); each test is its own unit of work, so the real-time tests
+# (run first) go to different workers.
 test: install install-test-tools
 	pipenv run pytest -q -n auto --dist loadgroup
 
