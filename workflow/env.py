@@ -33,9 +33,9 @@ class Env:
     rds: Callable[[], Any] | None = None  # builds the RDS client, only when a snapshot is taken
     airflow: "AirflowView | None" = None  # Airflow's own view, when it can be had
     # An AWS CLI command as words, with the Region (this one's, or the one given), endpoint and profile in effect:
-    # printed for the operator to paste, it acts where this command did.
-    aws_words: Callable[..., list[str]] = lambda words, region=None: ["aws", *words, *(["--region", region] if region
-                                                                                       else [])]
+    # printed for the operator to paste, it acts where this command did (App.aws_words).
+    aws_words: Callable[..., list[str]] = field(default=lambda words, region=None: ["aws", *words, *(
+        ["--region", region] if region else [])])
 
     def before_change(self) -> None:
         if self.lease is not None:

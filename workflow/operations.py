@@ -34,6 +34,7 @@ from .errors import OperationFailed, Refused, TaskFailed, WorkflowError
 from .oneoff import TaskOutcome, run_one_off
 from .plan import Plan, airflow_version, unfit
 from .poller import outlook
+from .tag_keys import ROLLBACK_TAG
 from .topology import API_SERVER, DAG_PROCESSOR, SCHEDULER, TRIGGERER, UPGRADE_ORDER, WEBSERVER, WORKER, Step, Topology
 
 RESTORE_SCHEDULER = ("to schedule on the old workers ECS keeps running", "start-scheduler")
@@ -265,8 +266,6 @@ def redeploy(env: Env, topology: Topology, options: RedeployOptions = DEFAULTS) 
 def _forget_rollback(env: Env) -> None:
     """Every service now runs what `latest` names: a rollback recorded as under way (interrupted, then left for
     a promote and this redeploy) is over, and a later `rollback` must not finish it, a release too far back."""
-    from .tag_keys import ROLLBACK_TAG
-
     try:
         if ROLLBACK_TAG in env.ecs.cluster_tags():
             env.ecs.untag_cluster([ROLLBACK_TAG])
