@@ -268,6 +268,19 @@ def invoke_recording(clock, *args):
     return CliRunner().invoke(main, list(args), obj=runtime(clock, lambda config: client)), calls
 
 
+def invoke_interrupted(clock, condition, *args):
+    """Run the CLI in-process on the fake clock, interrupted (Ctrl-C) at its first wait once `condition()` holds."""
+
+    def sleep(seconds):
+        if condition():
+            raise KeyboardInterrupt
+        clock.sleep(seconds)
+
+    stopped = runtime(clock)
+    stopped.sleep = sleep
+    return CliRunner().invoke(main, list(args), obj=stopped)
+
+
 @pytest.fixture
 def run(clock):
     """Invoke the CLI in-process with the fake clock; stdout and stderr stay apart."""

@@ -5,7 +5,7 @@ import json
 import pytest
 import snapshots
 from botocore.stub import Stubber
-from conftest import CLUSTER, NAMES, REGION, SCHEDULER, WEB, WORKER, new_client
+from conftest import CLUSTER, NAMES, REGION, SCHEDULER, WEB, WORKER, invoke_interrupted, new_client
 from helpers import (
     cluster_arn,
     describe_services,
@@ -436,21 +436,12 @@ def test_a_rollback_left_unfinished_is_over_once_a_redeploy_runs_latest(cluster_
     """Stopped as it redeployed onto v2, the rollback is left; the operator moves forward instead (latest back to
     v3, a redeploy). The record of the rollback goes with that redeploy: the next rollback goes one release back
     from what runs (v2), not to the old record's target by way of "finishing" it."""
-    from click.testing import CliRunner
-    from conftest import runtime
 
-    from workflow.cli import main
 
     ecr, (_, v2, v3) = cluster_registry.ecr, cluster_registry.digests
 
-    def stopped_once_latest_moved(seconds):
-        if tag_digest(ecr, REPO, "latest") == v2:
-            raise KeyboardInterrupt
-        clock.sleep(seconds)
-
-    interrupted = runtime(clock)
-    interrupted.sleep = stopped_once_latest_moved
-    assert CliRunner().invoke(main, [*NAMES, "rollback", "--yes"], obj=interrupted).exit_code == 130
+    stopped = invoke_interrupted(clock, lambda: tag_digest(ecr, REPO, "latest") == v2, *NAMES, "rollback", "--yes")
+    assert stopped.exit_code == 130, stopped.output
     assert "workflow-rollback" in {t["key"] for t in ecs.list_tags_for_resource(resourceArn=cluster_arn(ecs))["tags"]}
     manifest = ecr.batch_get_image(repositoryName=REPO, imageIds=[{"imageDigest": v3}])["images"][0]
     ecr.put_image(repositoryName=REPO, imageManifest=manifest["imageManifest"], imageTag="latest",

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import snapshots
-from conftest import CLUSTER, REGION, shared_client
+from conftest import CLUSTER, REGION, invoke_interrupted, shared_client
 from helpers import cluster_arn, describe, describe_services, flat, hold, resume_of, retag, running_digests
 
 from workflow.airflow_schema import says_migration_required, schema_of
@@ -154,14 +154,8 @@ def test_the_resume_after_the_migration_does_not_migrate_again_even_with_workflo
     monkeypatch.setenv("WORKFLOW_MIGRATE", "1")
     monkeypatch.setenv("WORKFLOW_SNAPSHOT", f"{CLUSTER}-db")
 
-    def sleep(seconds):
-        if len(sim.service(NAMES["api-server"]).deployments) == 2:
-            raise KeyboardInterrupt
-        clock.sleep(seconds)
-
-    interrupted = runtime(clock)
-    interrupted.sleep = sleep
-    first = CliRunner().invoke(main, ["--cluster", CLUSTER, "redeploy", "--yes"], obj=interrupted)
+    first = invoke_interrupted(clock, lambda: len(sim.service(NAMES["api-server"]).deployments) == 2,
+                               "--cluster", CLUSTER, "redeploy", "--yes")
     assert first.exit_code == 130, first.output
     one_offs = [t for t in sim.tasks if not t.service]
     assert len(one_offs) == 1 and sim.database.head == schema_of(V2)
@@ -300,14 +294,7 @@ def test_a_redeploy_stopped_while_its_migration_runs_offers_no_way_back_and_resu
         return bool(arns) and any(t["lastStatus"] == "RUNNING"
                                   for t in ecs.describe_tasks(cluster=CLUSTER, tasks=arns)["tasks"])
 
-    def sleep(seconds):
-        if migrating():
-            raise KeyboardInterrupt
-        clock.sleep(seconds)
-
-    interrupted = runtime(clock)
-    interrupted.sleep = sleep
-    first = CliRunner().invoke(main, ["--cluster", CLUSTER, "redeploy", "--migrate", "--yes"], obj=interrupted)
+    first = invoke_interrupted(clock, migrating, "--cluster", CLUSTER, "redeploy", "--migrate", "--yes")
     assert first.exit_code == 130, first.output
     said = flat(first.stderr)
     assert "keeps running; stopping this command does not stop it" in said
@@ -331,19 +318,10 @@ def test_a_redeploy_refused_by_another_operators_lease_offers_none_of_the_ways_o
     cluster to finish it. A second redeploy, refused at its first change (the workers' roll), says nothing was
     changed and offers no resume nor alternative (that state is the other operator's to finish), in text and
     in JSON."""
-    from click.testing import CliRunner
-    from conftest import runtime
 
-    from workflow.cli import main
 
-    def sleep(seconds):
-        if len(sim.service(NAMES["api-server"]).deployments) == 2:
-            raise KeyboardInterrupt
-        clock.sleep(seconds)
-
-    interrupted = runtime(clock)
-    interrupted.sleep = sleep
-    first = CliRunner().invoke(main, ["--cluster", CLUSTER, "redeploy", "--migrate", "--yes"], obj=interrupted)
+    first = invoke_interrupted(clock, lambda: len(sim.service(NAMES["api-server"]).deployments) == 2,
+                               "--cluster", CLUSTER, "redeploy", "--migrate", "--yes")
     assert first.exit_code == 130, first.output
     hold(ecs, clock)
     result = run("--cluster", CLUSTER, "redeploy", "--yes")
