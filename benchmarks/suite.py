@@ -1,7 +1,7 @@
 """Measure the test suite's run time: the whole suite as CI and CONTRIBUTING run it, and its two parts apart (the
 contract tests against real components, and the rest).
 
-Run: python3 benchmarks/suite.py [--runs 3] [--parts all,contract,rest] [--commit REV]   (from anywhere)
+Run: python3 benchmarks/suite.py [--runs 3] [--parts all,contract,rest] [--commit REV] [--workers N]   (from anywhere)
 
 Each measured command is exactly what an engineer types, from the repository's root:
 
@@ -19,6 +19,9 @@ By default the working tree is measured as it is. `--commit REV` measures a comm
 progress: its tree is exported read-only (`git archive`) into a temporary directory, and the same commands run
 there with the project's virtualenv (PIPENV_PIPFILE names the repository's Pipfile) and PYTHONPATH set to the
 export, so that its `workflow`, `workflow_sandbox` and tests are the ones imported.
+
+`--workers N` runs with `-n N` instead of `-n auto` (a worker more than there are cores, tests/conftest.py), to
+compare worker counts.
 
 Prints Markdown tables on stdout (progress on stderr) and writes nothing; BENCHMARKS.md records a run.
 """
@@ -83,10 +86,10 @@ class Tree:
         return env
 
 
-def measure(part: Part, tree: Tree) -> Run:
+def measure(part: Part, tree: Tree, workers: str = "auto") -> Run:
     load = os.getloadavg()[0]
     started = time.perf_counter()
-    child = subprocess.Popen(PYTEST + part.args, cwd=tree.path, env=tree.environment(), stdin=subprocess.DEVNULL,
+    child = subprocess.Popen(pytest_command(workers) + part.args, cwd=tree.path, env=tree.environment(), stdin=subprocess.DEVNULL,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output = child.stdout.read() if child.stdout else ""
     _, status, usage = os.wait4(child.pid, 0)
@@ -100,6 +103,10 @@ def measure(part: Part, tree: Tree) -> Run:
         print(output[-3000:], file=sys.stderr)
     return Run(part.name, wall, usage.ru_utime + usage.ru_stime, counts, (load, os.getloadavg()[0]),
                child.returncode, said.strip("= "))
+
+
+def pytest_command(workers: str) -> list[str]:
+    return [workers if word == "auto" else word for word in PYTEST]
 
 
 def collected(part: Part, tree: Tree) -> int | None:
@@ -120,6 +127,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="rounds: each part runs once per round (default 3)")
     parser.add_argument("--parts", default=",".join(PARTS), help="which parts, in each round's order: all,contract,rest")
     parser.add_argument("--commit", help="measure this commit, exported, rather than the working tree")
+    parser.add_argument("--workers", default="auto", help="pytest-xdist's -n (default auto)")
     args = parser.parse_args()
     parts = [Part(name, PARTS[name]) for name in args.parts.split(",") if name]
     began = time.monotonic()
@@ -131,7 +139,7 @@ def main() -> None:
         for round_ in range(1, args.runs + 1):
             for part in parts:
                 print(f"round {round_}: {part.name} ...", file=sys.stderr, flush=True)
-                part.runs.append(measure(part, tree))
+                part.runs.append(measure(part, tree, args.workers))
                 run = part.runs[-1]
                 print(f"  {run.wall:.1f}s, exit {run.exit_code}: {run.said}", file=sys.stderr, flush=True)
     finally:
@@ -146,7 +154,7 @@ def main() -> None:
             f" with {len(changed)} files changed" if changed else "")
     print(f"{os.cpu_count()} cores; {where}"
           + f"; {args.runs} rounds, parts in turn; {time.monotonic() - began:.0f} s in all. Command: "
-          f"`{' '.join(PYTEST)} [part]`.\n")
+          f"`{' '.join(pytest_command(args.workers))} [part]`.\n")
     print(table(["part", "round", "wall s", "CPU s", "CPU / wall", "load average before, after", "tests run",
                  "collected", "exit", "pytest's summary"],
                 [[r.part, i + 1, f"{r.wall:.1f}", f"{r.cpu:.1f}", f"{r.cpu / r.wall:.2f}",
