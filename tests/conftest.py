@@ -25,6 +25,7 @@ def pytest_configure(config):
     if not controller or hasattr(config, "workerinput"):
         import snapshots  # noqa: F401  (first: it imports moto's models, see there)
 
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: known only where xdist is loaded (not with -p no:xdist)
 def pytest_xdist_auto_num_workers(config):
     """`-n auto`: one worker more than there are cores. A worker spends part of its time waiting, not computing (the
     real Airflow and registry starting in processes of their own, the real-time tests, the CLI run as a subprocess):
