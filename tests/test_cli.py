@@ -52,6 +52,8 @@ def test_help_and_version_do_not_import_boto3():
         "    except SystemExit: pass\n"
         "assert 'boto3' not in sys.modules and 'botocore' not in sys.modules, 'imported boto3'\n"
         "assert 'importlib.metadata' not in sys.modules and 'workflow_sandbox' not in sys.modules, 'read plugins'\n"
+        # The ECS model's and the deployment watch's dataclasses: a command's --help prints before either is needed.
+        "assert 'workflow.ecs' not in sys.modules and 'workflow.deployments' not in sys.modules, 'built the model'\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -5,23 +5,27 @@ One App per command invocation; it holds that invocation's progress reporter and
 runner prints when the command stops early.
 """
 
+from __future__ import annotations
+
 import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .aws import AwsConfig
-from .deployments import WatchPolicy
-from .env import Env
 from .errors import WorkflowError
-from .lease import Lease, Leases
 from .progress import Reporter, use_color
 from .recovery import Recovery
 from .topology import API_SERVER, ROLE_TAG, SCHEDULER, WEB, WEBSERVER, WORKER, Topology, assign, role_of
+
+if TYPE_CHECKING:  # imported where used: the group's callback builds an App before a command's --help prints
+    from .deployments import WatchPolicy
+    from .env import Env
+    from .lease import Lease
 
 
 @dataclass
@@ -66,6 +70,8 @@ class App:
     @property
     def policy(self) -> WatchPolicy:
         options = self.options
+        from .deployments import WatchPolicy
+
         return WatchPolicy(options["stability_window"], options["max_failed_tasks"], log_grace=options["log_grace"])
 
     @property
@@ -212,6 +218,8 @@ class App:
         operator lease before its first change, on the cluster and on the ECR repositories of `repositories`
         (image references whose `latest` it deploys), so no promote moves those under it."""
         from .ecs import Ecs
+        from .env import Env
+        from .lease import Leases
         from .poller import Poller
 
         interval, timeout = self.options["poll_interval"], self.options["timeout"]
@@ -294,6 +302,8 @@ class App:
         """This command's lease on `place` (an Ecs for its cluster, or a lease Place), released when it ends."""
         import getpass
         import socket
+
+        from .lease import Lease
 
         try:
             user = getpass.getuser()

@@ -1,16 +1,21 @@
 """Progress lines on stderr: plain, stamped, one per phase and per observed change, wrapped to the terminal's width."""
 
+from __future__ import annotations
+
 import os
 import re
 import sys
 from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import click
 
-from .ecs import Service, Task
 from .poller import duration
+
+if TYPE_CHECKING:  # annotations only: a command's --help need not build the ECS model's dataclasses
+    from .ecs import Service, Task
 
 DEFAULT_WIDTH = 80  # a CI log, or any stream that is not a terminal
 NARROWEST = 40  # below this, a hanging indent would leave no room for the text
