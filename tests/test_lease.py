@@ -32,6 +32,17 @@ def test_a_live_lease_of_another_operator_refuses_naming_it_and_changes_nothing(
     assert desired(ecs) == 1
 
 
+def test_a_start_while_another_operators_command_holds_the_cluster_is_refused_before_waiting(cluster, run, ecs, clock):
+    """The scheduler was just scaled to zero and its task still runs: under another operator's lease, a start is
+    refused at once, not after waiting on that task (which may be the other command's new scheduler)."""
+    ecs.update_service(cluster=CLUSTER, service=SCHEDULER, desiredCount=0)
+    hold(ecs, clock, command="start-scheduler")
+    result = run(*NAMES, "start-scheduler")
+    assert result.exit_code == 4, result.output
+    assert "waiting for scheduler tasks to stop" not in result.stderr
+    assert desired(ecs) == 0
+
+
 def test_break_lease_removes_a_crashed_holder_and_proceeds(cluster, run, ecs, clock):
     hold(ecs, clock)
     result = run(*NAMES, "--break-lease", "stop-scheduler", "--yes")
@@ -92,10 +103,13 @@ def test_two_operators_taking_the_lease_at_once_never_both_hold_it(cluster, ecs,
     outcomes = []
     for each in (first, second):
         try:
-            each.check()
+            each.check(just_taken=True)
             outcomes.append("holds")
-        except LeaseHeld:
+        except LeaseHeld as refused:
             outcomes.append("refused")
+            said = " ".join(str(refused).split())
+            assert "was taken at the same moment by bob" in said and "nothing was changed" in said
+            assert "if that one did too, run this command again" in said  # not "wait for it": it may not run
     assert outcomes == ["refused", "holds"]
     assert len([k for k in tags(ecs) if k.startswith(TAG_PREFIX)]) == 1
 

@@ -193,6 +193,15 @@ def test_promote_of_a_release_that_needs_a_migration_says_redeploy_migrate_and_t
         assert running_digests(ecs, NAMES[name]) == {airflow3["v2"]}, name
 
 
+def test_the_confirmation_shows_the_plan_table_whole_at_80_columns(airflow3, run, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    result = run("--cluster", CLUSTER, "redeploy", "--migrate", input="n\n")
+    assert result.exit_code == 1, result.output
+    rows = [line for line in result.stderr.splitlines() if line.startswith("  ") and line.strip()[:1].isdigit()]
+    assert [row.split()[0] for row in rows] == [str(n) for n in range(1, 10)], result.stderr  # one line per step
+    assert max(map(len, result.stderr.splitlines())) <= 80, result.stderr
+
+
 def test_a_mistyped_snapshot_instance_is_refused_before_the_scheduler_stops(airflow3, run, ecs):
     result = run("--cluster", CLUSTER, "redeploy", "--migrate", "--snapshot", "nosuchdb", "--yes")
     assert result.exit_code == 2, result.output

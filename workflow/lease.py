@@ -153,9 +153,9 @@ class Lease:
             raise self._held(live[0])
         self.held = True  # before the call: if its answer is lost, the tag may exist, and release must remove it
         self.place.tag([self.me.tag])
-        self.check()  # two operators who wrote at once both see both: the later one withdraws
+        self.check(just_taken=True)  # two operators who wrote at once both see both: both withdraw
 
-    def check(self) -> None:
+    def check(self, just_taken: bool = False) -> None:
         """Before each change: still ours, and no other live lease beside it.
 
         Any other live lease makes this one withdraw, whoever came first: a holder that already passed its
@@ -170,6 +170,10 @@ class Lease:
         other = next((h for h in self._live(tags) if h.id != self.me.id), None)
         if other is not None:
             self.release()
+            if just_taken:  # it wrote between this one's read and write: it may have withdrawn as well
+                raise LeaseHeld(f"{self.place.name} was taken at the same moment by {other.describe()}: this "
+                                "command withdrew, and nothing was changed. Two commands that take it at once both "
+                                "withdraw, and both say so: if that one did too, run this command again")
             raise self._held(other)
         if self.me.expires - self.now() < self.ttl / 2:
             renewed = self.now().replace(microsecond=0) + self.ttl

@@ -119,6 +119,9 @@ def stop_scheduler(env: Env, names: list[str], wait: bool = True, known: list[Se
 
 def start_scheduler(env: Env, names: list[str], wait: bool = True, count: int | None = None) -> Outcome:
     """Start the scheduler(s) at their count, and only once no other scheduler task is alive."""
+    # Another operator's command (a start a moment ago, whose new task this one would wait on as if it were an
+    # old one) refuses this one now, not after that wait.
+    env.refuse_if_held()
     services = preflight(env, names)
     rehearse_reads(env, services)
     if env.airflow is not None:

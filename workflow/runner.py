@@ -194,7 +194,9 @@ def confirm(yes: bool, question: str, where: Callable[[], str] | None = None) ->
             raise CommandFailed.of(error) from None
     from .progress import width_of
 
-    question = wrap_message(question, width_of() - len(" [y/N]: "), prefix=0)  # click adds that to its last line
+    # Its last paragraph wrapped, leaving room for the " [y/N]: " click adds; a table above it is fitted already.
+    table, _, asked = question.rpartition("\n")
+    question = (f"{table}\n" if table else "") + wrap_message(asked, width_of() - len(" [y/N]: "), prefix=0)
     try:
         agreed = click.confirm(question, default=False, err=True)
     except click.Abort:
