@@ -25,3 +25,8 @@ def table(header: list[str], rows: list[list], text_columns: int = 1) -> str:
     align = ["---"] * text_columns + ["---:"] * (len(header) - text_columns)
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
     return "\n".join(lines + ["| " + " | ".join(str(x) for x in row) + " |" for row in rows])
+
+
+def against_targets(rows: list[list], heading: str = "Against the target") -> str:
+    """The closing table every benchmark prints: each figure against its target (what, target, measured, met)."""
+    return f"\n{heading}:\n\n" + table(["what", "target", "measured", ""], rows, 4)

@@ -50,7 +50,7 @@ os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "tes
 
 import boto3  # noqa: E402
 import click  # noqa: E402
-from common import table  # noqa: E402  (benchmarks/common.py, beside this script)
+from common import against_targets, table  # noqa: E402  (benchmarks/common.py, beside this script)
 from moto import mock_aws  # noqa: E402
 
 import workflow.ecs  # noqa: E402
@@ -491,8 +491,7 @@ def main_():
                       f"{s['phase_rate']:.2f}"] for s in stops], 1))
     rows = checks(results, stops, args.deprovision)
     if rows:
-        print("\nAgainst the targets:\n")
-        print(table(["what", "target", "measured", ""], rows, 4))
+        print(against_targets(rows, "Against the targets"))
 
 
 if __name__ == "__main__":

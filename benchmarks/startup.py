@@ -30,7 +30,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from common import export, git, table
+from common import against_targets, export, git, table
 
 BIN = os.path.join(sys.prefix, "bin")
 WORKFLOW = os.path.join(BIN, "workflow")
@@ -144,14 +144,13 @@ def main() -> None:
           "-" if c.modules is None else c.modules] for c in commands], 2))
     help_today, help_before = statistics.median(commands[1].cpu) * ms, statistics.median(commands[3].cpu) * ms
     redeploy_today, redeploy_before = statistics.median(commands[2].cpu) * ms, statistics.median(commands[4].cpu) * ms
-    print("\nAgainst the target:\n")
-    print(table(["what", "target", "measured", ""], [
+    print(against_targets([
         ["`workflow --help`, CPU, median", f"under {GOAL_MS:.0f} ms",
          f"{help_today:.0f} ms (bare interpreter {bare * ms:.0f} ms; {baseline}: {help_before:.0f} ms)",
          "met" if help_today < GOAL_MS else "NOT met"],
         ["`workflow redeploy --help`, CPU, median", "(no target)",
          f"{redeploy_today:.0f} ms ({baseline}: {redeploy_before:.0f} ms)", ""],
-    ], 4))
+    ]))
 
 
 if __name__ == "__main__":

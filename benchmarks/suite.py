@@ -37,7 +37,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from common import ROOT, export, git, table
+from common import ROOT, against_targets, export, git, table
 
 PYTEST = ["pipenv", "run", "pytest", "-q", "-n", "auto", "--dist", "loadgroup"]
 PARTS = {
@@ -171,15 +171,14 @@ def main() -> None:
     if whole:
         best = min(r.wall for r in whole.runs)
         complete = all(ran(r) == whole.collected for r in whole.runs)
-        print("\nAgainst the target:\n")
-        print(table(["what", "target", "measured", ""], [
+        print(against_targets([
             ["the whole suite, wall time, best of the rounds", f"under {GOAL_S:.0f} s",
              f"{best:.1f} s (median {statistics.median(r.wall for r in whole.runs):.1f} s)",
              "met" if best < GOAL_S else "NOT met"],
             ["tests run in each round against those collected", "none lost",
              f"{'/'.join(sorted({str(ran(r)) for r in whole.runs}))} of {whole.collected}",
              "met" if complete else "NOT met"],
-        ], 4))
+        ]))
 
 
 if __name__ == "__main__":
