@@ -1,7 +1,8 @@
 """Measure the test suite's run time: the whole suite as CI and CONTRIBUTING run it, and its two parts apart (the
 contract tests against real components, and the rest).
 
-Run: python3 benchmarks/suite.py [--runs 3] [--parts all,contract,rest] [--commit REV] [--workers N]   (from anywhere)
+Run: python3 benchmarks/suite.py [--runs 3] [--parts all,contract,rest] [--commit REV] [--workers N] [--breakdown]
+(from anywhere)
 
 Each measured command is exactly what an engineer types, from the repository's root:
 
@@ -23,10 +24,18 @@ export, so that its `workflow`, `workflow_sandbox` and tests are the ones import
 `--workers N` runs with `-n N` instead of `-n auto` (a worker more than there are cores, tests/conftest.py), to
 compare worker counts.
 
+`--breakdown` adds one run of the whole suite with benchmarks/aws_calls.py loaded into pytest and its workers,
+and says where the CPU went: in the test processes' simulated AWS calls (botocore's client side, moto and the
+simulator), in the rest of the tests, in starting the workers and collecting, and outside the test processes (the
+real Airflow and registry, the CLI run as a subprocess, pipenv). Its last line is the floor: the wall time the
+suite would still need on this machine's cores if every simulated AWS call cost nothing.
+
 Prints Markdown tables on stdout (progress on stderr) and writes nothing; BENCHMARKS.md records a run.
 """
 
 import argparse
+import glob
+import json
 import os
 import re
 import shutil
@@ -86,10 +95,11 @@ class Tree:
         return env
 
 
-def measure(part: Part, tree: Tree, workers: str = "auto") -> Run:
+def measure(part: Part, tree: Tree, workers: str = "auto", extra: dict[str, str] | None = None) -> Run:
     load = os.getloadavg()[0]
     started = time.perf_counter()
-    child = subprocess.Popen(pytest_command(workers) + part.args, cwd=tree.path, env=tree.environment(), stdin=subprocess.DEVNULL,
+    env = {**tree.environment(), **(extra or {})}
+    child = subprocess.Popen(pytest_command(workers) + part.args, cwd=tree.path, env=env, stdin=subprocess.DEVNULL,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output = child.stdout.read() if child.stdout else ""
     _, status, usage = os.wait4(child.pid, 0)
@@ -118,6 +128,43 @@ def collected(part: Part, tree: Tree) -> int | None:
     return sum(1 for line in done.stdout.splitlines() if "::" in line) or None
 
 
+def breakdown(tree: Tree, workers: str) -> str:
+    """One run of the whole suite with benchmarks/aws_calls.py loaded: where its CPU went, as Markdown."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    with tempfile.TemporaryDirectory(prefix="aws-calls-") as out:
+        path = os.pathsep.join(filter(None, [here, tree.environment().get("PYTHONPATH")]))
+        run = measure(Part("all", ["-p", "aws_calls"]), tree, workers, {"PYTHONPATH": path, "AWS_CALLS_OUT": out})
+        reports = [json.load(open(name)) for name in glob.glob(os.path.join(out, "*.json"))]
+    files: dict[str, list[float]] = {}
+    for report in reports:
+        for name, counted in report["files"].items():
+            files[name] = [a + b for a, b in zip(files.get(name, [0, 0.0, 0.0]), counted, strict=True)]
+    calls = sum(f[0] for f in files.values())
+    aws, tests = sum(f[1] for f in files.values()), sum(f[2] for f in files.values())
+    processes = sum(r["process_cpu"] for r in reports)
+    cores = os.cpu_count() or 1
+    rows = [
+        ["simulated AWS calls in the test processes", f"{calls}", f"{aws:.1f}", f"{100 * aws / run.cpu:.0f}%"],
+        ["the rest of the tests, in the test processes", "", f"{tests - aws:.1f}", f"{100 * (tests - aws) / run.cpu:.0f}%"],
+        ["starting the test processes, collecting", "", f"{processes - tests:.1f}",
+         f"{100 * (processes - tests) / run.cpu:.0f}%"],
+        ["outside the test processes (real servers, subprocesses)", "", f"{run.cpu - processes:.1f}",
+         f"{100 * (run.cpu - processes) / run.cpu:.0f}%"],
+        ["the whole run", "", f"{run.cpu:.1f}", "100%"],
+    ]
+    heaviest = sorted(files.items(), key=lambda item: -item[1][2])[:8]
+    return "\n".join([
+        f"Where the CPU went, one run of the whole suite (`-p aws_calls`): {run.wall:.1f} s wall, exit "
+        f"{run.exit_code}, {run.said}.\n",
+        table(["where", "calls", "CPU s", "share"], rows, 1),
+        "\nThe test files that cost most:\n",
+        table(["file", "AWS calls", "CPU s in them", "CPU s in all"],
+              [[name, int(f[0]), f"{f[1]:.1f}", f"{f[2]:.1f}"] for name, f in heaviest], 1),
+        f"\nWith every simulated AWS call free, the rest ({run.cpu - aws:.1f} CPU s) would still take at least "
+        f"{(run.cpu - aws) / cores:.1f} s on {cores} cores, kept fully busy.",
+    ])
+
+
 def ran(run: Run) -> int:
     return sum(n for kind, n in run.counts.items() if kind not in ("deselected", "warning"))
 
@@ -128,6 +175,7 @@ def main() -> None:
     parser.add_argument("--parts", default=",".join(PARTS), help="which parts, in each round's order: all,contract,rest")
     parser.add_argument("--commit", help="measure this commit, exported, rather than the working tree")
     parser.add_argument("--workers", default="auto", help="pytest-xdist's -n (default auto)")
+    parser.add_argument("--breakdown", action="store_true", help="one more run: where the CPU went (aws_calls.py)")
     args = parser.parse_args()
     parts = [Part(name, PARTS[name]) for name in args.parts.split(",") if name]
     began = time.monotonic()
@@ -142,6 +190,9 @@ def main() -> None:
                 part.runs.append(measure(part, tree, args.workers))
                 run = part.runs[-1]
                 print(f"  {run.wall:.1f}s, exit {run.exit_code}: {run.said}", file=sys.stderr, flush=True)
+        if args.breakdown:
+            print("breakdown: all, with aws_calls ...", file=sys.stderr, flush=True)
+            where_cpu_went = breakdown(tree, args.workers)
     finally:
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -155,30 +206,33 @@ def main() -> None:
     print(f"{os.cpu_count()} cores; {where}"
           + f"; {args.runs} rounds, parts in turn; {time.monotonic() - began:.0f} s in all. Command: "
           f"`{' '.join(pytest_command(args.workers))} [part]`.\n")
-    print(table(["part", "round", "wall s", "CPU s", "CPU / wall", "load average before, after", "tests run",
-                 "collected", "exit", "pytest's summary"],
-                [[r.part, i + 1, f"{r.wall:.1f}", f"{r.cpu:.1f}", f"{r.cpu / r.wall:.2f}",
-                  f"{r.load[0]:.2f}, {r.load[1]:.2f}", ran(r), part.collected if part.collected is not None else "?",
-                  r.exit_code, r.said]
-                 for part in parts for i, r in enumerate(part.runs)], 1))
-    print("\nBy part, over the rounds:\n")
-    print(table(["part", "wall s min", "median", "max", "CPU s min", "tests run", "collected"],
-                [[p.name, f"{min(r.wall for r in p.runs):.1f}", f"{statistics.median(r.wall for r in p.runs):.1f}",
-                  f"{max(r.wall for r in p.runs):.1f}", f"{min(r.cpu for r in p.runs):.1f}",
-                  "/".join(sorted({str(ran(r)) for r in p.runs})), p.collected] for p in parts], 1))
-    by_name = {p.name: p for p in parts}
-    whole = by_name.get("all")
-    if whole:
-        best = min(r.wall for r in whole.runs)
-        complete = all(ran(r) == whole.collected for r in whole.runs)
-        print(against_targets([
-            ["the whole suite, wall time, best of the rounds", f"under {GOAL_S:.0f} s",
-             f"{best:.1f} s (median {statistics.median(r.wall for r in whole.runs):.1f} s)",
-             "met" if best < GOAL_S else "NOT met"],
-            ["tests run in each round against those collected", "none lost",
-             f"{'/'.join(sorted({str(ran(r)) for r in whole.runs}))} of {whole.collected}",
-             "met" if complete else "NOT met"],
-        ]))
+    if any(part.runs for part in parts):
+        print(table(["part", "round", "wall s", "CPU s", "CPU / wall", "load average before, after", "tests run",
+                     "collected", "exit", "pytest's summary"],
+                    [[r.part, i + 1, f"{r.wall:.1f}", f"{r.cpu:.1f}", f"{r.cpu / r.wall:.2f}",
+                      f"{r.load[0]:.2f}, {r.load[1]:.2f}", ran(r), part.collected if part.collected is not None else "?",
+                      r.exit_code, r.said]
+                     for part in parts for i, r in enumerate(part.runs)], 1))
+        print("\nBy part, over the rounds:\n")
+        print(table(["part", "wall s min", "median", "max", "CPU s min", "tests run", "collected"],
+                    [[p.name, f"{min(r.wall for r in p.runs):.1f}", f"{statistics.median(r.wall for r in p.runs):.1f}",
+                      f"{max(r.wall for r in p.runs):.1f}", f"{min(r.cpu for r in p.runs):.1f}",
+                      "/".join(sorted({str(ran(r)) for r in p.runs})), p.collected] for p in parts], 1))
+        by_name = {p.name: p for p in parts}
+        whole = by_name.get("all")
+        if whole:
+            best = min(r.wall for r in whole.runs)
+            complete = all(ran(r) == whole.collected for r in whole.runs)
+            print(against_targets([
+                ["the whole suite, wall time, best of the rounds", f"under {GOAL_S:.0f} s",
+                 f"{best:.1f} s (median {statistics.median(r.wall for r in whole.runs):.1f} s)",
+                 "met" if best < GOAL_S else "NOT met"],
+                ["tests run in each round against those collected", "none lost",
+                 f"{'/'.join(sorted({str(ran(r)) for r in whole.runs}))} of {whole.collected}",
+                 "met" if complete else "NOT met"],
+            ]))
+    if args.breakdown:
+        print("\n" + where_cpu_went)
 
 
 if __name__ == "__main__":

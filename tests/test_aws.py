@@ -211,6 +211,21 @@ def test_a_malformed_answer_is_malformed_before_anything_reads_it(body):
         client.list_clusters()
 
 
+@pytest.mark.parametrize("body, where", [
+    (b'{"tasks": [{"taskArn": "a", "containers": [{"name": "c", "exitCode": "1"}]}]}',
+     "the answer's tasks[0]'s containers[0]'s exitCode is a string, not an integer"),
+    (b'{"tasks": [{"taskArn": "a", "containers": [null]}]}', "the answer's tasks[0]'s containers[0] is null"),
+    (b'{"tasks": [{"taskArn": "a", "tags": [{"key": "k", "value": 1}]}], "failures": []}',
+     "the answer's tasks[0]'s tags[0]'s value is a number, not a string"),
+    (b'{"tasks": [], "failures": {"arn": "x"}}', "the answer's failures is an object, not a list"),
+])
+def test_a_malformed_answer_names_the_value_that_is_wrong(body, where):
+    answering(client := ecs_client(), iter([(200, body)]))
+    with pytest.raises(Malformed) as raised:
+        client.describe_tasks(cluster="c", tasks=["a"])
+    assert str(raised.value).endswith(where)
+
+
 @pytest.mark.parametrize("service, body, content_type", [
     ("ecs", b"[]", "application/x-amz-json-1.1"),  # botocore: AttributeError: 'list' object has no attribute 'get'
     ("ecs", b'{"clusterArns": ["\xff"]}', "application/x-amz-json-1.1"),  # UnicodeDecodeError

@@ -320,34 +320,41 @@ def _types() -> tuple[dict[str, tuple[type, ...]], dict[str, tuple[type, ...]]]:
 _JSON_TYPES, _PARSED_TYPES = _types()  # the scalars as a JSON body carries them, and as botocore parses them
 
 
-def _mismatch(value, shape, path: str, scalars: dict[str, tuple[type, ...]]) -> str | None:
-    """Where `value` first differs in type from `shape`, or None. Members are found by their serialized names."""
+def _mismatch(value, shape, path, scalars: dict[str, tuple[type, ...]]) -> str | None:
+    """Where `value` first differs in type from `shape`, or None. Members are found by their serialized names.
+
+    Every answer is checked, and a DescribeTasks answer has thousands of values: the path is kept as a chain
+    of (parent, step) and spelled out only for the one value that is wrong."""
     kind = shape.type_name
     if kind == "structure":
         if shape.metadata.get("document"):
             return None
         if not isinstance(value, dict):
-            return f"{path} is a {_kind(value)}, not an object"
-        for name, member in shape.members.items():
-            key = member.serialization.get("name", name) if scalars is _JSON_TYPES else name
-            if value.get(key) is not None:
-                problem = _mismatch(value[key], member, f"{path}'s {name}", scalars)
+            return f"{_spelled(path)} is {_a(_kind(value))}, not an object"
+        members = _members(shape, scalars is _JSON_TYPES)
+        for key, item in value.items():
+            found = members.get(key)
+            if found is not None and item is not None:
+                problem = _mismatch(item, found[1], (path, "'s ", found[0]), scalars)
                 if problem:
                     return problem
         return None
     if kind == "list":
         if not isinstance(value, list):
-            return f"{path} is a {_kind(value)}, not a list"
+            return f"{_spelled(path)} is {_a(_kind(value))}, not a list"
+        member = shape.member
         for i, item in enumerate(value):
-            problem = _mismatch(item, shape.member, f"{path}[{i}]", scalars) if item is not None else f"{path}[{i}] is null"
+            if item is None:
+                return f"{_spelled((path, '[', i))} is null"
+            problem = _mismatch(item, member, (path, "[", i), scalars)
             if problem:
                 return problem
         return None
     if kind == "map":
         if not isinstance(value, dict):
-            return f"{path} is a {_kind(value)}, not a map"
+            return f"{_spelled(path)} is {_a(_kind(value))}, not a map"
         for key, item in value.items():
-            problem = _mismatch(item, shape.value, f"{path}[{key!r}]", scalars) if item is not None else None
+            problem = _mismatch(item, shape.value, (path, "[", repr(key)), scalars) if item is not None else None
             if problem:
                 return problem
         return None
@@ -355,5 +362,24 @@ def _mismatch(value, shape, path: str, scalars: dict[str, tuple[type, ...]]) -> 
     if expected is None or (kind == "blob" and hasattr(value, "read")):
         return None
     if not isinstance(value, expected) or (kind != "boolean" and isinstance(value, bool)):
-        return f"{path} is a {_kind(value)}, not a {kind}"
+        return f"{_spelled(path)} is {_a(_kind(value))}, not {_a(kind)}"
     return None
+
+
+def _a(word: str) -> str:
+    return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
+
+
+def _spelled(path) -> str:
+    """'the answer', or a chain of (parent, step, key) from `_mismatch`: "the answer's tasks[0]'s cpu"."""
+    if isinstance(path, str):
+        return path
+    parent, step, key = path
+    return f"{_spelled(parent)}{step}{key}{']' if step == '[' else ''}"
+
+
+@functools.lru_cache(maxsize=256)  # a shape per client; a command builds a few clients, a test session thousands
+def _members(shape, serialized: bool) -> dict:
+    """A structure's members by the key an answer carries them under: (member name, member shape)."""
+    return {(member.serialization.get("name", name) if serialized else name): (name, member)
+            for name, member in shape.members.items()}
