@@ -208,6 +208,19 @@ def test_start_scheduler_refuses_a_service_that_wants_two(cluster, run, ecs):
     assert "only one scheduler may run" in result.stderr
 
 
+@pytest.mark.parametrize("command", ["stop-scheduler", "start-scheduler", "redeploy"])
+def test_a_scheduler_flag_naming_the_worker_changes_nothing(cluster, run, ecs, command):
+    """`--scheduler airflow-prod-worker stop-scheduler` scaled the worker fleet to zero, and a start-scheduler after
+    it ran the worker's count of schedulers: the name says it is the worker, and the flag cannot overrule it."""
+    before = {name: (s["desiredCount"], primary_id(s)) for name, s in describe_services(ecs, SCHEDULER, WORKER).items()}
+    result = run("--cluster", CLUSTER, "--scheduler", WORKER, command, "--yes")
+    assert result.exit_code == 2, result.output
+    assert f"{WORKER} was named as the scheduler, but its name makes it the worker; nothing was changed: the " \
+           f"scheduler service is {SCHEDULER}" in " ".join(result.stderr.split())
+    after = {name: (s["desiredCount"], primary_id(s)) for name, s in describe_services(ecs, SCHEDULER, WORKER).items()}
+    assert after == before
+
+
 def test_initialize_runs_the_deployed_worker_definition_with_the_command(empty_cluster, run, ecs, clock):
     # A newer revision exists but is not deployed: initialize must use the deployed one.
     worker = describe(ecs, WORKER)

@@ -59,6 +59,35 @@ def test_flags_then_tags_then_names_and_the_rest_is_left_alone():
     assert topology.is_airflow3
 
 
+@pytest.mark.parametrize("explicit, said", [
+    ([(SCHEDULER, "airflow-prod-worker")], "airflow-prod-worker was named as the scheduler, but its tag "
+     "airflow-role=worker makes it the worker; nothing was changed: the scheduler service is airflow-prod-scheduler or "
+     "airflow-prod-scheduler-b "
+     "(if the tag is wrong, correct it first)"),
+    ([(WORKER, "airflow-prod-scheduler-b")], "airflow-prod-scheduler-b was named as the worker, but"),
+    ([(WORKER, "airflow-prod-scheduler")], "airflow-prod-scheduler was named as the worker, but its name makes it "
+     "the scheduler; nothing was changed: the worker service is airflow-prod-worker (if it really is the worker, "
+     "tag it airflow-role=worker)"),
+    ([(SCHEDULER, "x"), (WORKER, "x")], "x is named as both the scheduler and the worker"),
+])
+def test_a_flag_that_contradicts_the_services_own_role_is_refused(explicit, said):
+    """`--scheduler <the worker>` would have stop-scheduler scale the worker fleet to zero."""
+    from workflow.errors import Refused
+
+    listed = {"airflow-prod-scheduler": {}, "airflow-prod-scheduler-b": {"airflow-role": "scheduler"},
+              "airflow-prod-worker": {"airflow-role": "worker"}, "x": {}}
+    with pytest.raises(Refused) as refused:
+        assign(CLUSTER, listed, explicit)
+    assert str(refused.value).startswith(said)
+
+
+def test_a_flag_agrees_with_a_tag_of_either_web_role_and_names_what_nothing_else_names():
+    listed = {"airflow-prod-api-server": {}, "web": {"airflow-role": "webserver"}, "custom": {}}
+    topology = assign(CLUSTER, listed, [(WEBSERVER, "airflow-prod-api-server"), (API_SERVER, "web"),
+                                        (SCHEDULER, "custom")])
+    assert topology.by_role == {SCHEDULER: ["custom"], API_SERVER: ["web"], WEBSERVER: ["airflow-prod-api-server"]}
+
+
 def test_the_seed_shape_is_three_roles_and_airflow_2():
     topology = assign(CLUSTER, {f"{CLUSTER}-{n}": {} for n in ("scheduler", "worker", "web")})
     assert topology.by_role == {SCHEDULER: [f"{CLUSTER}-scheduler"], WEBSERVER: [f"{CLUSTER}-web"],

@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from .errors import Refused
 from .tag_keys import ROLE_TAG
 
 SCHEDULER, DAG_PROCESSOR, TRIGGERER, API_SERVER, WEBSERVER, WORKER = (
@@ -116,6 +117,24 @@ def role_by_name(cluster: str, service: str) -> str | None:
     return None
 
 
+def _found(cluster: str, name: str, tags: Mapping[str, str]) -> "Component | None":
+    """The role a service's own tag, else its name, gives it."""
+    tagged = tags.get(ROLE_TAG)
+    if tagged is not None and ROLE_ALIASES.get(tagged, tagged) in ROLES:
+        return Component(ROLE_ALIASES.get(tagged, tagged), name, "tag")
+    by_name = role_by_name(cluster, name)
+    return Component(by_name, name, "name") if by_name is not None else None
+
+
+def _web(role: str) -> str:
+    """`--web` names the api-server or the webserver, whichever the cluster runs: for a flag they are one."""
+    return WEBSERVER if role == API_SERVER else role
+
+
+def _and_or(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+
+
 def role_of(text: str) -> str:
     """A role as the operator types it (`web` is the web server); ValueError names the roles for anything else."""
     role = ROLE_ALIASES.get(text, text)
@@ -130,19 +149,31 @@ def assign(cluster: str, listed: Mapping[str, Mapping[str, str]], explicit: Iter
     `listed` maps every service name in the cluster to its tags. A name given explicitly that the cluster does not
     list is still given its role: describing it will say it is missing.
     """
+    found = {name: _found(cluster, name, tags) for name, tags in listed.items()}
     chosen: dict[str, Component] = {}
     for role, service in explicit:
         name = service.rsplit("/", 1)[-1]
+        if name in chosen and chosen[name].role != role:
+            raise Refused(f"{name} is named as both the {chosen[name].role} and the {role}; nothing was changed")
         chosen[name] = Component(role, name, "flag")
+        # A flag is trusted over the cluster's own word only where that word is silent: `--scheduler <the worker>`
+        # would have stop-scheduler scale the worker fleet to zero.
+        said = found.get(name)
+        if said is not None and _web(said.role) != _web(role):
+            others = [c.service for c in found.values() if c is not None and _web(c.role) == _web(role)]
+            hint = f"the {role} service is {_and_or(others)}" if others else f"name the {role} service"
+            if said.how == "tag":
+                how, fix = f"its tag {ROLE_TAG}={listed[name][ROLE_TAG]}", "if the tag is wrong, correct it first"
+            else:
+                how, fix = "its name", f"if it really is the {role}, tag it {ROLE_TAG}={role}"
+            raise Refused(f"{name} was named as the {role}, but {how} makes it the {said.role}; nothing was "
+                          f"changed: {hint} ({fix})")
     unmanaged = []
-    for name, tags in listed.items():
+    for name in listed:
         if name in chosen:
             continue
-        tagged = tags.get(ROLE_TAG)
-        if tagged is not None and ROLE_ALIASES.get(tagged, tagged) in ROLES:
-            chosen[name] = Component(ROLE_ALIASES.get(tagged, tagged), name, "tag")
-        elif (by_name := role_by_name(cluster, name)) is not None:
-            chosen[name] = Component(by_name, name, "name")
+        if found[name] is not None:
+            chosen[name] = found[name]
         else:
             unmanaged.append(name)
     ordered = sorted(chosen.values(), key=lambda c: (ROLES.index(c.role), c.service))
