@@ -79,7 +79,7 @@ KINDS = list(DAMAGE)
 COMMANDS = {
     "status": (["status"], 10),
     "stop-scheduler": (["stop-scheduler", "--yes"], 9),
-    "start-scheduler": (["start-scheduler"], 10),
+    "start-scheduler": (["start-scheduler"], 12),
     "redeploy": (["redeploy", "--yes"], 14),
     "redeploy --migrate": (["redeploy", "--yes", "--migrate"], 16),
     "initialize": (["initialize", "--yes"], 13),

@@ -256,22 +256,31 @@ def test_a_redeploy_without_the_migration_is_refused_when_the_recorded_schema_do
     assert services(ecs) == before  # refused before any change
 
 
-def test_a_scheduler_start_on_an_image_the_recorded_schema_does_not_fit_is_refused(airflow3, run, ecs):
+@pytest.mark.parametrize("recorded", [True, False], ids=["recorded", "inferred"])
+def test_a_scheduler_start_on_an_image_the_schema_does_not_fit_is_refused(airflow3, run, ecs, recorded):
     """The scheduler's task definition names `latest`, promoted to Airflow 3.3.2 while the database is at 3.2.2:
-    started from zero, the scheduler would pull the new image and exit with 'Database migration required'."""
+    started from zero, the scheduler would pull the new image and exit with 'Database migration required'. With no
+    schema recorded (before this tool's first migration), every running component's 3.2.2 tells it."""
+    if not recorded:
+        ecs.untag_resource(resourceArn=cluster_arn(ecs), tagKeys=["workflow-airflow-schema"])
     assert run("--cluster", CLUSTER, "stop-scheduler", "--yes").exit_code == 0
     before = services(ecs)
     result = run("--cluster", CLUSTER, "start-scheduler", "--yes")
     assert result.exit_code == 2, result.output
-    assert "needs a newer schema than the database's (Airflow 3.2.2)" in result.stderr
+    assert "needs a newer schema than the database's (Airflow 3.2.2" + ("" if recorded else (
+        ", the version every running component runs")) + ")" in flat(result.stderr)
     assert "redeploy --migrate" in result.stderr
     assert services(ecs) == before  # refused before any change
     assert describe(ecs, NAMES["scheduler"])["desiredCount"] == 0
 
 
-def test_a_failed_migration_offers_the_way_back_that_runs(airflow3, sim, run, ecs):
+@pytest.mark.parametrize("recorded", [True, False], ids=["recorded", "inferred"])
+def test_a_failed_migration_offers_the_way_back_that_runs(airflow3, sim, run, ecs, recorded):
     """The schema has not moved and `latest` names the new image: start-scheduler would be refused, so the way
-    back offered is the rollback, and it runs as printed."""
+    back offered is the rollback, and it runs as printed. Also before this tool's first migration, when no schema
+    is recorded: the start-scheduler offered then crash-looped the scheduler on the new image."""
+    if not recorded:
+        ecs.untag_resource(resourceArn=cluster_arn(ecs), tagKeys=["workflow-airflow-schema"])
     sim.one_off_exit_code = 1
     result = run("--cluster", CLUSTER, "redeploy", "--yes", "--migrate")
     assert result.exit_code == 1, result.output

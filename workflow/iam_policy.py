@@ -331,7 +331,8 @@ COMMANDS: dict[str, tuple[Use, ...]] = {
     "stop-scheduler": (*_FIND, *_TASKS, *_LEASE, Use("UpdateNamedServices", roles=(SCHEDULER,)),
                        Use("TagNamedSchedulers", ("ecs:TagResource",), roles=(SCHEDULER,), tags=SERVICE_TAGS)),
     "start-scheduler": (*_FIND, *_TASKS, *_LEASE, *_AIRFLOW, Use("DescribeTaskDefinitions"), Use("ReadTaskLogs"),
-                        # The image's Airflow version, against the recorded schema: a start it would crash is refused.
+                        # The image's Airflow version, against the schema (recorded, else told by the version every
+                        # running component runs): a start it would crash is refused.
                         Use("ReadReleases", ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"), need="ancillary"),
                         Use("UpdateNamedServices", roles=(SCHEDULER,)),
                         Use("TagNamedSchedulers", ("ecs:UntagResource",), roles=(SCHEDULER,), tags=SERVICE_TAGS)),

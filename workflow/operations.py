@@ -117,7 +117,8 @@ def stop_scheduler(env: Env, names: list[str], wait: bool = True, known: list[Se
     return Outcome(f"scheduler {label} stopped", tuple(services))
 
 
-def start_scheduler(env: Env, names: list[str], wait: bool = True, count: int | None = None) -> Outcome:
+def start_scheduler(env: Env, names: list[str], wait: bool = True, count: int | None = None,
+                    topology: Topology | None = None) -> Outcome:
     """Start the scheduler(s) at their count, and only once no other scheduler task is alive."""
     # Another operator's command (a start a moment ago, whose new task this one would wait on as if it were an
     # old one) refuses this one now, not after that wait.
@@ -152,7 +153,7 @@ def start_scheduler(env: Env, names: list[str], wait: bool = True, count: int | 
         env.recovery.state = "the scheduler is running"
         said = "is running: its tasks stayed up for the stability window" if crashing else "started"
         return Outcome(f"scheduler {label} {said}", tuple(services))
-    refusal = unfit_start(env, [s for s in services if s.desired == 0])
+    refusal = unfit_start(env, [s for s in services if s.desired == 0], topology)
     if refusal:
         raise Refused(refusal)
     partly = [s for s in services if 0 < s.desired < allowed]
@@ -183,11 +184,18 @@ def _recently_exited(env: Env, services: list[Service]) -> str | None:
     return None
 
 
-def unfit_start(env: Env, services: list[Service]) -> str | None:
+def unfit_start(env: Env, services: list[Service], topology: Topology | None = None) -> str | None:
     """Why starting these schedulers from zero would crash them, or None: a new deployment runs the image its task
-    definition's tag names now, and the database's recorded schema may not fit it."""
+    definition's tag names now, and the database's schema may not fit it. The schema is the one recorded, else
+    (given the topology) the one Airflow version every running component runs, as `plan` infers it: before this
+    tool's first migration, a migration that failed leaves `latest` on an image the database does not fit."""
     try:
         recorded = database.recorded(env) if services else None
+        basis = ""
+        if services and recorded is None and topology is not None:
+            from .plan import running_schema
+
+            recorded, basis = running_schema(env, topology), ", the version every running component runs"
     except WorkflowError:
         return None
     if recorded is None:
@@ -203,7 +211,7 @@ def unfit_start(env: Env, services: list[Service]) -> str | None:
             continue
         why = unfit(recorded, {version} if version else set(),
                     "`redeploy --migrate` moves the schema and every component together; `rollback` goes back to the "
-                    "release the database fits")
+                    "release the database fits", basis)
         if why:
             return f"scheduler {service.name}: {why}"
     return None
@@ -354,7 +362,7 @@ class _Upgrade:
         # Should the migration fail or be interrupted, the schema may not have moved while `latest` names the new
         # image: a start-scheduler would then be refused, and the way back to scheduling is the release the
         # database fits.
-        way_back = ROLL_BACK_TO_FIT if unfit_start(self.env, self.schedulers) else RESTORE_SCHEDULER
+        way_back = ROLL_BACK_TO_FIT if unfit_start(self.env, self.schedulers, self.topology) else RESTORE_SCHEDULER
         migrate(self.env, self.source, self.options.migrate, untouched=untouched, way_back=way_back)
 
     def roll(self, step: Step) -> None:

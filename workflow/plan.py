@@ -98,19 +98,7 @@ class Plan:
 def plan(env: Env, topology: Topology, migration: list[str] | None = None) -> Plan:
     """Each managed role's image now (from its RUNNING tasks) and after (its task definition's tag, resolved now),
     with release stamps and Airflow versions from ECR. What cannot be read is shown as unknown, never fatal."""
-    services = env.ecs.services(topology.services())
-    running = env.ecs.running_tasks([s.name for s in services])
-    wanted: dict[str, str] = {}  # service -> the image reference a new deployment launches
-    now: dict[str, list[tuple[str, str]]] = {}  # service -> (image, digest) its RUNNING tasks run
-    for service in services:
-        definition = env.ecs.task_definition(service.task_definition)
-        essential = next((c for c in definition.containers if c.essential), None)
-        if essential is None:
-            continue
-        wanted[service.name] = essential.image
-        pairs = {(c.image, c.image_digest) for t in running[service.name] for c in t.containers
-                 if c.name == essential.name and c.image_digest}
-        now[service.name] = sorted(pairs)
+    wanted, now = _images_of(env, topology)
     images = _Images(env)
     moves = []
     for role, names in topology.by_role.items():
@@ -124,14 +112,47 @@ def plan(env: Env, topology: Topology, migration: list[str] | None = None) -> Pl
         schema = recorded(env)
     except WorkflowError:
         schema = None
-    # Unrecorded (migrated by other means, or never by this tool): components that check migrations run only on
-    # their own schema, so one Airflow version running everywhere says which schema the database is at.
-    versions = {i.version for m in moves for i in m.now if i.digest}
-    inferred = schema is None and len(versions) == 1 and None not in versions
-    if inferred:
-        schema = versions.pop()
-    return Plan(topology.name, tuple(moves), tuple(migration or ()), schema, inferred,
+    inferred = None if schema is not None else _one_version({i.version for m in moves for i in m.now if i.digest})
+    return Plan(topology.name, tuple(moves), tuple(migration or ()), schema or inferred, inferred is not None,
                 tuple(sorted(set(wanted.values()))))
+
+
+def running_schema(env: Env, topology: Topology) -> str | None:
+    """The schema `plan` infers where none is recorded: the Airflow version every running component runs, read
+    from its image's config alone, or None when they differ or one cannot be read."""
+    _, now = _images_of(env, topology)
+    versions: set[str | None] = set()
+    for image, digest in {pair for pairs in now.values() for pair in pairs}:
+        try:
+            versions.add(version_from_config(image_config(env.ecr, image, digest)) if env.ecr else None)
+        except WorkflowError:
+            versions.add(None)
+    return _one_version(versions)
+
+
+def _one_version(versions: set[str | None]) -> str | None:
+    """Unrecorded (migrated by other means, or never by this tool): components that check migrations run only on
+    their own schema, so one Airflow version running everywhere says which schema the database is at."""
+    return next(iter(versions)) if len(versions) == 1 and None not in versions else None
+
+
+def _images_of(env: Env, topology: Topology) -> tuple[dict[str, str], dict[str, list[tuple[str, str]]]]:
+    """For each managed service, the image reference a new deployment launches, and the (image, digest) pairs its
+    RUNNING tasks run, of the essential container."""
+    services = env.ecs.services(topology.services())
+    running = env.ecs.running_tasks([s.name for s in services])
+    wanted: dict[str, str] = {}
+    now: dict[str, list[tuple[str, str]]] = {}
+    for service in services:
+        definition = env.ecs.task_definition(service.task_definition)
+        essential = next((c for c in definition.containers if c.essential), None)
+        if essential is None:
+            continue
+        wanted[service.name] = essential.image
+        pairs = {(c.image, c.image_digest) for t in running[service.name] for c in t.containers
+                 if c.name == essential.name and c.image_digest}
+        now[service.name] = sorted(pairs)
+    return wanted, now
 
 
 def unfit(recorded: str, versions: set[str], way_out: str, basis: str = "") -> str | None:

@@ -172,8 +172,9 @@ def assign(cluster: str, listed: Mapping[str, Mapping[str, str]], explicit: Iter
     for name in listed:
         if name in chosen:
             continue
-        if found[name] is not None:
-            chosen[name] = found[name]
+        own = found[name]
+        if own is not None:
+            chosen[name] = own
         else:
             unmanaged.append(name)
     ordered = sorted(chosen.values(), key=lambda c: (ROLES.index(c.role), c.service))

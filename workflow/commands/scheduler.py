@@ -63,4 +63,5 @@ def start_scheduler(app: App, yes, wait, schedulers):
 
     names = _schedulers(app)
     resume = "start-scheduler" + (f" --schedulers {schedulers}" if schedulers else "")
-    run(app, resume, lambda: operations.start_scheduler(app.env(holds="start-scheduler"), names, wait, schedulers))
+    run(app, resume, lambda: operations.start_scheduler(app.env(holds="start-scheduler"), names, wait, schedulers,
+                                                        app.topology()))
