@@ -3,6 +3,7 @@ change: every rule of topology.UPGRADE_ORDER checked against the simulated clust
 that meets the wrong schema, as Airflow does. Each rule's checker is shown to catch the order that breaks it."""
 
 import json
+import shlex
 
 import pytest
 import snapshots
@@ -245,6 +246,25 @@ def test_a_rollback_across_the_migration_is_refused_or_downgrades_first(airflow3
     assert restore[:3] == ["aws", "rds", "restore-db-instance-from-db-snapshot"]
     assert restore[restore.index("--region") + 1] == REGION
     assert json.loads(run("--cluster", CLUSTER, "-o", "json", "status").stdout)["scheduler_tasks_alive"] == 1
+
+
+def test_a_migrated_redeploy_that_fails_offers_the_way_back_with_the_schema_and_it_runs(airflow3, sim, run, ecs):
+    """The schema has moved when a worker's rollout fails: a plain `rollback --yes` offered then was refused, and a
+    `start-scheduler` offered would have run the new scheduler beside the old workers on the new schema."""
+    sim.crash_deployments(NAMES["worker-reports"])
+    result = run("--cluster", CLUSTER, "-o", "json", "redeploy", "--migrate", "--yes")
+    assert result.exit_code == 1, result.output
+    assert sim.database.head == schema_of(V2)
+    document = json.loads(result.stdout)
+    assert [a.split()[-3:] for a in document["alternatives"]] == [["rollback", "--downgrade-db", "--yes"]]
+    assert "start-scheduler" not in result.stdout + result.stderr
+    sim.crash_deployments(NAMES["worker-reports"], exit_code=None)
+    offered = shlex.split(document["alternatives"][0])
+    rolled = run(*offered[offered.index("--cluster"):])
+    assert rolled.exit_code == 0, rolled.stderr[-3000:]
+    assert sim.database.head == schema_of(V1)
+    for name in NAMES:
+        assert running_digests(ecs, NAMES[name]) == {airflow3["v1"]}, name
 
 
 def test_a_redeploy_without_the_migration_is_refused_when_the_recorded_schema_does_not_fit(airflow3, run, ecs):

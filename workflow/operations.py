@@ -40,6 +40,9 @@ from .topology import API_SERVER, DAG_PROCESSOR, SCHEDULER, TRIGGERER, UPGRADE_O
 RESTORE_SCHEDULER = ("to schedule on the old workers ECS keeps running", "start-scheduler")
 ROLL_BACK = ("to go back to the previous release, if there is one", "rollback --yes")
 ROLL_BACK_TO_FIT = ("to schedule again on the release the database's schema fits", "rollback --yes")
+# Once this redeploy has migrated, the old workers ECS keeps running run the old Airflow on the new schema: no
+# scheduler is started beside them, and the way back downgrades the schema first.
+ROLL_BACK_MIGRATED = ("to go back to the previous release, its schema first", "rollback --downgrade-db --yes")
 WORDS = {API_SERVER: "the api-server", WEBSERVER: "web", WORKER: "worker", TRIGGERER: "triggerer",
          DAG_PROCESSOR: "dag-processor", SCHEDULER: "scheduler"}
 
@@ -309,6 +312,10 @@ class _Upgrade:
     def of(self, *roles: str) -> list[Service]:
         return [self.by_name[name] for name in self.topology.services(*roles)]
 
+    @property
+    def migrated(self) -> bool:
+        return self.env.recovery.milestone == "migrated"
+
     def words(self, names: list[str]) -> str:
         """`web and worker`, `worker and triggerer`: the roles of these services in the operator's words."""
         roles = list(dict.fromkeys(self.topology.role(name) or WORKER for name in names))
@@ -373,7 +380,7 @@ class _Upgrade:
         with env.report.phase(f"redeploy {_and(names)}"):
             env.recovery.state = f"the scheduler is stopped; {self.words(names)} {'is' if len(names) == 1 else 'are'} " \
                                  "being redeployed"
-            env.recovery.alternatives = [RESTORE_SCHEDULER]
+            env.recovery.alternatives = [ROLL_BACK_MIGRATED if self.migrated else RESTORE_SCHEDULER]
             # forceNewDeployment alone: the desired counts stay whatever operators or autoscaling set.
             for service in services:
                 role = self.topology.role(service.name)
@@ -402,7 +409,7 @@ class _Upgrade:
                 workers = self.watched(WORKER)
                 if workers and all(_no_old_task(w) for w in workers):  # no old worker to schedule on
                     env.recovery.state = "the scheduler is stopped; the new workers are what runs"
-                    env.recovery.alternatives = [ROLL_BACK]
+                    env.recovery.alternatives = [ROLL_BACK_MIGRATED if self.migrated else ROLL_BACK]
                 raise
         rest = self._rest()
         rolling = self.words([w.service for w in rest])
