@@ -6,6 +6,7 @@ import json
 
 import pytest
 from conftest import NAMES, SCHEDULER, WORKER
+from helpers import flat
 
 from workflow_sandbox.airflow_link import SimulatedAirflow, Work
 
@@ -69,6 +70,16 @@ def test_a_scheduler_that_runs_but_never_heartbeats_is_no_success(airflow, run, 
     assert f"{SCHEDULER} runs in ECS, but Airflow reports it" in result.stderr
     assert "the `logs scheduler` command, with this one's --cluster and AWS options" in " ".join(result.stderr.split())
     assert sim.service(SCHEDULER).model.running_count == 1  # ECS's view alone would have called it a success
+    again = run(*NAMES, "start-scheduler")  # the resume it offers: still no heartbeat, still no success
+    assert again.exit_code == 1, again.output
+    assert f"{SCHEDULER} runs in ECS, but Airflow reports it" in again.stderr
+    assert "before its deployment began" in flat(again.stderr)
+    assert "already running" not in again.stdout
+    airflow.silence("scheduler", False)
+    healthy = run(*NAMES, "start-scheduler")
+    assert healthy.exit_code == 0, healthy.output
+    assert "is already running" in healthy.stdout
+    assert "Airflow reports scheduler healthy, heartbeating since its deployment began" in flat(healthy.stderr)
 
 
 def test_a_start_succeeds_once_airflow_reports_a_heartbeat_since_it_began(airflow, run):

@@ -143,9 +143,11 @@ def drain(poller: Poller, view: AirflowView, timeout: float) -> Drain:
     return Drain(seconds)
 
 
-def await_heartbeat(poller: Poller, view: AirflowView, since: datetime, scheduler: str) -> None:
-    """Until Airflow reports the scheduler healthy with a heartbeat newer than `since` (its start was requested
-    then); without Airflow's API, ECS's view (its tasks run and stay up) stands alone."""
+def await_heartbeat(poller: Poller, view: AirflowView, since: datetime, scheduler: str,
+                    began: str = "its start") -> None:
+    """Until Airflow reports the scheduler healthy with a heartbeat newer than `since`, when `began` (its start was
+    requested then, or the deployment that runs it began); without Airflow's API, ECS's view (its tasks run and
+    stay up) stands alone."""
     health = view.health()
     if health is None:
         return
@@ -174,11 +176,11 @@ def await_heartbeat(poller: Poller, view: AirflowView, since: datetime, schedule
         seen = f"its latest heartbeat is from {beat:%Y-%m-%d %H:%M:%SZ}" if beat else "it never heartbeat"
         raise OperationFailed(
             f"{scheduler} runs in ECS, but Airflow reports it {scheduler_health.status or 'not running'}: {seen}, "
-            f"before this start; the metadatabase is {last[0].metadatabase_status or 'unknown'}. Look at its log "
+            f"before {began}; the metadatabase is {last[0].metadatabase_status or 'unknown'}. Look at its log "
             "(the `logs scheduler` command, with this one's --cluster and AWS options) and whether it reaches the "
             "database"
         ) from None
-    view.report.line(f"Airflow reports {scheduler} healthy, heartbeating since its start")
+    view.report.line(f"Airflow reports {scheduler} healthy, heartbeating since {began}")
 
 
 def status(view: AirflowView, now: datetime) -> AirflowStatus | None:

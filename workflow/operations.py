@@ -139,6 +139,9 @@ def start_scheduler(env: Env, names: list[str], wait: bool = True, count: int | 
         primaries = [s.primary for s in services]
         crashing = _recently_exited(env, services)
         if not crashing and all(p and s.has_completed(p.id) for s, p in zip(services, primaries, strict=True)):
+            # Running in ECS is not scheduling: a scheduler a failed start left running, never heartbeating, is not
+            # "already running".
+            _heartbeating(env, primaries, label)
             # Nothing to change, but the lease still matters: another operator's command may be about to stop it.
             env.before_change()
             env.recovery.state = "the scheduler is running"
@@ -153,6 +156,7 @@ def start_scheduler(env: Env, names: list[str], wait: bool = True, count: int | 
             watches = [DeploymentWatch(env, s.name, p.id, adopted=True) for s, p in zip(services, primaries, strict=True)
                        if p is not None]
             services = await_deployments(env, watches)
+            _heartbeating(env, primaries, label)
         env.recovery.state = "the scheduler is running"
         said = "is running: its tasks stayed up for the stability window" if crashing else "started"
         return Outcome(f"scheduler {label} {said}", tuple(services))
@@ -166,6 +170,13 @@ def start_scheduler(env: Env, names: list[str], wait: bool = True, count: int | 
             "would run old and new scheduler tasks at once; run stop-scheduler first"
         )
     return _start_schedulers(env, [s for s in services if s.desired == 0], allowed, wait, alive_checked=False)[0]
+
+
+def _heartbeating(env: Env, primaries: list, label: str) -> None:
+    """Airflow's word that the schedulers these deployments run heartbeat (with its API; else ECS's view stands)."""
+    created = [p.created_at for p in primaries if p is not None and p.created_at is not None]
+    if env.airflow is not None and created:
+        await_heartbeat(env.poller, env.airflow, min(created), label, began="its deployment began")
 
 
 def _recently_exited(env: Env, services: list[Service]) -> str | None:
