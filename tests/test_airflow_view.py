@@ -137,6 +137,26 @@ def test_without_airflow_credentials_the_drain_is_skipped_and_health_still_read(
     assert result.exit_code == 0, result.output
     assert "no Airflow user to read task instances with" in " ".join(result.stderr.split())
     assert "healthy, heartbeating since its start" in " ".join(result.stderr.split())  # health needs no user
+    # Not only on the progress: the result says that nothing waited for the running task instances.
+    said = flat(result.stdout)
+    assert "warning: the workers rolled without a drain, interrupting any task instance they ran: no Airflow user" \
+        in said
+    assert "drain task instances running not drained" in said
+    document = json.loads(run(*NAMES, "-o", "json", "redeploy", "--yes").stdout)
+    assert document["drain"]["skipped"].startswith("no Airflow user")
+    assert document["warnings"] == [f"the workers rolled without a drain, interrupting any task instance they ran: "
+                                    f"{document['drain']['skipped']}"]
+
+
+@pytest.mark.parametrize("words, warned", [([], True), (["--drain-timeout", "0"], False)])
+def test_an_airflow_that_cannot_be_reached_is_a_warning_of_the_result_unless_no_drain_was_asked(
+        airflow, run, monkeypatch, words, warned):
+    monkeypatch.setenv("WORKFLOW_AIRFLOW_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
+    document = json.loads(run(*NAMES, "-o", "json", "redeploy", "--yes", *words).stdout)
+    assert "error" not in document, document
+    assert bool(document["warnings"]) == warned, document["warnings"]
+    if warned:
+        assert document["drain"]["skipped"].startswith("cannot reach Airflow at http://127.0.0.1:9")
 
 
 def test_credentials_refused_after_the_first_change_only_end_airflows_view(airflow, run, sim, clock):

@@ -363,9 +363,12 @@ class _Upgrade:
         view = self.env.airflow
         if view is None or not self.of(*step.roles):
             return
-        if view.api() is None or self.options.drain_timeout <= 0:
-            why = view.gone if view.api() is None else "--drain-timeout 0"
-            self.env.report.line(f"not draining: {why}")
+        if self.options.drain_timeout <= 0:
+            self.env.report.line("not draining: --drain-timeout 0")
+            return
+        if view.api() is None:
+            self.env.report.line(f"not draining: {view.gone}")
+            self.drained = Drain(0.0, skipped=view.gone)
             return
         with self.env.report.phase("drain the running task instances"):
             self.env.recovery.state = "the scheduler is stopped; the running task instances are finishing"
@@ -464,12 +467,16 @@ class _Upgrade:
         said = f"; {drained.seconds:.0f}s of it draining" if drained and drained.seconds else ""
         if drained and drained.interrupted:
             said += f", {len(drained.interrupted)} task instance(s) interrupted"
+        # Not asked for (--drain-timeout 0 is): the workers rolled with whatever task instances they ran.
+        unasked = (f"the workers rolled without a drain, interrupting any task instance they ran: {drained.skipped}",) \
+            if drained and drained.skipped else ()
         return Outcome(
             f"cluster {self.topology.name} redeployed; the scheduler was down for {downtime:.0f}s{said}",
             tuple(settled.get(name) or self.by_name[name] for name in self.topology.services()),
             downtime,
             roles={c.service: c.role for c in self.topology.components},
             drain=drained,
+            warnings=unasked,
         )
 
 

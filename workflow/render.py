@@ -40,7 +40,9 @@ def result(outcome, output: str, width: int | None = None) -> str:
         lines += [step.lines(width) for step in outcome.next_steps]  # each command continued with backslashes
     elif getattr(outcome, "services", None):
         if getattr(outcome, "plan", None):
-            lines.append(indented(plan_table(outcome.plan, width - len(INDENT), moved=True)))
+            drain = getattr(outcome, "drain", None)
+            lines.append(indented(plan_table(outcome.plan, width - len(INDENT), moved=True,
+                                             drained="not drained" if drain and drain.skipped else "finished")))
         lines.append(services_table(outcome.services, width))
         if getattr(outcome, "images", None):
             lines += ["", images_table(outcome.images, width, prefix_of(outcome.services))]
@@ -216,13 +218,14 @@ def _on(role: str, count: int, digests: dict[str, int]) -> str:
 # --- the plan ----------------------------------------------------------------------------------------------------
 
 
-def plan_table(plan, width: int = 80, moved: bool = False) -> str:
+def plan_table(plan, width: int = 80, moved: bool = False, drained: str = "finished") -> str:
     """The plan as a table, a row per step in topology.UPGRADE_ORDER: each role with its image now and after
     (Airflow version and release stamp; the digest's first 8 hex digits only where they tell images apart).
     Where that is too wide and a column's images share one Airflow version, the header names it and the cells
-    the releases alone. `moved`: the plan of a redeploy that ran, whose stop steps are history."""
+    the releases alone. `moved`: the plan of a redeploy that ran, whose stop steps are history; `drained`, what
+    became of its running task instances."""
     label = _labeller(plan)
-    rows, headers = _plan_rows(plan, moved, label)
+    rows, headers = _plan_rows(plan, moved, label, drained)
     table = fitted(rows, headers, width, wrap=(1, 2, 0))
     if len(table.split("\n")) == len(rows) + 2:
         return table
@@ -230,12 +233,13 @@ def plan_table(plan, width: int = 80, moved: bool = False) -> str:
                 {m.after.version for m in plan.moves if m.after.digest}]
     if any(len(v) > 1 or None in v for v in versions):
         return table  # the version tells a column's images apart: it stays in the cells
-    narrow = fitted(*_plan_rows(plan, moved, lambda i: label(i, False), *(next(iter(v), None) for v in versions)),
+    narrow = fitted(*_plan_rows(plan, moved, lambda i: label(i, False), drained,
+                                *(next(iter(v), None) for v in versions)),
                     width, wrap=(1, 2, 0))
     return narrow if len(narrow.split("\n")) < len(table.split("\n")) else table
 
 
-def _plan_rows(plan, moved: bool, label, now_version: str | None = None,
+def _plan_rows(plan, moved: bool, label, drained: str = "finished", now_version: str | None = None,
                after_version: str | None = None) -> tuple[list[list[str]], list[str]]:
     """The plan's rows and headers; a version given is named in its column's header."""
     from .topology import UPGRADE_ORDER
@@ -249,7 +253,7 @@ def _plan_rows(plan, moved: bool, label, now_version: str | None = None,
                              f"{after.pop()} schema" if len(after) == 1 else ""))
             continue
         if step.action == "drain":
-            rows.append(("drain", "task instances", "running", "finished"))
+            rows.append(("drain", "task instances", "running", drained))
             continue
         for move in (m for m in plan.moves if m.role in step.roles):
             now = ", ".join(label(i) for i in move.now) or "nothing running"
