@@ -316,6 +316,30 @@ def test_sigterm_and_sighup_say_the_state_and_how_to_resume(cluster, clock, sign
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL or callable(signal.getsignal(signal.SIGTERM))
 
 
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_a_signal_as_the_result_is_printed_does_not_turn_success_into_failure(cluster, run, ecs, monkeypatch,
+                                                                              signal_name):
+    """The scheduler has stopped and the result is on stdout: exiting 130 then told automation the stop failed."""
+    import os
+    import signal
+
+    import workflow.render
+
+    printed = workflow.render.result
+
+    def interrupted_while_printing(*args):
+        os.kill(os.getpid(), getattr(signal, signal_name))
+        return printed(*args)
+
+    monkeypatch.setattr(workflow.render, "result", interrupted_while_printing)
+    result = run(*NAMES, "-o", "json", "stop-scheduler", "--yes")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["summary"] == f"scheduler {SCHEDULER} stopped"
+    assert f"{signal_name} came as the command finished: the result above stands" in result.stderr
+    assert describe(ecs, SCHEDULER)["desiredCount"] == 0
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_progress_to_a_closed_pipe_does_not_stop_the_operation(cluster, run, clock, ecs, sim, monkeypatch):
     from workflow import app
     from workflow.progress import Reporter

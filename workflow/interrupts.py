@@ -51,3 +51,27 @@ def signals_as_interrupts() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+
+@contextmanager
+def finished() -> Iterator[list[str]]:
+    """The operation is done: an interrupt from here on (Ctrl-C, SIGTERM, SIGHUP while its leases are released and
+    its result printed) cannot undo it, and must not make a success exit as interrupted. Yields the names of the
+    signals that came meanwhile; a signal already ignored stays ignored."""
+    came: list[str] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield came
+        return
+
+    def note(signum: int, _frame) -> None:
+        came.append(signal.Signals(signum).name)
+
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            previous[sig] = signal.signal(sig, note)
+    try:
+        yield came
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)

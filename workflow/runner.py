@@ -6,13 +6,13 @@ from __future__ import annotations
 import shlex
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from .errors import INTERRUPTED, USAGE, WorkflowError
 from .interrupts import Terminated as Terminated  # where the commands find it
-from .interrupts import interruption, operation_began, signals_as_interrupts
+from .interrupts import finished, interruption, operation_began, signals_as_interrupts
 from .progress import wrap_message
 from .recovery import Recovery, shell_lines
 
@@ -47,16 +47,21 @@ def run(app: App, resume: str | None, operation: Callable[[], Any]) -> Any:
 
     `resume` names the command that continues safely after a failure, when re-running one does.
     """
-    from . import render
-
     output = app.options["output"]
     operation_began.set(True)
     try:
         with signals_as_interrupts():
             try:
                 outcome = operation()
-            finally:
+            except BaseException:
                 app.release_leases()
+                raise
+            with finished() as came:
+                app.release_leases()
+                _print(outcome, output)
+            if came:
+                click.echo(f"{came[0]} came as the command finished: the result above stands", err=True)
+            return outcome
     except WorkflowError as error:
         if error.refusal and not app.changed:  # the state the cluster is in is not this command's to recover
             app.recovery = Recovery()
@@ -66,11 +71,15 @@ def run(app: App, resume: str | None, operation: Callable[[], Any]) -> Any:
         if not app.changed and app.recovery.state is None:  # no lease was taken: no change was begun
             name += "; nothing was changed"
         _failed(app, name, code, resume, None)
+
+
+def _print(outcome, output: str) -> None:
+    from . import render
+
     try:
         click.echo(render.result(outcome, output))
     except BrokenPipeError:
         silence_stdout()  # whoever reads stdout has gone: the operation succeeded, and that is the exit status
-    return outcome
 
 
 class ReaderGone(Exception):
@@ -99,7 +108,7 @@ def stream(app: App, operation: Callable[[], None]) -> None:
         _failed(app, *interruption(interrupt), None, None)
 
 
-def _failed(app: App, message: str, code: int, resume: str | None, result) -> None:
+def _failed(app: App, message: str, code: int, resume: str | None, result) -> NoReturn:
     """Say why on stderr; with JSON output, stdout still gets one document, with the error in it."""
     from . import render
 
