@@ -114,9 +114,10 @@ def no_real_backoff(monkeypatch):
 
 
 @pytest.fixture(autouse=True)
-def invoked_as_workflow(monkeypatch):
-    """The CLI in tests was started as `workflow` (how_invoked itself is tested on its own)."""
-    monkeypatch.setattr("workflow.app.how_invoked", lambda: ["workflow"])
+def invoked_as_workflow(request, monkeypatch):
+    """The CLI in tests was started as `workflow` (how_invoked itself is tested on its own: marked how_invoked)."""
+    if request.node.get_closest_marker("how_invoked") is None:
+        monkeypatch.setattr("workflow.app.how_invoked", lambda: ["workflow"])
 
 
 @pytest.fixture(autouse=True)

@@ -768,3 +768,23 @@ def test_an_optional_command_not_installed_says_how_to_install_it(run, monkeypat
     result = run("sandbox", "--port", "0")
     assert result.exit_code == 2, result.output
     assert "comes with the sandbox extra" in result.stderr
+
+
+@pytest.mark.how_invoked
+@pytest.mark.parametrize("on_path", [True, False])
+def test_printed_commands_start_the_tool_with_the_interpreter_that_runs_it(monkeypatch, tmp_path, on_path):
+    """Run as `<virtualenv>/bin/python -m workflow`, a resume printed as `python3 -m workflow` found another
+    Python in a fresh shell: "No module named workflow"."""
+    from workflow.app import how_invoked
+
+    interpreter = tmp_path / "venv" / "bin" / "python"
+    interpreter.parent.mkdir(parents=True)
+    interpreter.write_text("#!/bin/sh\n")
+    interpreter.chmod(0o755)
+    monkeypatch.delenv("PIPENV_ACTIVE", raising=False)
+    monkeypatch.setattr("sys.argv", ["/somewhere/workflow/__main__.py"])
+    monkeypatch.setattr("sys.executable", str(interpreter))
+    monkeypatch.setenv("PATH", str(interpreter.parent) if on_path else "/nonexistent")
+    assert how_invoked() == ["python" if on_path else str(interpreter), "-m", "workflow"]
+    monkeypatch.setenv("PIPENV_ACTIVE", "1")
+    assert how_invoked() == ["pipenv", "run", "workflow"]

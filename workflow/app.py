@@ -341,7 +341,11 @@ def how_invoked() -> list[str]:
         return ["pipenv", "run", "workflow"]
     program = sys.argv[0] if sys.argv else "workflow"
     if program.endswith("__main__.py"):
-        return ["python3", "-m", "workflow"]
+        # This interpreter: a virtualenv's python that is not on PATH is the one that has this tool installed.
+        name = os.path.basename(sys.executable)
+        on_path = shutil.which(name) if name else None
+        same = on_path is not None and os.path.abspath(on_path) == os.path.abspath(sys.executable)
+        return [name if same else sys.executable or "python3", "-m", "workflow"]
     found = shutil.which("workflow")
     if found and os.path.realpath(found) == os.path.realpath(program):
         return ["workflow"]
