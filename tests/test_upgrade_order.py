@@ -351,6 +351,31 @@ def test_a_redeploy_stopped_while_its_migration_runs_offers_no_way_back_and_resu
     assert {"key": "workflow-airflow-schema", "value": V2} in tags
 
 
+def test_the_start_scheduler_offered_after_a_stopped_redeploy_starts_the_dag_processor_too(airflow3, clock, ecs, run):
+    """A redeploy stopped as the api-server rolls leaves the schedulers and the dag-processor at 0; the
+    start-scheduler it offers started the scheduler alone, which on Airflow 3 schedules nothing new without a
+    dag-processor."""
+    ecr = shared_client("ecr")
+    v1 = ecr.batch_get_image(repositoryName=REPO, imageIds=[{"imageDigest": airflow3["v1"]}])["images"][0]
+    ecr.put_image(repositoryName=REPO, imageManifest=v1["imageManifest"], imageTag="latest")  # nothing promoted
+
+    def rolling() -> bool:
+        return len(describe(ecs, NAMES["api-server"])["deployments"]) > 1
+
+    first = invoke_interrupted(clock, rolling, "--cluster", CLUSTER, "redeploy", "--yes")
+    assert first.exit_code == 130, first.output
+    offered = resume_of(first.stderr, "or, to schedule on the old workers ECS keeps running")
+    assert offered is not None and offered[-1] == "start-scheduler", first.stderr
+    assert describe(ecs, NAMES["dag-processor"])["desiredCount"] == 0
+    started = run(*offered[offered.index("--cluster"):])
+    assert started.exit_code == 0, started.output
+    assert "starting dag-processor airflow-prod-dag-processor (1 task(s)), stopped with the scheduler" in \
+        flat(started.stderr)
+    for name in ("scheduler", "dag-processor"):
+        assert describe(ecs, NAMES[name])["desiredCount"] == 1, name
+        assert running_digests(ecs, NAMES[name]) == {airflow3["v1"]}, name
+
+
 def test_a_redeploy_refused_by_another_operators_lease_offers_none_of_the_ways_out(airflow3, sim, clock, ecs, run):
     """A redeploy stopped as the api-server rolls leaves the scheduler stopped; another operator now holds the
     cluster to finish it. A second redeploy, refused at its first change (the workers' roll), says nothing was

@@ -334,7 +334,8 @@ COMMANDS: dict[str, tuple[Use, ...]] = {
                         # The image's Airflow version, against the schema (recorded, else told by the version every
                         # running component runs): a start it would crash is refused.
                         Use("ReadReleases", ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"), need="ancillary"),
-                        Use("UpdateNamedServices", roles=(SCHEDULER,)),
+                        # The dag-processors a redeploy stopped with the schedulers, and stopped before it ended.
+                        Use("UpdateNamedServices", roles=(SCHEDULER, DAG_PROCESSOR)),
                         Use("TagNamedSchedulers", ("ecs:UntagResource",), roles=(SCHEDULER,), tags=SERVICE_TAGS)),
     "status": (*_FIND, *_TASKS, *_AIRFLOW, Use("DescribeTaskDefinitions"),
                Use("ReadClusterTags", need="ancillary"),  # another operator's lease, shown as a warning

@@ -160,7 +160,10 @@ def start_scheduler(env: Env, names: list[str], wait: bool = True, count: int | 
         env.recovery.state = "the scheduler is running"
         said = "is running: its tasks stayed up for the stability window" if crashing else "started"
         return Outcome(f"scheduler {label} {said}", tuple(services))
-    refusal = unfit_start(env, [s for s in services if s.desired == 0], topology)
+    # A redeploy stops the dag-processors with the schedulers: one stopped before it ended has them at 0, and a
+    # scheduler without them schedules nothing new (Airflow 3 parses DAGs only there).
+    processors = [s for s in env.ecs.services(topology.services(DAG_PROCESSOR)) if s.desired == 0] if topology else []
+    refusal = unfit_start(env, [s for s in services if s.desired == 0] + processors, topology)
     if refusal:
         raise Refused(refusal)
     partly = [s for s in services if 0 < s.desired < allowed]
@@ -169,7 +172,13 @@ def start_scheduler(env: Env, names: list[str], wait: bool = True, count: int | 
             f"scheduler {partly[0].name} runs {partly[0].desired} of {allowed} task(s): starting more beside them "
             "would run old and new scheduler tasks at once; run stop-scheduler first"
         )
-    return _start_schedulers(env, [s for s in services if s.desired == 0], allowed, wait, alive_checked=False)[0]
+    started = []
+    for service in processors:  # first, as in the upgrade order: the scheduler finds freshly parsed DAGs
+        count = stopped_count(service) or 1
+        env.report.line(f"starting dag-processor {service.name} ({count} task(s)), stopped with the scheduler")
+        started.append(deploy(env, service.name, desired_count=count, desired=count))
+    return _start_schedulers(env, [s for s in services if s.desired == 0], allowed, wait, alive_checked=False,
+                             also=tuple(started))[0]
 
 
 def _heartbeating(env: Env, primaries: list, label: str) -> None:
@@ -199,10 +208,11 @@ def _recently_exited(env: Env, services: list[Service]) -> str | None:
 
 
 def unfit_start(env: Env, services: list[Service], topology: Topology | None = None) -> str | None:
-    """Why starting these schedulers from zero would crash them, or None: a new deployment runs the image its task
-    definition's tag names now, and the database's schema may not fit it. The schema is the one recorded, else
-    (given the topology) the one Airflow version every running component runs, as `plan` infers it: before this
-    tool's first migration, a migration that failed leaves `latest` on an image the database does not fit."""
+    """Why starting these schedulers (and dag-processors) from zero would crash them, or None: a new deployment
+    runs the image its task definition's tag names now, and the database's schema may not fit it. The schema is the
+    one recorded, else (given the topology) the one Airflow version every running component runs, as `plan`
+    infers it: before this tool's first migration, a migration that failed leaves `latest` on an image the
+    database does not fit."""
     try:
         recorded = database.recorded(env) if services else None
         basis = ""
@@ -220,14 +230,14 @@ def unfit_start(env: Env, services: list[Service], topology: Topology | None = N
         try:
             version = airflow_version(env, essential.image) if essential else None
         except WorkflowError as error:  # the check informs the start; it cannot read the image, so it says so
-            env.report.line(f"warning: scheduler {service.name}'s image was not checked against the database's "
+            env.report.line(f"warning: {service.name}'s image was not checked against the database's "
                             f"schema: {error}")
             continue
         why = unfit(recorded, {version} if version else set(),
                     "`redeploy --migrate` moves the schema and every component together; `rollback` goes back to the "
                     "release the database fits", basis)
         if why:
-            return f"scheduler {service.name}: {why}"
+            return f"{service.name}: {why}"
     return None
 
 
