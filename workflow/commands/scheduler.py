@@ -53,6 +53,7 @@ def start_scheduler(app: App, yes, wait, schedulers):
     """Start exactly one scheduler, once no other scheduler task is alive.
 
     With --schedulers N (or the count recorded when stop-scheduler ran), N tasks per scheduler service.
+    Dag-processors at 0 (a redeploy stopped before its end leaves them so) start first, at their count.
     With --no-wait it still waits for old scheduler tasks to stop, but not for the new ones to run.
 
     \b
