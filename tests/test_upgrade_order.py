@@ -351,6 +351,38 @@ def test_a_redeploy_stopped_while_its_migration_runs_offers_no_way_back_and_resu
     assert {"key": "workflow-airflow-schema", "value": V2} in tags
 
 
+def test_the_resume_pasted_while_the_migration_still_runs_waits_for_it_and_finishes(airflow3, sim, clock, ecs):
+    """Pasted at once, before the task it names has stopped, the resume started a second migration beside the
+    first: it failed on Airflow's migration lock, and the command offered a way back while the schema moved."""
+    from click.testing import CliRunner
+    from conftest import runtime
+
+    from workflow.cli import main
+
+    def migrating() -> bool:
+        arns = ecs.list_tasks(cluster=CLUSTER, startedBy="workflow")["taskArns"]
+        return bool(arns) and any(t["lastStatus"] == "RUNNING"
+                                  for t in ecs.describe_tasks(cluster=CLUSTER, tasks=arns)["tasks"])
+
+    first = invoke_interrupted(clock, migrating, "--cluster", CLUSTER, "redeploy", "--migrate", "--yes")
+    assert first.exit_code == 130, first.output
+    task = flat(first.stderr).split("once task ", 1)[1].split()[0]
+    resume = resume_of(first.stderr, f"once task {task} has stopped, resume with")
+    assert migrating()
+    again = CliRunner().invoke(main, resume[resume.index("--cluster"):], obj=runtime(clock))
+    assert again.exit_code == 0, again.output
+    one_offs = [t for t in sim.tasks if not t.service]
+    codes = [[c.exit_code for c in t.containers] for t in one_offs]
+    assert len(one_offs) == 2 and all(code == [0] for code in codes), codes
+    first_task, second_task = sorted(one_offs, key=lambda t: t.created_at)
+    assert second_task.created_at >= first_task.execution_stopped_at  # one after the other, never side by side
+    assert f"task {task}, an earlier command's `airflow db migrate`, still runs: this one migrates once it has " \
+           "stopped" in flat(again.stderr)
+    assert sim.database.head == schema_of(V2)
+    for name in NAMES:
+        assert running_digests(ecs, NAMES[name]) == {airflow3["v2"]}, name
+
+
 def test_the_start_scheduler_offered_after_a_stopped_redeploy_starts_the_dag_processor_too(airflow3, clock, ecs, run):
     """A redeploy stopped as the api-server rolls leaves the schedulers and the dag-processor at 0; the
     start-scheduler it offers started the scheduler alone, which on Airflow 3 schedules nothing new without a

@@ -207,6 +207,7 @@ class Task:
     pull_started_at: datetime | None = None
     pull_stopped_at: datetime | None = None
     execution_stopped_at: datetime | None = None
+    command: tuple[str, ...] = ()  # the command a one-off runs: its first container override's
 
     @classmethod
     def parse(cls, raw: dict) -> "Task":
@@ -230,6 +231,8 @@ class Task:
             pull_started_at=raw.get("pullStartedAt"),
             pull_stopped_at=raw.get("pullStoppedAt"),
             execution_stopped_at=raw.get("executionStoppedAt"),
+            command=next((tuple(o["command"]) for o in (raw.get("overrides") or {}).get("containerOverrides", [])
+                          if o.get("command")), ()),
         )
 
     @property
@@ -466,6 +469,15 @@ class Ecs:
         """The task, or None while DescribeTasks answers MISSING (ECS is eventually consistent after RunTask)."""
         found = self.tasks([arn])
         return found[0] if found else None
+
+    def one_off_tasks(self) -> list[Task]:
+        """This tool's one-off tasks (startedBy `workflow`) whose process may still run."""
+        arns: list[str] = []
+        paginator = self.client.get_paginator("list_tasks")
+        with self._translated():
+            for page in paginator.paginate(cluster=self.cluster, startedBy="workflow", desiredStatus="RUNNING"):
+                arns.extend(Answer.of(page, "ListTasks")["taskArns"])
+        return [t for t in self.tasks(arns) if not t.process_ended] if arns else []
 
     def live_tasks(self, service: str, known_stopped: set[str] | None = None) -> list[Task]:
         """Tasks of `service` whose process may still run: not STOPPED, nor DEPROVISIONING (one DEACTIVATING or

@@ -8,6 +8,7 @@ by `redeploy`), and a deployment counts as done only when the very deployment we
 (`deployments.DeploymentWatch`).
 """
 
+import shlex
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -540,6 +541,7 @@ def migrate(env: Env, source: Service, command: list[str], untouched: str,
     # has failed; a command stopped meanwhile is resumed once the task has stopped (`airflow db migrate` again is
     # a no-op on a migrated database).
     env.recovery.alternatives = []
+    _after_earlier_migrations(env)
     try:
         outcome = run_one_off(env, source, command, None, wait=True, rerun_once_stopped=True)
     except TaskFailed:
@@ -549,6 +551,26 @@ def migrate(env: Env, source: Service, command: list[str], untouched: str,
     env.recovery.milestone = "migrated"  # resuming from here must not migrate again
     database.record_migration(env, command, outcome.task)
     return outcome
+
+
+def _after_earlier_migrations(env: Env) -> None:
+    """Wait for a migration task an earlier command started (a resume pasted before the task it named had
+    stopped): a second one beside it fails on Airflow's migration lock while the first may yet move the schema.
+    After it, migrating again is a no-op where it succeeded."""
+    earlier = [t for t in env.ecs.one_off_tasks() if database.is_migration(list(t.command))]
+    if not earlier:
+        return
+    ids = _and([t.id for t in earlier])
+    env.report.line(f"task {ids}, an earlier command's `{shlex.join(earlier[0].command)}`, still runs: this one "
+                    "migrates once it has stopped")
+    env.recovery.state = f"the scheduler is stopped; an earlier command's migration task {ids} runs"
+    env.recovery.resume_when = f"once task {ids} has stopped"
+
+    def stopped() -> bool | None:
+        return True if all(t.process_ended for t in env.ecs.tasks([t.arn for t in earlier])) else None
+
+    env.poller.until(stopped, lambda: f"task {ids}, an earlier command's migration, to stop")
+    env.recovery.resume_when = None
 
 
 def _stopped_since(env: Env, schedulers: list[Service]) -> datetime | None:
@@ -566,6 +588,8 @@ def initialize(env: Env, service: str, command: list[str], container: str | None
     """Run the Airflow database migration as a one-off task shaped like `service`'s own tasks."""
     found = env.ecs.service(service)
     rehearse_reads(env, [found])
+    if database.is_migration(command):
+        _after_earlier_migrations(env)
     outcome = run_one_off(env, found, command, container, wait)
     if wait:
         database.record_migration(env, command, outcome.task)
