@@ -383,6 +383,31 @@ def test_the_resume_pasted_while_the_migration_still_runs_waits_for_it_and_finis
         assert running_digests(ecs, NAMES[name]) == {airflow3["v2"]}, name
 
 
+@pytest.mark.parametrize("recorded", [True, False], ids=["recorded", "inferred"])
+def test_initialize_after_a_promote_does_not_move_the_schema_under_the_running_components(
+        airflow3, sim, run, ecs, recorded):
+    """The README's sequence begins with `make promote`, then `initialize`: that migrated the database to the new
+    image's schema while every component still ran the old one, and each would crash at its next start."""
+    if not recorded:
+        ecs.untag_resource(resourceArn=cluster_arn(ecs), tagKeys=["workflow-airflow-schema"])
+    before = services(ecs)
+    result = run("--cluster", CLUSTER, "initialize", "--yes")
+    assert result.exit_code == 2, result.output
+    said = flat(result.stderr)
+    assert "'airflow db migrate' would move the database from Airflow 3.2.2's schema to 3.3.2's while" in said
+    assert "`redeploy --migrate` moves the schema and every component together; nothing was changed" in said
+    assert sim.database.head == schema_of(V1)
+    assert not [t for t in sim.tasks if not t.service]  # no one-off ran
+    assert services(ecs) == before
+    # With nothing running that checks the schema (a cluster stopped for it), it runs.
+    for name in ("scheduler", "dag-processor", "api-server", "triggerer"):
+        ecs.update_service(cluster=CLUSTER, service=NAMES[name], desiredCount=0)
+    assert run("--cluster", CLUSTER, "stop-scheduler", "--yes").exit_code == 0  # waits for the tasks to be gone
+    ran = run("--cluster", CLUSTER, "initialize", "--yes")
+    assert ran.exit_code == 0, ran.output
+    assert sim.database.head == schema_of(V2)
+
+
 def test_the_start_scheduler_offered_after_a_stopped_redeploy_starts_the_dag_processor_too(airflow3, clock, ecs, run):
     """A redeploy stopped as the api-server rolls leaves the schedulers and the dag-processor at 0; the
     start-scheduler it offers started the scheduler alone, which on Airflow 3 schedules nothing new without a

@@ -36,7 +36,18 @@ from .oneoff import TaskOutcome, run_one_off
 from .plan import Plan, airflow_version, unfit
 from .poller import outlook
 from .tag_keys import ROLLBACK_TAG
-from .topology import API_SERVER, DAG_PROCESSOR, SCHEDULER, TRIGGERER, UPGRADE_ORDER, WEBSERVER, WORKER, Step, Topology
+from .topology import (
+    API_SERVER,
+    CHECKS_MIGRATIONS,
+    DAG_PROCESSOR,
+    SCHEDULER,
+    TRIGGERER,
+    UPGRADE_ORDER,
+    WEBSERVER,
+    WORKER,
+    Step,
+    Topology,
+)
 
 RESTORE_SCHEDULER = ("to schedule on the old workers ECS keeps running", "start-scheduler")
 ROLL_BACK = ("to go back to the previous release, if there is one", "rollback --yes")
@@ -553,6 +564,35 @@ def migrate(env: Env, source: Service, command: list[str], untouched: str,
     return outcome
 
 
+def _moves_schema_under_running(env: Env, source: Service, command: list[str], container: str | None,
+                                topology: Topology | None) -> str | None:
+    """Why this migration would leave running components on a schema they do not fit, or None: after a promote,
+    `initialize` migrates with the new image while every component still runs the old one, and each would exit with
+    'Database migration required' at its next start. Unknown versions are no reason to refuse."""
+    from .oneoff import choose_container
+    from .plan import running_schema
+
+    if topology is None or database.downgrade_target(command):
+        return None
+    try:
+        definition = env.ecs.task_definition(source.task_definition)
+        image = definition.container(choose_container(definition, container))
+        version = airflow_version(env, image.image) if image else None
+        schema = (database.recorded(env) or running_schema(env, topology)) if version else None
+    except WorkflowError:
+        return None
+    check = database.check_schema(schema, version) if version and schema else None
+    if check is None or not (check.needs_migration or check.needs_downgrade):
+        return None
+    checking = topology.services(*CHECKS_MIGRATIONS)
+    running = [name for name, tasks in env.ecs.running_tasks(checking).items() if tasks]
+    if not running:
+        return None  # nothing runs that checks the schema: a first initialization, or a cluster stopped for it
+    return (f"'{shlex.join(command)}' would move the database from Airflow {schema}'s schema to {version}'s while "
+            f"{_and(running)} run on it: each would exit with 'Database migration required' at its next start. "
+            "`redeploy --migrate` moves the schema and every component together; nothing was changed")
+
+
 def _after_earlier_migrations(env: Env) -> None:
     """Wait for a migration task an earlier command started (a resume pasted before the task it named had
     stopped): a second one beside it fails on Airflow's migration lock while the first may yet move the schema.
@@ -584,11 +624,15 @@ def _no_old_task(watch: DeploymentWatch) -> bool:
     return latest is not None and not latest.older_running(watch.id)
 
 
-def initialize(env: Env, service: str, command: list[str], container: str | None, wait: bool) -> TaskOutcome:
+def initialize(env: Env, service: str, command: list[str], container: str | None, wait: bool,
+               topology: Topology | None = None) -> TaskOutcome:
     """Run the Airflow database migration as a one-off task shaped like `service`'s own tasks."""
     found = env.ecs.service(service)
     rehearse_reads(env, [found])
     if database.is_migration(command):
+        refusal = _moves_schema_under_running(env, found, command, container, topology)
+        if refusal:
+            raise Refused(refusal)
         _after_earlier_migrations(env)
     outcome = run_one_off(env, found, command, container, wait)
     if wait:

@@ -51,7 +51,8 @@ def initialize(app: App, yes, wait, command, container, source):
     name = app.service_named(source)
     confirm(yes, f"Run '{shlex.join(command)}' as a one-off task in cluster {app.require_cluster()}?",
             lambda: app.where([name]))
-    run(app, None, lambda: operations.initialize(app.env(holds="initialize"), name, command, container, wait))
+    run(app, None, lambda: operations.initialize(app.env(holds="initialize"), name, command, container, wait,
+                                                 app.topology()))
 
 
 @click.command()
