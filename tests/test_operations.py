@@ -221,6 +221,16 @@ def test_a_scheduler_flag_naming_the_worker_changes_nothing(cluster, run, ecs, c
     assert after == before
 
 
+def test_the_wait_before_the_scheduler_starts_says_the_start_comes_next(cluster, run):
+    """Its heartbeat said "then nothing: this is the last step" while the scheduler's start was still to come."""
+    result = run(*NAMES, "--stability-window", "40", "redeploy", "--yes")
+    assert result.exit_code == 0, result.output
+    lines = [" ".join(line.split()) for line in result.stderr.splitlines()]
+    waiting = [line for line in lines if "waiting for worker deploy" in line]
+    assert waiting and all("then start scheduler (each: new tasks start, then 40s stable)" in line for line in waiting)
+    assert all("this is the last step" not in line for line in waiting)
+
+
 def test_initialize_runs_the_deployed_worker_definition_with_the_command(empty_cluster, run, ecs, clock):
     # A newer revision exists but is not deployed: initialize must use the deployed one.
     worker = describe(ecs, WORKER)

@@ -362,15 +362,17 @@ class _Upgrade:
         with outlook(lambda: self.ahead(step)):  # a long wait's heartbeat says what still comes after it
             required = self.watched(*step.after)
             if required and step.action != "start":
-                with self.env.report.phase(f"wait for {_and([w.service for w in required])} before the next step"):
+                with self.env.report.phase(f"wait for {_and([w.service for w in required])} before the next step"), \
+                        outlook(lambda: self.ahead(step, including=True)):
                     self._await(required)
             action = {"stop": self.stop, "drain": self.drain, "migrate": self.migrate, "roll": self.roll,
                       "start": self.start}[step.action]
             action(step)
 
-    def ahead(self, step: Step) -> str:
-        """The steps still to come after `step`, and what each takes."""
-        later = [s for s in UPGRADE_ORDER[UPGRADE_ORDER.index(step) + 1:]
+    def ahead(self, step: Step, including: bool = False) -> str:
+        """The steps still to come after `step` (`including` it: its action waits for what comes before it), and
+        what each takes."""
+        later = [s for s in UPGRADE_ORDER[UPGRADE_ORDER.index(step) + (0 if including else 1):]
                  if s.action in ("roll", "start") and self.of(*s.roles)]
         if not later:
             return "nothing: this is the last step"
@@ -438,7 +440,8 @@ class _Upgrade:
     def _start_schedulers(self, step: Step) -> None:
         env = self.env
         required = self.watched(*step.after)
-        with env.report.phase(f"wait for {_and([w.service for w in required])} before the scheduler starts"):
+        with env.report.phase(f"wait for {_and([w.service for w in required])} before the scheduler starts"), \
+                outlook(lambda: self.ahead(step, including=True)):
             try:
                 self._await(required)
             except (OperationFailed, KeyboardInterrupt):
