@@ -183,7 +183,9 @@ def await_heartbeat(poller: Poller, view: AirflowView, since: datetime, schedule
     view.report.line(f"Airflow reports {scheduler} healthy, heartbeating since {began}")
 
 
-def status(view: AirflowView, now: datetime) -> AirflowStatus | None:
+def status(view: AirflowView, now: datetime, roles: frozenset[str] | None = None) -> AirflowStatus | None:
+    """Airflow's health of its components; a triggerer or dag-processor that never ran is left out where the
+    cluster has no service of that role (`roles`): Airflow 2 reports both whether or not they are deployed."""
     health = view.health()
     api = view.api()
     if health is None or api is None:
@@ -191,7 +193,8 @@ def status(view: AirflowView, now: datetime) -> AirflowStatus | None:
     components = []
     for name in ("scheduler", "triggerer", "dag_processor"):
         found = health.component(name)
-        if found is not None:
+        never_ran = found is not None and found.status is None and found.latest_heartbeat is None
+        if found is not None and not (never_ran and roles is not None and name.replace("_", "-") not in roles):
             # Airflow's clock and ours may differ by a little: a heartbeat "from the future" is one just now.
             age = max(0.0, (now - found.latest_heartbeat).total_seconds()) if found.latest_heartbeat else None
             components.append(ComponentView(name.replace("_", "-"), found.status, None if age is None else round(age, 1)))

@@ -48,7 +48,7 @@ def status(env: Env, topology: Topology) -> Outcome:
         scheduler_tasks_alive=len(alive),
         unmanaged=topology.unmanaged,
         roles={c.service: c.role for c in topology.components},
-        airflow=airflow_status(env.airflow, env.report.now()) if env.airflow else None,
+        airflow=airflow_status(env.airflow, env.report.now(), frozenset(topology.by_role)) if env.airflow else None,
     )
 
 
