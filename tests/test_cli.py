@@ -730,6 +730,19 @@ def test_a_declined_confirmation_says_that_nothing_was_changed(cluster, run, ecs
     assert describe(ecs, SCHEDULER)["desiredCount"] == 1
 
 
+def test_a_redeploy_of_what_already_runs_asks_a_plain_question_under_its_plan(cluster, run, monkeypatch):
+    """Every service runs `latest`: the question read "Redeploy every service of cluster airflow-prod already runs
+    ...: a redeploy only restarts them, ... (account ...)?" and the plan above it had no heading."""
+    monkeypatch.setenv("COLUMNS", "80")
+    result = run(*NAMES, "redeploy", input="n\n")
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.splitlines()
+    assert lines[0] == "plan for cluster airflow-prod:"
+    asked = " ".join(" ".join(lines[lines.index(next(x for x in lines if x.startswith("Redeploy"))):]).split())
+    assert asked.startswith("Redeploy cluster airflow-prod: the scheduler stops until the new workers are stable (")
+    assert max(len(line) for line in lines) <= 80
+
+
 def test_without_a_terminal_the_refusal_is_one_clean_line_after_the_question(cluster, run):
     result = run(*NAMES, "stop-scheduler")
     lines = result.stderr.splitlines()

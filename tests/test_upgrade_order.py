@@ -215,6 +215,9 @@ def test_a_mistyped_snapshot_instance_is_refused_before_the_scheduler_stops(airf
 
 def test_a_rollback_across_the_migration_is_refused_or_downgrades_first(airflow3, sim, run, ecs, clock):
     assert run("--cluster", CLUSTER, "redeploy", "--migrate", "--yes").exit_code == 0
+    again = run("--cluster", CLUSTER, "redeploy", "--dry-run")  # every service runs latest now
+    assert flat(again.stdout).startswith("plan for cluster airflow-prod (dry run: nothing was changed):")
+    assert "note: every service of cluster airflow-prod already runs Airflow 3.3.2 20261201T000000Z" in flat(again.stdout)
     deployed = {name: s["deployments"][0]["id"] for name, s in services(ecs).items()}
     refused = run("--cluster", CLUSTER, "rollback", "--yes")
     assert refused.exit_code == 2, refused.output

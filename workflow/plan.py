@@ -88,11 +88,15 @@ class Plan:
 
     def summary(self) -> str:
         now, after = self.versions()
-        if self.nothing_to_change:
-            return (f"every service of cluster {self.cluster} already runs {self.moves[0].after.label()}: a redeploy "
-                    "only restarts them, with the scheduler stopped meanwhile")
         moving = f" (Airflow {', '.join(sorted(now)) or '?'} -> {', '.join(sorted(after)) or '?'})" if now != after else ""
         return f"cluster {self.cluster}{moving}" + (", with the migration" if self.migration else "")
+
+    def unchanged(self) -> str | None:
+        """What to know when nothing moves: a sentence, or None."""
+        if not self.nothing_to_change:
+            return None
+        return (f"every service of cluster {self.cluster} already runs {self.moves[0].after.label()}: a redeploy only "
+                "restarts them, with the scheduler stopped meanwhile")
 
 
 def plan(env: Env, topology: Topology, migration: list[str] | None = None) -> Plan:

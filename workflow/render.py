@@ -23,8 +23,9 @@ def result(outcome, output: str, width: int | None = None) -> str:
     width = width_of(sys.stdout) if width is None else width
     if isinstance(outcome, Plan):
         refused = [hanging(f"a real run would be refused: {outcome.refusal}", width, 0, 2)] if outcome.refusal else []
+        unchanged = [hanging(f"note: {outcome.unchanged()}", width, 0, 2)] if outcome.unchanged() else []
         return "\n".join([hanging(f"plan for {outcome.summary()} (dry run: nothing was changed):", width, 0, 2),
-                          indented(plan_table(outcome, width - len(INDENT))), *refused])
+                          indented(plan_table(outcome, width - len(INDENT))), *unchanged, *refused])
     lines = [hanging(outcome.summary, width, 0, 2)]
     if isinstance(outcome, PromoteOutcome):
         lines.append(promote_table(outcome, width))

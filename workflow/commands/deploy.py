@@ -112,15 +112,17 @@ def redeploy(app: App, yes, wait_for_drain, migrate, migrate_command, migrate_fr
     if unfit:
         raise Refused(unfit)
     from ..progress import width_of
-    from ..render import indented, plan_table
+    from ..render import hanging, indented, plan_table
 
-    lines = indented(plan_table(plan, width_of() - 2))
-    confirm(yes, f"{lines}\nRedeploy {plan.summary()}: the scheduler stops until the new workers are stable?",
+    width, unchanged = width_of(), plan.unchanged()
+    shown = [hanging(f"plan for {plan.summary()}:", width, 0, 2), indented(plan_table(plan, width - 2)),
+             *([hanging(f"note: {unchanged}", width, 0, 2)] if unchanged else [])]
+    confirm(yes, "\n".join([*shown, f"Redeploy {plan.summary()}: the scheduler stops until the new workers are stable?"]),
             lambda: app.where(topology.services()))
     if yes:
         app.report.line(f"plan for {plan.summary()}:\n{plan_table(plan, app.report.width - len(app.report.stamp()))}")
-    if plan.nothing_to_change:
-        app.report.line(f"warning: {plan.summary()}")
+    if unchanged:
+        app.report.line(f"warning: {unchanged}")
     rest = (f" --schedulers {schedulers}" if schedulers else "") + (
         f" --drain-timeout {drain_timeout:g}" if drain_timeout != DEFAULT_DRAIN else "") + (
         " --wait-for-drain" if wait_for_drain else "")
