@@ -411,6 +411,15 @@ def test_initialize_after_a_promote_does_not_move_the_schema_under_the_running_c
     assert sim.database.head == schema_of(V2)
 
 
+def test_the_seeds_web_flag_on_airflow_3_names_the_api_server(airflow3, run):
+    """`--web airflow-prod-web` on a cluster whose web server is the api-server: the hint named the worker."""
+    result = run("--cluster", CLUSTER, "--scheduler", NAMES["scheduler"], "--worker", NAMES["worker"], "--web",
+                 f"{CLUSTER}-web", "initialize", "--yes")
+    assert result.exit_code == 2, result.output
+    assert flat(result.stderr) == (f"Error: services not found in cluster {CLUSTER}: {CLUSTER}-web; "
+                                   f"{NAMES['api-server']} is the cluster's api-server (for {CLUSTER}-web)")
+
+
 def test_the_start_scheduler_offered_after_a_stopped_redeploy_starts_the_dag_processor_too(airflow3, clock, ecs, run):
     """A redeploy stopped as the api-server rolls leaves the schedulers and the dag-processor at 0; the
     start-scheduler it offers started the scheduler alone, which on Airflow 3 schedules nothing new without a

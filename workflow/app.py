@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .aws import AwsConfig
-from .errors import WorkflowError
+from .errors import ServicesMissing, WorkflowError
 from .progress import Reporter, use_color
 from .recovery import Recovery
-from .topology import API_SERVER, ROLE_TAG, SCHEDULER, WEB, WEBSERVER, WORKER, Topology, assign, role_of
+from .topology import API_SERVER, ROLE_TAG, SCHEDULER, WEB, WEBSERVER, WORKER, Topology, assign, cluster_name, role_of
 
 if TYPE_CHECKING:  # imported where used: the group's callback builds an App before a command's --help prints
     from .deployments import WatchPolicy
@@ -110,6 +110,9 @@ class App:
             ecs = Ecs(self.clients()("ecs"), cluster)
             listed = ecs.described(ecs.service_names(), tags=True)
             named = [name.rsplit("/", 1)[-1] for _, name in explicit]
+            missing = [(role, n) for role, n in ((r, name.rsplit("/", 1)[-1]) for r, name in explicit) if n not in listed]
+            if missing:
+                self._missing_by_role(cluster, missing, listed)
             ecs.services([n for n in named if n not in listed])  # the missing ones fail here, with the closest names
             resolved = [(_web_role(listed[name.rsplit("/", 1)[-1]]) if role == WEB else role, name)
                         for role, name in explicit]
@@ -117,6 +120,20 @@ class App:
             self._listed = {s.name: s for s in listed.values()}
             self._service_arns = [s.arn for s in listed.values()]
         return self._topology
+
+    @staticmethod
+    def _missing_by_role(cluster: str, missing: list[tuple[str, str]], listed: dict) -> None:
+        """A flag naming a service the cluster does not have, where another service has that role by its tag or
+        name (`--web airflow-prod-web` on Airflow 3, whose web server is the api-server): that one is named."""
+        roles = assign(cluster, {s.name: s.tags for s in listed.values()})
+        hints = []
+        for role, name in missing:
+            wanted = (WEBSERVER, API_SERVER) if role in (WEB, WEBSERVER, API_SERVER) else (role,)
+            others = roles.services(*wanted)
+            if others:
+                hints.append(f"{', '.join(others)} is the cluster's {roles.role(others[0])} (for {name})")
+        if hints:
+            raise ServicesMissing(cluster_name(cluster), [name for _, name in missing], "; " + "; ".join(hints))
 
     def service_named(self, text: str) -> str:
         """A role (scheduler, worker, web, api-server, ...) names the cluster's service for it (for several, such as

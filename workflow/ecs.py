@@ -420,7 +420,9 @@ class Ecs:
             have = sorted(self.service_names())
         except WorkflowError:  # only a hint
             return ""
-        guesses = {n: difflib.get_close_matches(n.rsplit("/", 1)[-1], have, n=1) for n in missing}
+        # Not the name itself: a service deleted a moment ago may still be listed while ECS removes it.
+        guesses = {n: difflib.get_close_matches(n.rsplit("/", 1)[-1], [h for h in have if h != n.rsplit("/", 1)[-1]],
+                                                n=1) for n in missing}
         if any(guesses.values()):
             return "; did you mean " + ", ".join(f"{g[0]} (for {n})" for n, g in guesses.items() if g) + "?"
         return f"; the cluster has: {', '.join(have)}" if have else "; the cluster has no services"
