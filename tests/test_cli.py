@@ -493,6 +493,12 @@ def test_initialize_no_wait_and_ctrl_c_say_how_to_follow_or_stop_the_task(empty_
     def sleep(_):
         raise KeyboardInterrupt
 
+    waiting = CliRunner().invoke(main, [*NAMES, "initialize", "--yes"], obj=Runtime(clock=clock.now, sleep=sleep))
+    assert waiting.exit_code == 130, waiting.output  # stopped while it waits for the two tasks above to end
+    said = " ".join(waiting.stderr.split())
+    assert "an earlier command's `airflow db migrate`, still runs: this one migrates once it has stopped" in said
+    assert "cluster state: an earlier command's migration task" in said and "scheduler" not in said
+    clock.sleep(60)  # the two tasks above have ended: a migration waits for one still running
     interrupted = CliRunner().invoke(main, [*NAMES, "initialize", "--yes"], obj=Runtime(clock=clock.now, sleep=sleep))
     assert interrupted.exit_code == 130, interrupted.output
     assert resume_of(interrupted.stderr, "stop it")[:3] == ["aws", "ecs", "stop-task"]

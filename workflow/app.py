@@ -125,14 +125,19 @@ class App:
     def _missing_by_role(cluster: str, missing: list[tuple[str, str]], listed: dict) -> None:
         """A flag naming a service the cluster does not have, where another service has that role by its tag or
         name (`--web airflow-prod-web` on Airflow 3, whose web server is the api-server): that one is named."""
+        import difflib
+
         roles = assign(cluster, {s.name: s.tags for s in listed.values()})
         hints = []
         for role, name in missing:
             wanted = (WEBSERVER, API_SERVER) if role in (WEB, WEBSERVER, API_SERVER) else (role,)
             others = roles.services(*wanted)
-            if others:
+            close = difflib.get_close_matches(name, others, n=1, cutoff=0.85)
+            if close:  # a typo of the very service
+                hints.append(f"did you mean {close[0]} (for {name})?")
+            elif others:
                 hints.append(f"{', '.join(others)} is the cluster's {roles.role(others[0])} (for {name})")
-        if hints:
+        if len(hints) == len(missing):
             raise ServicesMissing(cluster_name(cluster), [name for _, name in missing], "; " + "; ".join(hints))
 
     def service_named(self, text: str) -> str:

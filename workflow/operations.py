@@ -606,14 +606,15 @@ def _after_earlier_migrations(env: Env) -> None:
     ids = _and([t.id for t in earlier])
     env.report.line(f"task {ids}, an earlier command's `{shlex.join(earlier[0].command)}`, still runs: this one "
                     "migrates once it has stopped")
-    env.recovery.state = f"the scheduler is stopped; an earlier command's migration task {ids} runs"
+    before = env.recovery.state
+    env.recovery.state = "; ".join(filter(None, [before, f"an earlier command's migration task {ids} runs"]))
     env.recovery.resume_when = f"once task {ids} has stopped"
 
     def stopped() -> bool | None:
         return True if all(t.process_ended for t in env.ecs.tasks([t.arn for t in earlier])) else None
 
     env.poller.until(stopped, lambda: f"task {ids}, an earlier command's migration, to stop")
-    env.recovery.resume_when = None
+    env.recovery.state, env.recovery.resume_when = before, None
 
 
 def _stopped_since(env: Env, schedulers: list[Service]) -> datetime | None:
