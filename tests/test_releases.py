@@ -5,7 +5,7 @@ import json
 import pytest
 import snapshots
 from botocore.stub import Stubber
-from conftest import CLUSTER, NAMES, REGION, SCHEDULER, WEB, WORKER, invoke_interrupted, new_client
+from conftest import ACCOUNT, CLUSTER, NAMES, REGION, SCHEDULER, WEB, WORKER, invoke_interrupted, new_client
 from helpers import (
     cluster_arn,
     describe_services,
@@ -164,12 +164,16 @@ def test_rollback_dry_run_changes_nothing(released, run):
     assert repository_tags(released.ecr, REPO) == before
 
 
-def test_declining_the_confirmation_changes_nothing_and_it_names_from_and_to(released, run):
+def test_declining_the_confirmation_changes_nothing_and_it_names_from_and_to(released, run, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
     result = run("rollback", "--no-redeploy", input="n\n")
     assert result.exit_code == 1
-    assert SCHEMA_NOTE in result.stderr
+    said = " ".join(result.stderr.split())
+    assert SCHEMA_NOTE in said
+    # Where it acts, as every other question says (it named neither account nor Region), and within 80 columns.
     assert (f"Roll back latest in {REPO} from {STAMPS[2]} ({short(released.digests[2])}) "
-            f"to {STAMPS[1]} ({short(released.digests[1])})?") in result.stderr
+            f"to {STAMPS[1]} ({short(released.digests[1])}) (account {ACCOUNT}, {REGION})?") in said
+    assert max(len(line) for line in result.stderr.splitlines()) <= 80
     assert tag_digest(released.ecr, REPO, "latest") == released.digests[2]
 
 

@@ -137,6 +137,11 @@ class Ecr:
         with translated({"RepositoryNotFoundException": missing}):
             return self.client.describe_repositories(repositoryNames=[repository], **self._registry)
 
+    def account(self, repository: str) -> str | None:
+        """The account whose registry holds `repository` (its registryId)."""
+        found = self._call_repositories(repository).get("repositories") or []
+        return str(found[0].get("registryId") or "") or None if found else None
+
     def delete_tag(self, repository: str, tag: str) -> None:
         """BatchDeleteImage of one tag: the image stays while another tag or digest reference holds it."""
         answer = self._call("batch_delete_image", repository, imageIds=[{"imageTag": tag}])

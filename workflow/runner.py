@@ -203,9 +203,13 @@ def confirm(yes: bool, question: str, where: Callable[[], str] | None = None) ->
             raise CommandFailed.of(error) from None
     from .progress import width_of
 
-    # Its last paragraph wrapped, leaving room for the " [y/N]: " click adds; a table above it is fitted already.
-    table, _, asked = question.rpartition("\n")
-    question = (f"{table}\n" if table else "") + wrap_message(asked, width_of() - len(" [y/N]: "), prefix=0)
+    # Its last paragraph wrapped, leaving room for the " [y/N]: " click adds; a table above it is fitted already,
+    # and a sentence above it (a warning) that is too long is wrapped too.
+    width = width_of()
+    *above, asked = question.split("\n")
+    above = [wrap_message(line, width, prefix=0) if len(line) > width and "  " not in line.strip() else line
+             for line in above]
+    question = "\n".join([*above, wrap_message(asked, width - len(" [y/N]: "), prefix=0)])
     try:
         agreed = click.confirm(question, default=False, err=True)
     except click.Abort:

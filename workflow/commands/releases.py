@@ -139,7 +139,8 @@ def rollback(app: App, to, repository, redeploy, downgrade_db, snapshot, schedul
         if why:
             raise Refused(why)
         if not dry_run:
-            confirm(yes, plan.question())
+            confirm(yes, plan.question(), where=lambda: app.where(topology.services()) if topology else
+                    f"account {ecr.account(repository) or '?'}, {ecr.client.meta.region_name}")
         if changes and not (redeploy and env is not None):  # only the tag moves: the repository's lease alone
             lease = Leases(app.repository_leases([repository], "rollback", registry_id))
         return run_rollback(ecr, app.report, plan, dry_run, env, topology, options, check, lease)
