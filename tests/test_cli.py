@@ -28,12 +28,13 @@ def test_the_commands_are_listed_with_their_own_first_help_line():
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_every_command_has_help_with_an_example(command):
-    result = CliRunner().invoke(main, [command, "--help"])
+def test_every_command_has_help_with_an_example_and_it_fits_80_columns(command):
+    result = CliRunner().invoke(main, [command, "--help"], terminal_width=80)
     assert result.exit_code == 0
     example = result.output.split("Example:", 1)[1].split("Options:", 1)[0]
     assert example.strip().startswith("workflow ")
     assert command in example
+    assert [line for line in result.output.splitlines() if len(line) > 80] == []  # examples, choices
 
 
 def test_every_option_names_its_environment_variable_and_default():

@@ -123,7 +123,8 @@ def sandbox(app, port, task_start_seconds, task_stop_seconds, task_deprovision_s
       late logs                                 --log-delay
       services deployed by CodeDeploy or
       an external controller                    --deployment-controller
-      a schema change on Airflow 2              --airflow 2 --airflow-versions 2.9.3,2.10.5
+      a schema change on Airflow 2              --airflow 2
+                                                --airflow-versions 2.9.3,2.10.5
       waiting for stopped tasks to be gone      --task-deprovision-seconds
       a slow database snapshot                  --db-snapshot-seconds
       task instances that outlast the drain     --airflow-task-seconds
@@ -133,7 +134,8 @@ def sandbox(app, port, task_start_seconds, task_stop_seconds, task_deprovision_s
     \b
     Example:
       workflow --cluster airflow-prod sandbox --fail-deployments worker
-      workflow sandbox --crash-deployments worker --throttle 0.2 --missing-seconds 3
+      workflow sandbox --crash-deployments worker --throttle 0.2 \\
+        --missing-seconds 3
       workflow sandbox --deployment-controller web=CODE_DEPLOY
       workflow sandbox --airflow 2
     """

@@ -21,7 +21,8 @@ def _account(_ctx, _param, value: str | None) -> str | None:
 
 @click.command("iam-policy")
 @option("--command", "commands", env="POLICY_COMMAND", multiple=True, type=click.Choice(list(COMMANDS)),
-        show_default="every command", help="Command whose permissions to include; repeat for several.")
+        metavar="COMMAND", show_default="every command",
+        help=f"Command whose permissions to include ({', '.join(COMMANDS)}); repeat for several.")
 @option("--account", env="ACCOUNT", default=None, show_default="*, any account", callback=_account,
         help="AWS account ID in the resource ARNs: 12 digits, or * for any.")
 @option("--lookup-account", env="LOOKUP_ACCOUNT", is_flag=True, default=False,
@@ -70,7 +71,8 @@ def iam_policy(app, commands, account, lookup_account, describe_cluster, partiti
 
     \b
     Example:
-      workflow --cluster airflow-prod iam-policy --account 123456789012 --region eu-west-1 \\
+      workflow --cluster airflow-prod iam-policy --account 123456789012 \\
+        --region eu-west-1 \\
         --pass-role arn:aws:iam::123456789012:role/airflow-task \\
         --pass-role arn:aws:iam::123456789012:role/airflow-execution
     """

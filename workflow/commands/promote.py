@@ -43,7 +43,8 @@ def promote(app: App, source, dest, tags, registry_id, via, dry_run, yes):
     \b
     Example:
       workflow promote --source airflow-stage:latest --dest airflow-prod
-      workflow promote --source 127.0.0.1:5000/airflow-stage:latest --dest 127.0.0.1:5001/airflow-prod
+      workflow promote --source 127.0.0.1:5000/airflow-stage:latest \\
+        --dest 127.0.0.1:5001/airflow-prod
     """
     from ..images import BadReference, ImageRef
     from ..promote import promote as run_promote

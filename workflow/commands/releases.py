@@ -100,7 +100,8 @@ def rollback(app: App, to, repository, redeploy, downgrade_db, snapshot, schedul
       workflow --cluster airflow-prod rollback --dry-run
       workflow --cluster airflow-prod rollback
       workflow --cluster airflow-prod rollback --to 20261120T080000Z
-      workflow --cluster airflow-prod rollback --downgrade-db --snapshot airflow-prod-db
+      workflow --cluster airflow-prod rollback --downgrade-db \\
+        --snapshot airflow-prod-db
       workflow rollback --no-redeploy --repository airflow-prod
     """
     from ..operations import RedeployOptions

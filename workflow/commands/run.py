@@ -72,9 +72,11 @@ def run(app: App, service, container, yes, wait, command):
 
     \b
     Example:
-      workflow --cluster airflow-prod run -- airflow users create --username admin --role Admin \\
-        --firstname Ada --lastname Lovelace --email admin@example.com --use-random-password
-      workflow --cluster airflow-prod run --service scheduler -- airflow dags reserialize
+      workflow --cluster airflow-prod run -- airflow users create \\
+        --username admin --role Admin --firstname Ada --lastname Lovelace \\
+        --email admin@example.com --use-random-password
+      workflow --cluster airflow-prod run --service scheduler -- \\
+        airflow dags reserialize
     """
     words = list(command)
     if not words:

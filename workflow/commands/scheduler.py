@@ -34,7 +34,8 @@ def stop_scheduler(app: App, yes, wait):
 
     \b
     Example:
-      workflow --cluster airflow-prod --scheduler airflow-prod-scheduler stop-scheduler
+      workflow --cluster airflow-prod --scheduler airflow-prod-scheduler \\
+        stop-scheduler
     """
     from .. import operations
 
@@ -58,7 +59,8 @@ def start_scheduler(app: App, yes, wait, schedulers):
 
     \b
     Example:
-      workflow --cluster airflow-prod --scheduler airflow-prod-scheduler start-scheduler
+      workflow --cluster airflow-prod --scheduler airflow-prod-scheduler \\
+        start-scheduler
     """
     from .. import operations
 
