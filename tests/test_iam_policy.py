@@ -254,13 +254,15 @@ def test_a_policy_over_the_managed_policy_limit_says_how_to_split_it():
         assert "warning: this policy" not in split.stderr, part
 
 
-def test_explain_says_why_and_what_is_lost():
+def test_explain_says_why_and_what_is_lost(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
     result = iam_policy("--explain")
     assert result.exit_code == 0, result.output
-    assert "FindAirflowUrlForRedeployStartSchedulerStatusRollback" in result.stdout
+    assert "FindAirflowUrl (for redeploy, start-scheduler, status, rollback)" in result.stdout
+    assert [line for line in result.stdout.splitlines() if len(line) > 80] == []  # a Sid ran to 93 columns
     assert "need: ancillary" in result.stdout
     assert "need: authorization" in result.stdout
-    assert "but status: ancillary" in result.stdout  # the lease read: only a warning in status
+    assert "but status: ancillary" in " ".join(result.stdout.split())  # the lease read: only a warning in status
     rows = explain(Scope())
     assert [r["sid"] for r in rows] == [s["Sid"] for s in policy(Scope())["Statement"]]
     assert all(r["why"] for r in rows)

@@ -445,8 +445,8 @@ def explain(scope: Scope, commands: Iterable[str] | None = None) -> list[dict]:
             need = min(found, key=STRENGTH.index)
             if need != grant.need:
                 needs[command] = need
-        rows.append({"sid": body["Sid"], "actions": _list(body["Action"]), "need": grant.need, "needs": needs,
-                     "why": grant.why})
+        rows.append({"sid": body["Sid"], "grant": grant.label(scope), "commands": list(statement.commands),
+                     "actions": _list(body["Action"]), "need": grant.need, "needs": needs, "why": grant.why})
     return rows
 
 

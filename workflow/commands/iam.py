@@ -1,6 +1,7 @@
 """`workflow iam-policy`: print the least-privilege IAM policy the commands need (workflow/iam_policy.py)."""
 
 import json
+import sys
 
 import click
 
@@ -115,10 +116,18 @@ def iam_policy(app, commands, account, lookup_account, describe_cluster, partiti
         _warn(f"iam:PassRole is allowed on every role in the account ({scope.any_role}), towards {ECS_TASKS} "
               "only; name the task definitions' task roles and execution roles with --pass-role")
     if explain:
+        from ..progress import hanging, width_of
+
+        width = width_of(sys.stdout)
         for row in explained(scope, chosen):
+            # The statement's Sid is its grant and the commands it serves, run together: said here apart, so the
+            # lines fit the terminal; the Sid begins with the grant's name.
             needs = "; ".join(f"{c}: {n}" for c, n in row["needs"].items())
-            click.echo(f"{row['sid']}\n  {', '.join(row['actions'])}\n  need: {row['need']} ({NEEDS[row['need']]})"
-                       + (f"; but {needs}" if needs else "") + f"\n  why: {row['why']}")
+            click.echo("\n".join([
+                hanging(f"{row['grant']} (for {', '.join(row['commands'])})", width, 0, 4),
+                hanging(f"  {', '.join(row['actions'])}", width, 0, 4),
+                hanging(f"  need: {row['need']} ({NEEDS[row['need']]})" + (f"; but {needs}" if needs else ""), width, 0, 4),
+                hanging(f"  why: {row['why']}", width, 0, 4)]))
         return
     size = len(json.dumps(document, separators=(",", ":")))
     if size > MANAGED_POLICY_MAX:
