@@ -11,6 +11,7 @@ from conftest import (
     SCHEDULER,
     WEB,
     WORKER,
+    invoke_interrupted,
     invoke_recording,
     new_client,
     shared_client,
@@ -144,7 +145,10 @@ def test_rerun_after_ctrl_c_at_each_step_converges(cluster, ecs, clock, sim, mom
     assert result.exit_code == 130, result.output
     assert "interrupted" in result.stderr
     assert "cluster state: the scheduler is" in result.stderr
-    assert resume_of(result.stderr)[:6] == ["workflow", "--cluster", CLUSTER_ARN, "--region", REGION, "redeploy"]
+    # Once the scheduler's start was requested, only that start is left to resume (test below); a whole redeploy
+    # run again converges too.
+    resumed = "start-scheduler" if moment is _mid_start else "redeploy"
+    assert resume_of(result.stderr)[:6] == ["workflow", "--cluster", CLUSTER_ARN, "--region", REGION, resumed]
     again = runner.invoke(main, [*NAMES, "redeploy", "--yes"], obj=Runtime(clock=clock.now, sleep=clock.sleep))
     assert again.exit_code == 0, again.output
     services = describe_services(ecs, SCHEDULER, WORKER, WEB)
@@ -229,6 +233,28 @@ def test_the_wait_before_the_scheduler_starts_says_the_start_comes_next(cluster,
     waiting = [line for line in lines if "waiting for worker deploy" in line]
     assert waiting and all("then start scheduler (each: new tasks start, then 40s stable)" in line for line in waiting)
     assert all("this is the last step" not in line for line in waiting)
+
+
+def test_a_redeploy_stopped_as_the_scheduler_starts_resumes_with_that_start_alone(cluster, run, ecs, clock):
+    """Its resume was the whole redeploy: pasted, it stopped the scheduler just started and rolled web and worker
+    again, doubling the scheduler's downtime."""
+    seen = {"stopped": False}
+
+    def starting() -> bool:
+        desired = describe(ecs, SCHEDULER)["desiredCount"]
+        seen["stopped"] = seen["stopped"] or desired == 0
+        return seen["stopped"] and desired == 1
+
+    first = invoke_interrupted(clock, starting, *NAMES, "redeploy", "--yes")
+    assert first.exit_code == 130, first.output
+    assert "cluster state: the scheduler is starting" in first.stderr
+    resume = resume_of(first.stderr)
+    assert resume[-1] == "start-scheduler", first.stderr
+    rolled = {name: primary_id(s) for name, s in describe_services(ecs, SCHEDULER, WEB, WORKER).items()}
+    again = run(*resume[resume.index("--cluster"):])
+    assert again.exit_code == 0, again.output
+    assert {name: primary_id(s) for name, s in describe_services(ecs, SCHEDULER, WEB, WORKER).items()} == rolled
+    assert describe(ecs, SCHEDULER)["runningCount"] == 1
 
 
 def test_initialize_runs_the_deployed_worker_definition_with_the_command(empty_cluster, run, ecs, clock):

@@ -273,6 +273,9 @@ def _start_schedulers(env: Env, services: list[Service], count: int, wait: bool,
         requested = env.report.now()
         watches = [start_from_zero(env, s, count, "the scheduler", one_at_a_time(s)) for s in services]
         env.recovery.state = "the scheduler is starting"
+        # Everything before this start is done: a resume waits for this start (start-scheduler adopts it), where
+        # a redeploy run again would stop the new scheduler and roll every service once more.
+        env.recovery.milestone = "scheduler starting"
         for service in services:
             # Started again at that count: nothing left to remember. A count other than 1 was recorded by the stop
             # (perhaps by this very command, after `service` was described): its tag goes too.

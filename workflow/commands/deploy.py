@@ -134,6 +134,8 @@ def redeploy(app: App, yes, wait_for_drain, migrate, migrate_command, migrate_fr
     resume += rest
     # Once migrated, a resume only rolls: --no-migrate, should WORKFLOW_MIGRATE be set where it is pasted.
     app.recovery.resume_after["migrated"] = "redeploy --yes --no-migrate" + rest
+    app.recovery.resume_after["scheduler starting"] = "start-scheduler" + (
+        f" --schedulers {schedulers}" if schedulers else "")
     options = operations.RedeployOptions(wait_for_drain, migrate_command if migrate else None, migrate_from, schedulers,
                                          snapshot, drain_timeout)
     # The lease covers the repositories whose `latest` the task definitions deploy: no promote moves it meanwhile.
