@@ -420,6 +420,23 @@ def test_the_seeds_web_flag_on_airflow_3_names_the_api_server(airflow3, run):
                                    f"{NAMES['api-server']} is the cluster's api-server (for {CLUSTER}-web)")
 
 
+def test_a_redeploy_stopped_while_its_snapshot_is_taken_says_so(airflow3, clock, ecs):
+    """It said "the running task instances are finishing", the state before the snapshot."""
+    rds = shared_client("rds")
+
+    def snapshotting() -> bool:
+        return any(s["DBSnapshotIdentifier"].startswith(f"{CLUSTER}-2")  # <cluster>-<UTC time>: this command's
+                   for s in rds.describe_db_snapshots(DBInstanceIdentifier=f"{CLUSTER}-db")["DBSnapshots"])
+
+    first = invoke_interrupted(clock, snapshotting, "--cluster", CLUSTER, "redeploy", "--migrate", "--snapshot",
+                               f"{CLUSTER}-db", "--yes")
+    assert first.exit_code == 130, first.output
+    said = flat(first.stderr)
+    assert f"cluster state: the scheduler is stopped; RDS snapshot {CLUSTER}-2" in said
+    assert "is being taken (RDS finishes it whatever this command does); the schema has not moved" in said
+    assert "task instances are finishing" not in said.split("cluster state:")[1]
+
+
 def test_the_start_scheduler_offered_after_a_stopped_redeploy_starts_the_dag_processor_too(airflow3, clock, ecs, run):
     """A redeploy stopped as the api-server rolls leaves the schedulers and the dag-processor at 0; the
     start-scheduler it offers started the scheduler alone, which on Airflow 3 schedules nothing new without a

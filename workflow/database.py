@@ -111,6 +111,9 @@ def take_snapshot(env: Env, instance: str, cluster: str) -> Snapshot:
     name = snapshot_name(cluster, env.report.now())
     with env.report.phase(f"snapshot RDS instance {instance} as {name}"):
         env.before_change()
+        # Taken after the stop and the drain: that the task instances were finishing is no longer the news.
+        env.recovery.state = (f"the scheduler is stopped; RDS snapshot {name} of {instance} is being taken (RDS "
+                              "finishes it whatever this command does); the schema has not moved")
         rds.create_snapshot(instance, name)
 
         def available() -> Snapshot | None:

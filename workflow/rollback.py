@@ -143,11 +143,16 @@ def rollback(ecr: Ecr, report: Reporter, plan: RollbackPlan, dry_run: bool = Fal
         manifest = ecr.manifest(plan.repository, digest=plan.to_digest)
         if lease is not None:  # --no-redeploy: the repository's lease, so no promote or redeploy moves latest beside
             lease.before_change()
+        # After a downgrade the components that check the schema stay stopped: the old ones no longer fit it.
+        stopped = (f"; the scheduler and dag-processor are stopped and the database is at Airflow {downgraded}'s "
+                   "schema") if downgraded else ""
         if env is not None:
-            env.recovery.state = f"{LATEST} in {plan.repository} may name {plan.target} now, or still {plan.source}"
+            env.recovery.state = f"{LATEST} in {plan.repository} may name {plan.target} now, or still {plan.source}" \
+                                 + stopped
         tag = "moved" if ecr.put(plan.repository, manifest, LATEST) == "written" else "unchanged"
         if env is not None:
-            env.recovery.state = f"{LATEST} in {plan.repository} names {plan.target}; the cluster still runs {plan.source}"
+            env.recovery.state = f"{LATEST} in {plan.repository} names {plan.target}; the cluster still runs " \
+                                 f"{plan.source}{stopped}"
         report.line(f"{LATEST} in {plan.repository} now names {plan.target} (was {plan.source}); the same digest, "
                     "no blob copied")
     verb = "moved" if plan.forward else "rolled back"
