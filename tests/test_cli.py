@@ -503,6 +503,14 @@ def test_initialize_no_wait_and_ctrl_c_say_how_to_follow_or_stop_the_task(empty_
     interrupted = CliRunner().invoke(main, [*NAMES, "initialize", "--yes"], obj=Runtime(clock=clock.now, sleep=sleep))
     assert interrupted.exit_code == 130, interrupted.output
     assert resume_of(interrupted.stderr, "stop it")[:3] == ["aws", "ecs", "stop-task"]
+    clock.sleep(60)
+    document = json.loads(CliRunner().invoke(main, [*NAMES, "-o", "json", "initialize", "--yes"],
+                                             obj=Runtime(clock=clock.now, sleep=sleep)).stdout)
+    # The state in words, one line; the commands as next steps, each one shell line (they were inside the state).
+    assert document["cluster_state"].endswith("keeps running; stopping this command does not stop it")
+    assert "\n" not in document["cluster_state"]
+    assert [(s["purpose"], shlex.split(s["command"])[:3]) for s in document["next_steps"]] == [
+        ("read its log", ["aws", "logs", "get-log-events"]), ("stop it", ["aws", "ecs", "stop-task"])]
 
 
 def test_the_aws_commands_printed_act_on_the_region_endpoint_and_profile_in_effect(monkeypatch):

@@ -72,8 +72,8 @@ def run_one_off(env, service: Service, command: list[str], container: str | None
         if not wait:
             return TaskOutcome(f"task {task.id} started in cluster {env.ecs.cluster}", task, essential,
                                log=follow.location, next_steps=steps)  # its ARN is the JSON's, a line's width alone
-        env.recovery.state = "\n  ".join([f"one-off task {task.id} keeps running; stopping this command does not "
-                                          "stop it", *(step.lines() for step in steps)])
+        env.recovery.state = f"one-off task {task.id} keeps running; stopping this command does not stop it"
+        env.recovery.next_steps = steps
         # Running the command again now would start a second task beside this one.
         if rerun_once_stopped:
             env.recovery.resume_when = f"once task {task.id} has stopped"
@@ -83,6 +83,7 @@ def run_one_off(env, service: Service, command: list[str], container: str | None
         task = _await_stopped(env, task, follow)
         _read_late_lines(env, follow, began + env.poller.timeout)
         env.recovery.state, env.recovery.resumable, env.recovery.resume_when = None, True, None
+        env.recovery.next_steps = []
         failure = judge(task, container, essential)
         if failure:
             if follow.lines:

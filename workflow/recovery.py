@@ -16,6 +16,8 @@ class Recovery:
     resume_when: str | None = None  # the condition a resume waits for, e.g. "once task 1a2b has stopped"
     milestone: str | None = None  # the last step done that a resume must not repeat (e.g. "migrated")
     resume_after: dict[str, str] = field(default_factory=dict)  # milestone -> the command that resumes after it
+    # What can be done meanwhile, whatever comes next: reading a running one-off task's log, stopping it.
+    next_steps: list["NextStep"] = field(default_factory=list)
 
     def resume(self, command: str | None) -> str | None:
         """The command that resumes: `command`, or what replaces it once a milestone has passed."""

@@ -121,6 +121,7 @@ def _failed(app: App, message: str, code: int, resume: str | None, result) -> No
             resume=shlex.join(app.resume_words(resume)) if resume else None,
             resume_when=recovery.resume_when if resume else None,
             alternatives=[shlex.join(app.resume_words(command)) for _, command in _alternatives(app, resume)],
+            next_steps=[{"purpose": s.purpose, "command": s.command} for s in recovery.next_steps],
             result=result))
     elif result is not None:
         click.echo(render.result(result, "text"))
@@ -129,12 +130,14 @@ def _failed(app: App, message: str, code: int, resume: str | None, result) -> No
 
 
 def error_document(message: str, code: int, cluster_state: str | None = None, resume: str | None = None,
-                   resume_when: str | None = None, alternatives: list[str] | None = None, result=None) -> str:
+                   resume_when: str | None = None, alternatives: list[str] | None = None,
+                   next_steps: list[dict] | None = None, result=None) -> str:
     """A failure as the one JSON document `--output json` promises on stdout, whatever failed."""
     from . import render
 
     return render.to_json({"error": message, "exit_code": code, "cluster_state": cluster_state, "resume": resume,
-                           "resume_when": resume_when, "alternatives": alternatives or [], "result": result})
+                           "resume_when": resume_when, "alternatives": alternatives or [],
+                           "next_steps": next_steps or [], "result": result})
 
 
 def wants_json(words: list[str]) -> bool:
@@ -174,6 +177,8 @@ def _explain(app: App, message: str, resume: str | None, failed: bool = True) ->
     resume = _resume(app, resume)
     if recovery.state is not None:
         message += f"\n  cluster state: {recovery.state}"
+        for step in recovery.next_steps:
+            message += "\n  " + step.lines().replace("\n", "\n  ")
         if resume:
             when = "once the cause is fixed, resume with" if failed else "resume with"
             if recovery.resume_when:
