@@ -198,6 +198,27 @@ def test_the_sandbox_command_passes_its_options_on(run, monkeypatch):
     assert result.stdout == "export AWS_ENDPOINT_URL=http://127.0.0.1:4566\n"
 
 
+@pytest.mark.parametrize("words", [["--fail-deployments", "nosuch"], ["--deployment-controller", "bogus=CODE_DEPLOY"],
+                                   ["--airflow", "2", "--crash-deployments", "api-server"]])
+def test_the_sandbox_refuses_a_service_its_shape_does_not_have(run, monkeypatch, words):
+    """It started, and rehearsed nothing, without a word."""
+    recorded = recording_sandbox(monkeypatch)
+    result = run("sandbox", *words)
+    assert result.exit_code == 2, result.output
+    assert "sandbox has no service" in result.stderr and "name one of" in " ".join(result.stderr.split())
+    assert recorded == []
+
+
+def test_the_sandboxs_web_is_the_api_server_on_airflow_3_for_every_option():
+    """`--deployment-controller web=CODE_DEPLOY` left the api-server on ECS: the name went through unmapped."""
+    from workflow_sandbox.server import SandboxConfig
+
+    assert SandboxConfig(deployment_controllers={"web": "CODE_DEPLOY"}).controllers() == {"api-server": "CODE_DEPLOY"}
+    assert SandboxConfig(airflow=2, deployment_controllers={"web": "EXTERNAL"}).controllers() == {"web": "EXTERNAL"}
+    assert SandboxConfig(deployment_controllers={"airflow-prod-worker": "EXTERNAL"}).controllers() == {
+        "worker": "EXTERNAL"}
+
+
 def test_interrupting_initialize_says_the_task_keeps_running_and_offers_no_rerun(empty_cluster, clock):
     def sleep(_):
         raise KeyboardInterrupt

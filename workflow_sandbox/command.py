@@ -171,7 +171,7 @@ def sandbox(app, port, task_start_seconds, task_stop_seconds, task_deprovision_s
             airflow_api_down=airflow_api_down,
         )
     except ValueError as error:
-        raise click.BadParameter(str(error), param_hint="--deployment-controller") from None
+        raise click.UsageError(str(error)) from None
     box = Sandbox(config)
     try:
         box.start()

@@ -95,6 +95,13 @@ class SandboxConfig:
         for service, kind in self.deployment_controllers.items():
             if kind not in CONTROLLERS:
                 raise ValueError(f"deployment controller of {service} must be one of {', '.join(CONTROLLERS)}, not {kind}")
+        # A name the shape does not have would rehearse nothing, without a word.
+        known = {f"{self.cluster}-{c.name}" for c in self.components()}
+        for service in (*self.deployment_controllers, *self.fail_deployments, *self.crash_deployments,
+                        *self.unhealthy_deployments):
+            if self.service(service) not in known:
+                raise ValueError(f"the Airflow {self.airflow} sandbox has no service {service!r}: name one of "
+                                 f"{', '.join(c.name for c in self.components())} (or web), or its full name")
 
     def versions(self) -> tuple[str, str]:
         return self.airflow_versions or RELEASE_VERSIONS[self.airflow]
@@ -109,6 +116,12 @@ class SandboxConfig:
         if name == "web" and "web" not in names:
             name = "api-server"
         return f"{self.cluster}-{name}" if name in names else name
+
+    def controllers(self) -> dict[str, str]:
+        """The deployment controllers by each service's name after `<cluster>-` (`web` is the api-server on
+        Airflow 3), as provision_cluster takes them."""
+        return {self.service(name).removeprefix(f"{self.cluster}-"): kind
+                for name, kind in self.deployment_controllers.items()}
 
     @property
     def deprovision_seconds(self) -> float:
@@ -211,7 +224,7 @@ class Sandbox:
             sim.db_snapshot_seconds = config.db_snapshot_seconds
         self.provisioned = provision_cluster(
             self.client, cluster=cluster, counts=running_counts(config.airflow), image=f"{REGISTRY}/airflow-prod:latest",
-            deployment_controllers=config.deployment_controllers, airflow=config.airflow, db_instance=True)
+            deployment_controllers=config.controllers(), airflow=config.airflow, db_instance=True)
         self.clock.advance(600)  # the services have long been steady
         self._misbehave()
 
