@@ -81,6 +81,19 @@ def test_releases_lists_newest_first_with_latest_marked(released, run):
     assert "running on" not in result.stdout  # no --cluster: no column
 
 
+@pytest.mark.parametrize("columns, left_out", [("200", None), ("60", "pushed at and size")])
+def test_releases_says_which_columns_a_narrow_terminal_left_out(released, run, monkeypatch, columns, left_out):
+    """Its --help promises when each was pushed and its size: at 80 columns they went without a word."""
+    monkeypatch.setenv("COLUMNS", columns)
+    result = run("releases")
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.stdout.split())
+    if left_out:
+        assert f"({left_out} left out at this width: a wider terminal or --output json shows them)" in said
+    else:
+        assert "left out" not in said and "pushed at" in said
+
+
 def test_releases_as_json_with_a_limit(released, run):
     result = run("releases", "--limit", "2", "--output", "json")
     assert result.exit_code == 0, result.output

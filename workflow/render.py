@@ -200,8 +200,15 @@ def releases_table(outcome, width: int = 80) -> str:
         if outcome.running is not None:
             row.append(_running_on(r.running_on, outcome.running))
         rows.append(row)
-    # The stamp is when promote released it: the push time and the size are what a narrow table does without.
-    return fitted(rows, headers, width, wrap=(6,) if outcome.running is not None else (), drop=(4, 3))
+    # The stamp is when promote released it: the push time and the size are what a narrow table does without, and
+    # it says so.
+    table = fitted(rows, headers, width, wrap=(6,) if outcome.running is not None else (), drop=(4, 3))
+    shown = table.split("\n", 1)[0]
+    left_out = [h for h in ("pushed at", "size") if h not in shown]
+    if left_out and rows:
+        table += "\n" + hanging(f"({' and '.join(left_out)} left out at this width: a wider terminal or --output json "
+                                "shows them)", width, 0, 1)
+    return table
 
 
 def _running_on(running_on: dict[str, int], running: dict[str, dict[str, int]]) -> str:
