@@ -37,6 +37,18 @@ def test_every_command_has_help_with_an_example_and_it_fits_80_columns(command):
     assert [line for line in result.output.splitlines() if len(line) > 80] == []  # examples, choices
 
 
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_every_option_of_every_command_shows_its_variable_and_its_default(command):
+    """An off flag (--yes, --dry-run) and an option without a value (--cluster) showed no default."""
+    group_context = click.Context(main)
+    found = main if command is None else main.get_command(group_context, command)
+    context = click.Context(found, parent=group_context)
+    for param in found.params:
+        if isinstance(param, click.Option) and not param.hidden and not {"--help", "--version"} & set(param.opts):
+            record = param.get_help_record(context)
+            assert record and "WORKFLOW_" in record[1] and "default:" in record[1], (command, param.opts, record)
+
+
 def test_every_option_names_its_environment_variable_and_default():
     text = CliRunner().invoke(main, ["--help"]).output
     for name in ("CLUSTER", "SCHEDULER", "WORKER", "WEB", "REGION", "PROFILE", "ENDPOINT_URL", "POLL_INTERVAL", "TIMEOUT"):

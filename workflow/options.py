@@ -65,6 +65,11 @@ def command_words(ctx, param, value: str | None) -> list[str] | None:
 
 
 def option(*decls: str, env: str, **kwargs):
+    # Every option shows its default: Click shows none for an off flag or an option without a value.
+    if kwargs.get("is_flag") and not kwargs.get("default") and not any("/" in d for d in decls):
+        kwargs.setdefault("show_default", "off")
+    elif kwargs.get("default") is None and not kwargs.get("multiple") and not kwargs.get("required"):
+        kwargs.setdefault("show_default", "none")
     kwargs.setdefault("show_default", True)
     return click.option(*decls, envvar=f"WORKFLOW_{env}", show_envvar=True, **kwargs)
 
@@ -79,7 +84,8 @@ def stack(*decorators):
 
 
 cluster_options = stack(
-    option("--cluster", env="CLUSTER", help="ECS cluster name, e.g. airflow-prod.", show_default=False),
+    option("--cluster", env="CLUSTER", help="ECS cluster name, e.g. airflow-prod.",
+           show_default="none: the cluster commands need it"),
     option("--scheduler", env="SCHEDULER", help="Scheduler service.", show_default="<cluster>-scheduler"),
     option("--worker", env="WORKER", help="Celery worker service.", show_default="<cluster>-worker"),
     option("--web", env="WEB", help="Web server service: the api-server (Airflow 3) or webserver (Airflow 2).",
