@@ -270,6 +270,21 @@ def test_a_migrated_redeploy_that_fails_offers_the_way_back_with_the_schema_and_
         assert running_digests(ecs, NAMES[name]) == {airflow3["v1"]}, name
 
 
+def test_a_rollback_across_a_migration_nothing_recorded_is_refused_by_what_runs(airflow3, sim, run, ecs):
+    """Migrated by other means (nothing recorded): every component runs 3.3.2, which runs only on its own schema.
+    The rollback to 3.2.2 went ahead, its question saying the schema could not be checked, and crash-looped."""
+    assert run("--cluster", CLUSTER, "redeploy", "--migrate", "--yes").exit_code == 0
+    ecs.untag_resource(resourceArn=cluster_arn(ecs), tagKeys=["workflow-airflow-schema"])
+    deployed = {name: s["deployments"][0]["id"] for name, s in services(ecs).items()}
+    refused = run("--cluster", CLUSTER, "rollback", "--yes")
+    assert refused.exit_code == 2, refused.output
+    assert f"the database is at Airflow {V2}'s schema (the version every running component runs) and" in \
+        flat(refused.stderr)
+    assert "--downgrade-db" in refused.stderr
+    assert {name: s["deployments"][0]["id"] for name, s in services(ecs).items()} == deployed
+    assert sim.database.head == schema_of(V2)
+
+
 def test_a_redeploy_without_the_migration_is_refused_when_the_recorded_schema_does_not_fit(airflow3, run, ecs):
     before = services(ecs)
     result = run("--cluster", CLUSTER, "redeploy", "--yes")

@@ -74,6 +74,12 @@ class SchemaCheck:
     needs_migration: bool = False
     note: str | None = None  # what is unknown, said as a warning
     unreadable: str | None = None  # why the target's version could not be read, when it could not
+    inferred: bool = False  # `recorded` is not recorded: it is the one Airflow version every running component runs
+
+    @property
+    def basis(self) -> str:
+        """How the database's schema is known, when it is not recorded: words to put after the version."""
+        return " (the version every running component runs)" if self.inferred else ""
 
     @property
     def fits(self) -> bool:

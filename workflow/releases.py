@@ -232,13 +232,14 @@ class RollbackPlan:
     def target(self) -> str:
         return label(self.to_digest, self.to_stamp)
 
-    def question(self) -> str:
+    def question(self, schema_known: bool = False) -> str:
+        """What is asked; the schema's note above it unless the schema is known (recorded, or told by what runs)."""
         verb = "Move" if self.forward else "Roll back"
         moves = (f"{verb} {LATEST} in {self.repository} from {self.source} to {self.target}" if self.move_tag
                  else f"{LATEST} in {self.repository} already names {self.target}: redeploy onto it")
         if self.redeploy:
             moves += f", then redeploy cluster {self.cluster} (the scheduler stops until web and worker are redeployed)"
-        return f"{SCHEMA_NOTE}\n{moves}?"
+        return ("" if schema_known else f"{SCHEMA_NOTE}\n") + f"{moves}?"
 
 
 def plan_rollback(ecr: Ecr, repository: str, to: str | None, redeploy: bool, running: Running | None) -> RollbackPlan:

@@ -69,19 +69,26 @@ def finished(env: Env, repository: str, digest: str) -> RollbackOutcome:
         dry_run=False, warnings=())
 
 
-def check_schema(env: Env | None, ecr: Ecr, plan: RollbackPlan) -> database.SchemaCheck:
-    """The target release against the schema the cluster records; unknown parts are a note, never a refusal."""
-    recorded = None
+def check_schema(env: Env | None, ecr: Ecr, plan: RollbackPlan, topology: Topology | None = None
+                 ) -> database.SchemaCheck:
+    """The target release against the schema the cluster records, else (given the topology) the one Airflow
+    version every running component runs, as `plan` infers it; unknown parts are a note, never a refusal."""
+    recorded, inferred = None, False
     if env is not None:
         try:
             recorded = database.recorded(env)
+            if recorded is None and topology is not None:
+                from .plan import running_schema
+
+                recorded = running_schema(env, topology)
+                inferred = recorded is not None
         except WorkflowError:
             recorded = None
     try:
         target = version_from_config(config_of(ecr, plan.repository, plan.to_digest))
     except WorkflowError as error:
-        return replace(database.check_schema(recorded, None), unreadable=str(error))
-    return database.check_schema(recorded, target)
+        return replace(database.check_schema(recorded, None), unreadable=str(error), inferred=inferred)
+    return replace(database.check_schema(recorded, target), inferred=inferred)
 
 
 def refusal(check: database.SchemaCheck, plan: RollbackPlan, options: Options) -> str | None:
@@ -91,11 +98,13 @@ def refusal(check: database.SchemaCheck, plan: RollbackPlan, options: Options) -
         return (f"--downgrade-db: the Airflow version of {plan.target} cannot be read{why}, so there is no version "
                 "to downgrade the database to; nothing was changed")
     if check.needs_migration:
-        return (f"the database is at Airflow {check.recorded}'s schema and {plan.target} is Airflow {check.target}, "
-                "which needs a newer one: it is no rollback; deploy it with `redeploy --migrate`; nothing was changed")
+        return (f"the database is at Airflow {check.recorded}'s schema{check.basis} and {plan.target} is Airflow "
+                f"{check.target}, which needs a newer one: it is no rollback; deploy it with `redeploy --migrate`; "
+                "nothing was changed")
     if check.needs_downgrade and not options.downgrade_db:
-        return (f"the database is at Airflow {check.recorded}'s schema and {plan.target} is Airflow {check.target}: "
-                "its scheduler, dag-processor, api-server and triggerer would exit with 'Database migration required'. "
+        return (f"the database is at Airflow {check.recorded}'s schema{check.basis} and {plan.target} is Airflow "
+                f"{check.target}: its scheduler, dag-processor, api-server and triggerer would exit with 'Database "
+                "migration required'. "
                 f"Pass --downgrade-db to run `airflow db downgrade --to-version {check.target} -y` with the current "
                 "image first (with --snapshot DB_INSTANCE to snapshot the database before), or restore a backup "
                 "taken before the migration; nothing was changed")

@@ -135,12 +135,13 @@ def rollback(app: App, to, repository, redeploy, downgrade_db, snapshot, schedul
                 if changes and redeploy and running.all_run(target):  # it had got that far before it stopped
                     return finished(env, repository, target)
         plan = plan_rollback(ecr, repository, target, redeploy, running)
-        check = check_schema(env, ecr, plan)
+        check = check_schema(env, ecr, plan, topology)
         why = refusal(check, plan, options)
         if why:
             raise Refused(why)
         if not dry_run:
-            confirm(yes, plan.question(), where=lambda: app.where(topology.services()) if topology else
+            confirm(yes, plan.question(schema_known=check.recorded is not None),
+                    where=lambda: app.where(topology.services()) if topology else
                     f"account {ecr.account(repository) or '?'}, {ecr.client.meta.region_name}")
         if changes and not (redeploy and env is not None):  # only the tag moves: the repository's lease alone
             lease = Leases(app.repository_leases([repository], "rollback", registry_id))
