@@ -335,6 +335,12 @@ def test_a_failed_migration_offers_the_way_back_that_runs(airflow3, sim, run, ec
     assert describe(ecs, NAMES["scheduler"])["desiredCount"] == 1
 
 
+def one_off_running(ecs) -> bool:
+    """A one-off task this tool started (the migration) is RUNNING."""
+    arns = ecs.list_tasks(cluster=CLUSTER, startedBy="workflow")["taskArns"]
+    return bool(arns) and any(t["lastStatus"] == "RUNNING" for t in ecs.describe_tasks(cluster=CLUSTER, tasks=arns)["tasks"])
+
+
 def test_a_redeploy_stopped_while_its_migration_runs_offers_no_way_back_and_resumes_once_the_task_stopped(
         airflow3, sim, clock, ecs):
     """The migration task runs on when the command stops: its outcome is unknown, so neither the rollback (which
@@ -346,9 +352,7 @@ def test_a_redeploy_stopped_while_its_migration_runs_offers_no_way_back_and_resu
     from workflow.cli import main
 
     def migrating() -> bool:
-        arns = ecs.list_tasks(cluster=CLUSTER, startedBy="workflow")["taskArns"]
-        return bool(arns) and any(t["lastStatus"] == "RUNNING"
-                                  for t in ecs.describe_tasks(cluster=CLUSTER, tasks=arns)["tasks"])
+        return one_off_running(ecs)
 
     first = invoke_interrupted(clock, migrating, "--cluster", CLUSTER, "redeploy", "--migrate", "--yes")
     assert first.exit_code == 130, first.output
@@ -378,9 +382,7 @@ def test_the_resume_pasted_while_the_migration_still_runs_waits_for_it_and_finis
     from workflow.cli import main
 
     def migrating() -> bool:
-        arns = ecs.list_tasks(cluster=CLUSTER, startedBy="workflow")["taskArns"]
-        return bool(arns) and any(t["lastStatus"] == "RUNNING"
-                                  for t in ecs.describe_tasks(cluster=CLUSTER, tasks=arns)["tasks"])
+        return one_off_running(ecs)
 
     first = invoke_interrupted(clock, migrating, "--cluster", CLUSTER, "redeploy", "--migrate", "--yes")
     assert first.exit_code == 130, first.output

@@ -36,18 +36,7 @@ from .oneoff import TaskOutcome, run_one_off
 from .plan import Plan, airflow_version, unfit
 from .poller import outlook
 from .tag_keys import ROLLBACK_TAG
-from .topology import (
-    API_SERVER,
-    CHECKS_MIGRATIONS,
-    DAG_PROCESSOR,
-    SCHEDULER,
-    TRIGGERER,
-    UPGRADE_ORDER,
-    WEBSERVER,
-    WORKER,
-    Step,
-    Topology,
-)
+from .topology import API_SERVER, DAG_PROCESSOR, SCHEDULER, TRIGGERER, UPGRADE_ORDER, WEBSERVER, WORKER, Step, Topology
 
 RESTORE_SCHEDULER = ("to schedule on the old workers ECS keeps running", "start-scheduler")
 ROLL_BACK = ("to go back to the previous release, if there is one", "rollback --yes")
@@ -577,6 +566,7 @@ def _moves_schema_under_running(env: Env, source: Service, command: list[str], c
     'Database migration required' at its next start. Unknown versions are no reason to refuse."""
     from .oneoff import choose_container
     from .plan import running_schema
+    from .topology import CHECKS_MIGRATIONS
 
     if topology is None or database.downgrade_target(command):
         return None
