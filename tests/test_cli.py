@@ -374,6 +374,34 @@ def test_a_signal_as_the_result_is_printed_does_not_turn_success_into_failure(cl
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def test_a_signal_while_the_lease_is_released_ends_the_command_at_once_with_its_success(cluster, run, ecs,
+                                                                                       monkeypatch):
+    """Released with signals ignored, a lease release that hung (AWS not answering) held the command for minutes
+    against Ctrl-C, SIGTERM and SIGHUP; the lease expires on its own, and the stop had succeeded."""
+    import os
+    import signal
+    import time
+
+    from workflow.app import App
+
+    released = App.release_leases
+
+    def hanging(self):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)  # the signal ends this at once
+        released(self)
+
+    monkeypatch.setattr(App, "release_leases", hanging)
+    began = time.monotonic()
+    result = run(*NAMES, "-o", "json", "stop-scheduler", "--yes")
+    assert time.monotonic() - began < 10
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["summary"] == f"scheduler {SCHEDULER} stopped"
+    assert "SIGTERM while the lease was released: the result above stands, and the lease expires on its own" in \
+        " ".join(result.stderr.split())
+    assert describe(ecs, SCHEDULER)["desiredCount"] == 0
+
+
 def test_progress_to_a_closed_pipe_does_not_stop_the_operation(cluster, run, clock, ecs, sim, monkeypatch):
     from workflow import app
     from workflow.progress import Reporter

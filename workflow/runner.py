@@ -49,28 +49,37 @@ def run(app: App, resume: str | None, operation: Callable[[], Any]) -> Any:
     """
     output = app.options["output"]
     operation_began.set(True)
+    returned, outcome = False, None
     try:
         with signals_as_interrupts():
             try:
-                outcome = operation()
-            except BaseException:
-                app.release_leases()
-                raise
-            with finished() as came:
-                app.release_leases()
-                _print(outcome, output)
-            if came:
-                click.echo(f"{came[0]} came as the command finished: the result above stands", err=True)
-            return outcome
+                outcome, returned = operation(), True
+            finally:
+                if not returned:
+                    app.release_leases()
     except WorkflowError as error:
         if error.refusal and not app.changed:  # the state the cluster is in is not this command's to recover
             app.recovery = Recovery()
         _failed(app, str(error), error.exit_code, resume, getattr(error, "result", None))
     except KeyboardInterrupt as interrupt:
-        name, code = interruption(interrupt)
-        if not app.changed and app.recovery.state is None:  # no lease was taken: no change was begun
-            name += "; nothing was changed"
-        _failed(app, name, code, resume, None)
+        if not returned:
+            name, code = interruption(interrupt)
+            if not app.changed and app.recovery.state is None:  # no lease was taken: no change was begun
+                name += "; nothing was changed"
+            _failed(app, name, code, resume, None)
+    # The operation is done: a signal from here on cannot undo it, and must not make a success exit as
+    # interrupted. The result first; then the leases, which a signal may cut short (they expire on their own).
+    with finished() as came:
+        _print(outcome, output)
+    if came:
+        click.echo(f"{came[0]} came as the command finished: the result above stands", err=True)
+    try:
+        with signals_as_interrupts():
+            app.release_leases()
+    except KeyboardInterrupt as interrupt:
+        click.echo(f"{interruption(interrupt)[0]} while the lease was released: the result above stands, and the "
+                   "lease expires on its own", err=True)
+    return outcome
 
 
 def _print(outcome, output: str) -> None:
