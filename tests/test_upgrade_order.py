@@ -454,6 +454,22 @@ def test_a_redeploy_stopped_while_its_snapshot_is_taken_says_so(airflow3, clock,
     assert "task instances are finishing" not in said.split("cluster state:")[1]
 
 
+def test_a_rollout_that_fails_once_the_scheduler_start_was_requested_is_named_and_resumed_by_the_redeploy(
+        airflow3, sim, run):
+    """The triggerer's new tasks crashed after the scheduler's start was requested: the command said only "the
+    scheduler is starting" and offered start-scheduler, which reported success while the triggerer crash-looped."""
+    sim.crash_deployments(NAMES["triggerer"], after=45)  # after the workers' stability window: the scheduler starts
+    result = run("--cluster", CLUSTER, "redeploy", "--migrate", "--yes")
+    assert result.exit_code == 1, result.output
+    said = flat(result.stderr)
+    assert NAMES["triggerer"] in said.split("Error:", 1)[1]
+    state = said.split("cluster state: ", 1)[1].split(" once the cause", 1)[0]
+    assert state.startswith("the scheduler is starting; ") and state.endswith(" are still rolling"), state
+    assert NAMES["triggerer"] in state
+    resume = resume_of(result.stderr, "once the cause is fixed, resume with")
+    assert resume[-3:] == ["redeploy", "--yes", "--no-migrate"], result.stderr
+
+
 def test_the_start_scheduler_offered_after_a_stopped_redeploy_starts_the_dag_processor_too(airflow3, clock, ecs, run):
     """A redeploy stopped as the api-server rolls leaves the schedulers and the dag-processor at 0; the
     start-scheduler it offers started the scheduler alone, which on Airflow 3 schedules nothing new without a

@@ -261,10 +261,14 @@ def _start_schedulers(env: Env, services: list[Service], count: int, wait: bool,
         # No scheduler task is alive, so a new deployment starts exactly `count`, with the current image.
         requested = env.report.now()
         watches = [start_from_zero(env, s, count, "the scheduler", one_at_a_time(s)) for s in services]
-        env.recovery.state = "the scheduler is starting"
-        # Everything before this start is done: a resume waits for this start (start-scheduler adopts it), where
-        # a redeploy run again would stop the new scheduler and roll every service once more.
-        env.recovery.milestone = "scheduler starting"
+        rolling = [w.service for w in also]
+        env.recovery.state = "the scheduler is starting" + (
+            f"; {_and(rolling)} {'is' if len(rolling) == 1 else 'are'} still rolling" if rolling else "")
+        if not rolling:
+            # Everything before this start is done: a resume waits for this start (start-scheduler adopts it),
+            # where a redeploy run again would stop the new scheduler and roll every service once more. While
+            # another rollout is followed, only the redeploy resumes it.
+            env.recovery.milestone = "scheduler starting"
         for service in services:
             # Started again at that count: nothing left to remember. A count other than 1 was recorded by the stop
             # (perhaps by this very command, after `service` was described): its tag goes too.
