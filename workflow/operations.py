@@ -264,11 +264,10 @@ def _start_schedulers(env: Env, services: list[Service], count: int, wait: bool,
         rolling = [w.service for w in also]
         env.recovery.state = "the scheduler is starting" + (
             f"; {_and(rolling)} {'is' if len(rolling) == 1 else 'are'} still rolling" if rolling else "")
-        if not rolling:
-            # Everything before this start is done: a resume waits for this start (start-scheduler adopts it),
-            # where a redeploy run again would stop the new scheduler and roll every service once more. While
-            # another rollout is followed, only the redeploy resumes it.
-            env.recovery.milestone = "scheduler starting"
+        # Everything before this start is done: a resume waits for this start (start-scheduler adopts it), where
+        # a redeploy run again would stop the new scheduler and roll every service once more. The rollouts still
+        # followed go on in ECS, and the state names them; should one fail, only the redeploy resumes (below).
+        earlier, env.recovery.milestone = env.recovery.milestone, "scheduler starting"
         for service in services:
             # Started again at that count: nothing left to remember. A count other than 1 was recorded by the stop
             # (perhaps by this very command, after `service` was described): its tag goes too.
@@ -277,7 +276,11 @@ def _start_schedulers(env: Env, services: list[Service], count: int, wait: bool,
         if not wait:
             shown = tuple(w.latest for w in watches if w.latest is not None)
             return Outcome(f"scheduler {label} is starting", shown), env.poller.clock()
-        started = await_deployments(env, [*watches, *also], required=watches)[: len(watches)]
+        try:
+            started = await_deployments(env, [*watches, *also], required=watches)[: len(watches)]
+        except OperationFailed:
+            env.recovery.milestone = earlier  # a rollout failed: the redeploy resumes it, taking over what runs
+            raise
         if env.airflow is not None:  # running in ECS is not yet scheduling: Airflow says when it heartbeats
             await_heartbeat(env.poller, env.airflow, requested, label)
     env.recovery.state = "the scheduler is running"
