@@ -285,6 +285,21 @@ def test_a_rollback_across_a_migration_nothing_recorded_is_refused_by_what_runs(
     assert sim.database.head == schema_of(V2)
 
 
+def test_the_resume_of_a_migrated_redeploy_knows_the_schema_moved(airflow3, sim, run):
+    """The resume (`redeploy --no-migrate`) failing the same way offered start-scheduler beside the old workers,
+    on the migrated schema: the migration was known only to the process that ran it."""
+    sim.fail_deployments(NAMES["worker"], "pull")
+    first = run("--cluster", CLUSTER, "-o", "json", "redeploy", "--migrate", "--yes")
+    assert first.exit_code == 1, first.output
+    resume = shlex.split(json.loads(first.stdout)["resume"])
+    assert resume[-3:] == ["redeploy", "--yes", "--no-migrate"]
+    again = run(*resume[resume.index("--cluster"):resume.index("redeploy")], "-o", "json",
+                *resume[resume.index("redeploy"):])
+    assert again.exit_code == 1, again.output
+    assert [a.split()[-3:] for a in json.loads(again.stdout)["alternatives"]] == [["rollback", "--downgrade-db", "--yes"]]
+    assert "start-scheduler" not in again.stdout + again.stderr
+
+
 def test_a_redeploy_without_the_migration_is_refused_when_the_recorded_schema_does_not_fit(airflow3, run, ecs):
     before = services(ecs)
     result = run("--cluster", CLUSTER, "redeploy", "--yes")

@@ -71,6 +71,9 @@ class RedeployOptions:
     schedulers: int | None = None  # scheduler tasks per scheduler service; None: as recorded, else 1
     snapshot: str | None = None  # an RDS instance to snapshot before the schema moves
     drain_timeout: float = 600.0  # how long the running task instances may take to finish before the workers roll
+    # The schema has moved ahead of what runs (an earlier run migrated, and this one resumes it): the old workers
+    # run on a schema they do not fit, so no scheduler is offered beside them, and the way back downgrades first.
+    schema_moved: bool = False
 
 
 DEFAULTS = RedeployOptions()
@@ -346,7 +349,7 @@ class _Upgrade:
 
     @property
     def migrated(self) -> bool:
-        return self.env.recovery.milestone == "migrated"
+        return self.options.schema_moved or self.env.recovery.milestone == "migrated"
 
     def words(self, names: list[str]) -> str:
         """`web and worker`, `worker and triggerer`: the roles of these services in the operator's words."""

@@ -77,6 +77,12 @@ class Plan:
                     lines.append(f"{step.action} {move.role}: {now} -> {move.after.label()}")
         return lines
 
+    def schema_moved(self) -> bool:
+        """The schema recorded is ahead of (or behind) an image that runs: a migration has moved it under them."""
+        if self.schema is None or self.schema_inferred:
+            return False
+        return any(not check_schema(self.schema, v).fits for v in self.versions()[0])
+
     def schema_refusal(self, migrating: bool) -> str | None:
         """Why rolling onto the new images would leave the components that check migrations crash-looping, when the
         schema recorded for the database and the images' Airflow version say so; None when it fits or is unknown."""

@@ -137,7 +137,7 @@ def redeploy(app: App, yes, wait_for_drain, migrate, migrate_command, migrate_fr
     app.recovery.resume_after["scheduler starting"] = "start-scheduler" + (
         f" --schedulers {schedulers}" if schedulers else "")
     options = operations.RedeployOptions(wait_for_drain, migrate_command if migrate else None, migrate_from, schedulers,
-                                         snapshot, drain_timeout)
+                                         snapshot, drain_timeout, schema_moved=plan.schema_moved())
     # The lease covers the repositories whose `latest` the task definitions deploy: no promote moves it meanwhile.
     run(app, resume, lambda: replace(operations.redeploy(app.env(holds="redeploy", repositories=plan.images), topology,
                                                           options), plan=plan))
