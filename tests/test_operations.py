@@ -257,6 +257,17 @@ def test_a_redeploy_stopped_as_the_scheduler_starts_resumes_with_that_start_alon
     assert describe(ecs, SCHEDULER)["runningCount"] == 1
 
 
+def test_a_migrating_redeploy_waits_for_an_earlier_migration_before_it_stops_the_scheduler(cluster, run):
+    """It stopped the scheduler and drained first, then waited: the wait added to the scheduler's downtime."""
+    assert run(*NAMES, "initialize", "--yes", "--no-wait").exit_code == 0
+    result = run(*NAMES, "redeploy", "--migrate", "--yes")
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    waited = next(i for i, line in enumerate(lines) if "an earlier command's `airflow db migrate`, still runs" in line)
+    stopped = next(i for i, line in enumerate(lines) if "==> stop scheduler" in line)
+    assert waited < stopped
+
+
 def test_initialize_runs_the_deployed_worker_definition_with_the_command(empty_cluster, run, ecs, clock):
     # A newer revision exists but is not deployed: initialize must use the deployed one.
     worker = describe(ecs, WORKER)

@@ -305,6 +305,8 @@ def redeploy(env: Env, topology: Topology, options: RedeployOptions = DEFAULTS) 
     by_name = check_redeploy(env, topology, options)
     upgrade = _Upgrade(env, topology, by_name, options)
     rehearse_reads(env, by_name.values())
+    if options.migrate:  # waited for before the scheduler stops, not while it is down
+        _after_earlier_migrations(env)
     for step in UPGRADE_ORDER:
         upgrade.step(step)
     outcome = upgrade.finish()
