@@ -178,9 +178,9 @@ def start_scheduler(env: Env, names: list[str], wait: bool = True, count: int | 
         )
     started = []
     for service in processors:  # first, as in the upgrade order: the scheduler finds freshly parsed DAGs
-        count = stopped_count(service) or 1
-        env.report.line(f"starting dag-processor {service.name} ({count} task(s)), stopped with the scheduler")
-        started.append(deploy(env, service.name, desired_count=count, desired=count))
+        tasks = stopped_count(service) or 1
+        env.report.line(f"starting dag-processor {service.name} ({tasks} task(s)), stopped with the scheduler")
+        started.append(deploy(env, service.name, desired_count=tasks, desired=tasks))
     return _start_schedulers(env, [s for s in services if s.desired == 0], allowed, wait, alive_checked=False,
                              also=tuple(started))[0]
 
