@@ -161,10 +161,15 @@ def test_an_image_index_promotes_each_platform_manifest_first(ecr, registry):
         assert found["images"][0]["imageManifest"] == child["manifest"]
 
 
-def test_promote_by_digest(ecr, source):
+def test_promote_by_digest(ecr, source, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
     result = promote("--yes", "--source", f"airflow-stage@{source['digest']}", "--tag", "pinned")
     assert result.exit_code == 0, result.output
     assert tag_digest(ecr, "airflow-prod", "pinned") == source["digest"]
+    # The source's whole digest made its rows 87 columns; the summary says the digest once, whole (on a line of
+    # its own: at 71 characters it fits one).
+    assert [line for line in result.stdout.splitlines() if len(line) > 80] == []
+    assert source["digest"] in result.stdout
 
 
 def test_dry_run_changes_nothing(ecr, registry, source):
