@@ -300,6 +300,26 @@ def test_the_resume_of_a_migrated_redeploy_knows_the_schema_moved(airflow3, sim,
     assert "start-scheduler" not in again.stdout + again.stderr
 
 
+def test_a_rollback_stopped_as_it_moves_latest_after_its_downgrade_says_the_scheduler_is_stopped(
+        airflow3, sim, run, monkeypatch):
+    """It said only where `latest` was: not that the scheduler stayed stopped on a downgraded schema."""
+    from workflow.ecr import Ecr
+
+    assert run("--cluster", CLUSTER, "redeploy", "--migrate", "--yes").exit_code == 0
+    put = Ecr.put
+
+    def put_then_interrupted(self, *args, **kwargs):
+        put(self, *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Ecr, "put", put_then_interrupted)
+    result = run("--cluster", CLUSTER, "rollback", "--downgrade-db", "--yes")
+    assert result.exit_code == 130, result.output
+    assert sim.database.head == schema_of(V1)
+    assert f"; the scheduler and dag-processor are stopped and the database is at Airflow {V1}'s schema" in \
+        flat(result.stderr)
+
+
 def test_a_redeploy_without_the_migration_is_refused_when_the_recorded_schema_does_not_fit(airflow3, run, ecs):
     before = services(ecs)
     result = run("--cluster", CLUSTER, "redeploy", "--yes")
