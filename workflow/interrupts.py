@@ -39,39 +39,34 @@ def _terminate(signum: int, _frame) -> None:
 def signals_as_interrupts() -> Iterator[None]:
     """SIGTERM and SIGHUP raise Terminated while inside; the handlers found are put back after. A signal whose
     disposition is SIG_IGN (inherited from `nohup`, or set by a supervisor) is left ignored."""
-    if threading.current_thread() is not threading.main_thread():
+    with _handled((signal.SIGTERM, signal.SIGHUP), _terminate):
         yield
-        return
-    previous = {}
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        if signal.getsignal(sig) is not signal.SIG_IGN:
-            previous[sig] = signal.signal(sig, _terminate)
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
 
 @contextmanager
 def finished() -> Iterator[list[str]]:
-    """The operation is done: an interrupt from here on (Ctrl-C, SIGTERM, SIGHUP while its leases are released and
-    its result printed) cannot undo it, and must not make a success exit as interrupted. Yields the names of the
-    signals that came meanwhile; a signal already ignored stays ignored."""
+    """The operation is done: an interrupt from here on (Ctrl-C, SIGTERM, SIGHUP while its result is printed)
+    cannot undo it, and must not make a success exit as interrupted. Yields the names of the signals that came
+    meanwhile; a signal already ignored stays ignored."""
     came: list[str] = []
+    with _handled((signal.SIGINT, signal.SIGTERM, signal.SIGHUP), lambda signum, _frame: came.append(
+            signal.Signals(signum).name)):
+        yield came
+
+
+@contextmanager
+def _handled(signals: tuple[signal.Signals, ...], handler) -> Iterator[None]:
+    """`handler` for these signals while inside, but for one the process ignores; the handlers found are put back
+    after. Signal handlers are the main thread's: elsewhere this changes nothing."""
     if threading.current_thread() is not threading.main_thread():
-        yield came
+        yield
         return
-
-    def note(signum: int, _frame) -> None:
-        came.append(signal.Signals(signum).name)
-
     previous = {}
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    for sig in signals:
         if signal.getsignal(sig) is not signal.SIG_IGN:
-            previous[sig] = signal.signal(sig, note)
+            previous[sig] = signal.signal(sig, handler)
     try:
-        yield came
+        yield
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        for sig, found in previous.items():
+            signal.signal(sig, signal.SIG_DFL if found is None else found)
