@@ -64,6 +64,11 @@ def recorded(env: Env) -> str | None:
     return env.ecs.cluster_tags().get(SCHEMA_TAG)
 
 
+# How the database's schema is known where no migration recorded it: components that check migrations run only on
+# their own schema, so one Airflow version running everywhere tells it (plan.database_schema).
+INFERRED = "the version every running component runs"
+
+
 @dataclass(frozen=True)
 class SchemaCheck:
     """Whether a release can run on the database's schema, as recorded."""
@@ -79,7 +84,7 @@ class SchemaCheck:
     @property
     def basis(self) -> str:
         """How the database's schema is known, when it is not recorded: words to put after the version."""
-        return " (the version every running component runs)" if self.inferred else ""
+        return f" ({INFERRED})" if self.inferred else ""
 
     @property
     def fits(self) -> bool:

@@ -33,7 +33,7 @@ from .ecs import Service
 from .env import Env
 from .errors import OperationFailed, Refused, TaskFailed, WorkflowError
 from .oneoff import TaskOutcome, run_one_off
-from .plan import Plan, airflow_version, unfit
+from .plan import Plan, airflow_version, database_schema, unfit
 from .poller import outlook
 from .tag_keys import ROLLBACK_TAG
 from .topology import API_SERVER, DAG_PROCESSOR, SCHEDULER, TRIGGERER, UPGRADE_ORDER, WEBSERVER, WORKER, Step, Topology
@@ -218,16 +218,12 @@ def unfit_start(env: Env, services: list[Service], topology: Topology | None = N
     infers it: before this tool's first migration, a migration that failed leaves `latest` on an image the
     database does not fit."""
     try:
-        recorded = database.recorded(env) if services else None
-        basis = ""
-        if services and recorded is None and topology is not None:
-            from .plan import running_schema
-
-            recorded, basis = running_schema(env, topology), ", the version every running component runs"
+        recorded, inferred = database_schema(env, topology) if services else (None, False)
     except WorkflowError:
         return None
     if recorded is None:
         return None
+    basis = f", {database.INFERRED}" if inferred else ""
     for service in services:
         definition = env.ecs.task_definition(service.task_definition)
         essential = next((c for c in definition.containers if c.essential), None)
@@ -577,7 +573,6 @@ def _moves_schema_under_running(env: Env, source: Service, command: list[str], c
     `initialize` migrates with the new image while every component still runs the old one, and each would exit with
     'Database migration required' at its next start. Unknown versions are no reason to refuse."""
     from .oneoff import choose_container
-    from .plan import running_schema
     from .topology import CHECKS_MIGRATIONS
 
     if topology is None or database.downgrade_target(command):
@@ -586,7 +581,7 @@ def _moves_schema_under_running(env: Env, source: Service, command: list[str], c
         definition = env.ecs.task_definition(source.task_definition)
         image = definition.container(choose_container(definition, container))
         version = airflow_version(env, image.image) if image else None
-        schema = (database.recorded(env) or running_schema(env, topology)) if version else None
+        schema = database_schema(env, topology)[0] if version else None
     except WorkflowError:
         return None
     check = database.check_schema(schema, version) if version and schema else None

@@ -4,7 +4,7 @@ digest), whether the schema moves, and the steps in topology.UPGRADE_ORDER. Read
 from dataclasses import dataclass
 
 from .airflow_schema import version_from_config
-from .database import check_schema
+from .database import INFERRED, check_schema, recorded
 from .ecr import Ecr, tags_for_digests
 from .env import Env
 from .errors import WorkflowError
@@ -90,7 +90,7 @@ class Plan:
             return None
         return unfit(self.schema, {m.after.version for m in self.moves if m.after.version},
                      "redeploy --migrate moves the schema and every component together",
-                     ", the version every running component runs" if self.schema_inferred else "")
+                     f", {INFERRED}" if self.schema_inferred else "")
 
     def summary(self) -> str:
         now, after = self.versions()
@@ -116,8 +116,6 @@ def plan(env: Env, topology: Topology, migration: list[str] | None = None) -> Pl
         seen = {digest: image for name in names for image, digest in now.get(name, [])}
         moves.append(Move(role, tuple(names), tuple(images.describe(image, d) for d, image in sorted(seen.items())),
                           after))
-    from .database import recorded
-
     try:
         schema = recorded(env)
     except WorkflowError:
@@ -127,9 +125,20 @@ def plan(env: Env, topology: Topology, migration: list[str] | None = None) -> Pl
                 tuple(sorted(set(wanted.values()))))
 
 
-def running_schema(env: Env, topology: Topology) -> str | None:
-    """The schema `plan` infers where none is recorded: the Airflow version every running component runs, read
-    from its image's config alone, or None when they differ or one cannot be read."""
+def database_schema(env: Env, topology: Topology | None) -> tuple[str | None, bool]:
+    """The Airflow version whose schema the database is at, and whether it is inferred: as recorded, else (given
+    the topology) as `plan` infers it, from the one Airflow version every running component runs. Raises
+    WorkflowError when the cluster's tags cannot be read."""
+    found = recorded(env)
+    if found is not None or topology is None:
+        return found, False
+    inferred = _running_schema(env, topology)
+    return inferred, inferred is not None
+
+
+def _running_schema(env: Env, topology: Topology) -> str | None:
+    """The Airflow version every running component runs, read from its image's config alone, or None when they
+    differ or one cannot be read."""
     _, now = _images_of(env, topology)
     versions: set[str | None] = set()
     for image, digest in {pair for pairs in now.values() for pair in pairs}:

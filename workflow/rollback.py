@@ -75,15 +75,12 @@ def check_schema(env: Env | None, ecr: Ecr, plan: RollbackPlan, topology: Topolo
     version every running component runs, as `plan` infers it; unknown parts are a note, never a refusal."""
     recorded, inferred = None, False
     if env is not None:
-        try:
-            recorded = database.recorded(env)
-            if recorded is None and topology is not None:
-                from .plan import running_schema
+        from .plan import database_schema
 
-                recorded = running_schema(env, topology)
-                inferred = recorded is not None
+        try:
+            recorded, inferred = database_schema(env, topology)
         except WorkflowError:
-            recorded = None
+            recorded, inferred = None, False
     try:
         target = version_from_config(config_of(ecr, plan.repository, plan.to_digest))
     except WorkflowError as error:
