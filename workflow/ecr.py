@@ -139,8 +139,8 @@ class Ecr:
 
     def account(self, repository: str) -> str | None:
         """The account whose registry holds `repository` (its registryId)."""
-        found = self._call_repositories(repository).get("repositories") or []
-        return str(found[0].get("registryId") or "") or None if found else None
+        found = self._call_repositories(repository).get("repositories") or [{}]
+        return str(found[0]["registryId"]) if found[0].get("registryId") else None
 
     def delete_tag(self, repository: str, tag: str) -> None:
         """BatchDeleteImage of one tag: the image stays while another tag or digest reference holds it."""

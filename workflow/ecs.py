@@ -311,6 +311,9 @@ class TaskDefinition:
         return next((c for c in self.containers if c.name == name), None)
 
 
+STARTED_BY = "workflow"  # the startedBy of the one-off tasks this tool runs, by which it finds them again
+
+
 class Ecs:
     """One cluster's ECS API; the only code here that calls boto3's ECS client."""
 
@@ -452,10 +455,14 @@ class Ecs:
         return Service.parse(self._call("update_service", **kwargs)["service"])
 
     def task_arns(self, service: str, desired_status: str) -> list[str]:
+        return self._task_arns(serviceName=service, desiredStatus=desired_status)
+
+    def _task_arns(self, **filters: str) -> list[str]:
+        """ListTasks, every page, with these filters."""
         arns: list[str] = []
         paginator = self.client.get_paginator("list_tasks")
         with self._translated():
-            for page in paginator.paginate(cluster=self.cluster, serviceName=service, desiredStatus=desired_status):
+            for page in paginator.paginate(cluster=self.cluster, **filters):
                 arns.extend(Answer.of(page, "ListTasks")["taskArns"])
         return arns
 
@@ -474,11 +481,7 @@ class Ecs:
 
     def one_off_tasks(self) -> list[Task]:
         """This tool's one-off tasks (startedBy `workflow`) whose process may still run."""
-        arns: list[str] = []
-        paginator = self.client.get_paginator("list_tasks")
-        with self._translated():
-            for page in paginator.paginate(cluster=self.cluster, startedBy="workflow", desiredStatus="RUNNING"):
-                arns.extend(Answer.of(page, "ListTasks")["taskArns"])
+        arns = self._task_arns(startedBy=STARTED_BY, desiredStatus="RUNNING")
         return [t for t in self.tasks(arns) if not t.process_ended] if arns else []
 
     def live_tasks(self, service: str, known_stopped: set[str] | None = None) -> list[Task]:
@@ -534,7 +537,7 @@ class Ecs:
             "run_task",
             taskDefinition=task_definition,
             count=1,
-            startedBy="workflow",
+            startedBy=STARTED_BY,
             overrides={"containerOverrides": [{"name": container, "command": command}]},
             **service.launch,
         )
