@@ -79,3 +79,10 @@ def short(digest: str | None) -> str:
         return "-"
     algorithm, _, value = digest.partition(":")
     return f"{algorithm}:{value[:12]}"
+
+
+def short_reference(reference: str) -> str:
+    """An image reference with its digest, if it names one, cut as `short` cuts it: a whole one is wider than a
+    terminal's line."""
+    name, at, digest = reference.partition("@")
+    return f"{name}@{short(digest)}" if at and ":" in digest else reference

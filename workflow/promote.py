@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from .ecr import MAX_PARTS, Blob, Ecr, Manifest, ReferencedImagesNotFound, TagImmutable
 from .errors import AccessDenied, AwsError, NotFound, OperationFailed, Refused, WorkflowError
-from .images import ECR_HOST, ImageRef, short
+from .images import ECR_HOST, ImageRef, short_reference
 from .progress import Reporter
 from .recovery import NextStep
 from .registry import (
@@ -658,10 +658,8 @@ def promote(
     moved_latest = results.get(LATEST) == "written"
     step = next_step(_schema_move(route, before.get(LATEST), top.digest)) if next_step and moved_latest else None
     # A source named by its digest is this very image: the digest is said once, whole, and fits a line.
-    named, at, _ = str(source).partition("@")
-    shown = f"{named}@{short(source.digest)}" if at and source.digest else str(source)
     return PromoteOutcome(
-        summary=f"{verb} {shown} to {dest.label} ({', '.join(tags)}) with digest {top.digest}"
+        summary=f"{verb} {short_reference(str(source))} to {dest.label} ({', '.join(tags)}) with digest {top.digest}"
         + ("" if dry_run else "; destination digest matches source")
         + (f"; already released as {released}" if released else ""),
         source=str(source),

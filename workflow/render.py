@@ -5,6 +5,7 @@ import sys
 from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
 
+from .images import short, short_reference
 from .progress import cluster_of, hanging, short_deployment, short_task, visible, width_of
 
 INDENT = "  "  # a result's lines under its summary
@@ -171,12 +172,11 @@ def promote_table(outcome, width: int = 80) -> str:
     """Where it went and through which API, what each tag did, and what moved: blobs mounted, copied and already
     there, and the bytes uploaded; then what to run next. The summary above names the whole digest."""
     moved = "would move" if outcome.dry_run else "moved"
-    # A source named by its digest is the same image: its digest shortened as the destination's (a whole one is
-    # wider than a terminal, and the summary above names it).
-    name, at, digest = outcome.source.partition("@")
+    # A source named by its digest is the same image: its digest shortened as the destination's (the summary above
+    # names it whole).
     rows = [
-        ["source", f"{name}@{digest.partition(':')[0]}:{short_digest(digest)}" if at and ":" in digest else outcome.source],
-        ["destination", f"{outcome.destination} ({outcome.digest.partition(':')[0]}:{short_digest(outcome.digest)})"],
+        ["source", short_reference(outcome.source)],
+        ["destination", f"{outcome.destination} ({short(outcome.digest)})"],
         ["through", f"the {outcome.path}" + (f" ({outcome.where})" if outcome.where else "")],
         ["tags", ", ".join(f"{tag} ({state})" for tag, state in outcome.tags.items())],
         ["blobs", f"{outcome.blobs_to_move} to mount or copy, {outcome.blobs_present} already there" if outcome.dry_run
