@@ -101,6 +101,13 @@ def scheduler_tasks_alive(ecs):
             if t["lastStatus"] not in ("DEPROVISIONING", "STOPPED")]
 
 
+def stopped_one_offs(ecs, family: str) -> list[dict]:
+    """The stopped tasks of `family` this tool started (ECS takes startedBy only as ListTasks' one filter)."""
+    arns = ecs.list_tasks(cluster=CLUSTER, family=family, desiredStatus="STOPPED")["taskArns"]
+    found = ecs.describe_tasks(cluster=CLUSTER, tasks=arns)["tasks"] if arns else []
+    return [t for t in found if t.get("startedBy") == "workflow"]
+
+
 def test_the_operator_sequence(start_sandbox):
     env = start_sandbox()
     ecs, ecr = client(env, "ecs"), client(env, "ecr")
@@ -118,16 +125,13 @@ def test_the_operator_sequence(start_sandbox):
 
     result = workflow(env, *NAMES, "initialize", "--yes")
     assert result.returncode == 0, result.stderr
-    (arn,) = ecs.list_tasks(cluster=CLUSTER, family=f"{CLUSTER}-worker", desiredStatus="STOPPED",
-                            startedBy="workflow")["taskArns"]
-    (task,) = ecs.describe_tasks(cluster=CLUSTER, tasks=[arn])["tasks"]
+    (task,) = stopped_one_offs(ecs, f"{CLUSTER}-worker")
     assert task["overrides"]["containerOverrides"][0]["command"] == ["airflow", "db", "migrate"]
     assert task["taskDefinitionArn"] == before[WORKER]["taskDefinition"]
 
     result = workflow(env, *NAMES, "redeploy", "--yes", "--migrate")
     assert result.returncode == 0, result.stderr
-    migrations = ecs.list_tasks(cluster=CLUSTER, family=f"{CLUSTER}-scheduler", desiredStatus="STOPPED",
-                                startedBy="workflow")["taskArns"]
+    migrations = stopped_one_offs(ecs, f"{CLUSTER}-scheduler")
     assert len(migrations) == 1  # exactly one migration, with the scheduler's task definition
     after = describe_services(ecs, SCHEDULER, WORKER, WEB)
     for name in (SCHEDULER, WORKER, WEB):

@@ -1370,3 +1370,11 @@ def test_the_sandbox_runs_an_airflow_3_cluster_on_v1s_schema_with_versioned_rele
     finally:
         box.stop()
         moto_api_backend.reset()
+
+
+def test_list_tasks_takes_started_by_only_as_its_one_filter(cluster, ecs):
+    """ListTasks' reference: "When you specify startedBy as the filter, it must be the only filter that you use."
+    moto filtered by all of them, so a call real ECS refuses passed here."""
+    with pytest.raises(ecs.exceptions.InvalidParameterException):
+        ecs.list_tasks(cluster=CLUSTER, startedBy="workflow", desiredStatus="RUNNING")
+    assert ecs.list_tasks(cluster=CLUSTER, startedBy="workflow")["taskArns"] == []

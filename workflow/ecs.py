@@ -481,7 +481,8 @@ class Ecs:
 
     def one_off_tasks(self) -> list[Task]:
         """This tool's one-off tasks (startedBy `workflow`) whose process may still run."""
-        arns = self._task_arns(startedBy=STARTED_BY, desiredStatus="RUNNING")
+        # startedBy must be ListTasks' only filter (ECS refuses it with another); desiredStatus RUNNING is its default.
+        arns = self._task_arns(startedBy=STARTED_BY)
         return [t for t in self.tasks(arns) if not t.process_ended] if arns else []
 
     def live_tasks(self, service: str, known_stopped: set[str] | None = None) -> list[Task]:

@@ -13,7 +13,7 @@ from unittest import mock
 import moto
 from moto.core.responses import BaseResponse
 from moto.ecs import models, responses
-from moto.ecs.exceptions import ServiceNotFoundException
+from moto.ecs.exceptions import InvalidParameterException, ServiceNotFoundException
 from moto.logs.models import LogsBackend
 from moto.rds.models import RDSBackend
 
@@ -116,6 +116,10 @@ class MotoPatches:
 
         def list_tasks(backend, cluster_str=None, container_instance=None, family=None, started_by=None,
                        service_name=None, desiredStatus=None):
+            # ListTasks' reference: "When you specify startedBy as the filter, it must be the only filter that you
+            # use." moto filters by all of them.
+            if started_by and (container_instance or family or service_name or desiredStatus):
+                raise InvalidParameterException("startedBy must be the only filter of ListTasks")
             tasks = original["list_tasks"](backend, cluster_str, container_instance, family, started_by)
             return sim.list_filter(tasks, service_name, desiredStatus)
 
